@@ -1,0 +1,34 @@
+# Quickstart: `make demo` runs the demo pipeline end to end; `make test` runs the tests.
+# Both bootstrap .venv once; a second call installs nothing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bootstrapped
+TORCH_CPU := torch==2.13.0
+
+export MUPPET_DATA_MIRROR ?= $(abspath ../shared/data)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+
+.PHONY: bootstrap demo test clean-store
+
+bootstrap: $(STAMP)
+
+# Without CUDA the CPU build of torch is pinned first, so nothing multi-GB is downloaded.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if command -v nvidia-smi >/dev/null 2>&1; then echo "CUDA found: torch resolved by pip"; \
+	  else $(BIN)/pip install -q --disable-pip-version-check $(TORCH_CPU); fi
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/muppet run demo
+	$(BIN)/muppet results demo --format md
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-store:
+	rm -rf muppet-store

@@ -1,0 +1,20 @@
+"""pre-finetune: the multi-task stage, producing the pre-finetuned variant."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from muppet_core.artifacts.stage import StageOutput
+from muppet_core.config import PipelineConfig
+from muppet_core.models.backbone import Variant
+from muppet_core.pipelines import open_store
+from muppet_core.training.prefinetune import prefinetune_stage, prefinetuned_variant
+
+
+@flow(name="pre-finetune")
+def prefinetune(pipeline: PipelineConfig, base: Variant, data: dict[str, StageOutput]) -> Variant:
+    """Pre-finetune the base backbone on the pipeline's task mix."""
+    store = open_store(pipeline)
+    output = prefinetune_stage(pipeline.prefinetune, base.encoder_path, base.key, data, store)
+    get_run_logger().info(output.describe())
+    return prefinetuned_variant(output, store)

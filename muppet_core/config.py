@@ -1,0 +1,252 @@
+"""Pydantic models for pipelines.yaml, loaded with yaml.safe_load and validated field by field.
+
+Every problem is reported with the YAML path of the offending field, for example
+``pipelines.demo.finetune.seeds[1]: Input should be a valid integer``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from muppet_core.errors import ConfigError
+from muppet_core.registry import did_you_mean
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MIRROR_ENV = "MUPPET_DATA_MIRROR"
+STORE_ENV = "MUPPET_STORE"
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Strict):
+    """Where the original dataset files come from and how missing splits are carved."""
+
+    mirror: str | None = None
+    """Directory (or s3:// URI) of original files; relative paths are relative to pipelines.yaml."""
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    """Share of a split carved off for validation when the mirror has no validation split."""
+    split_seed: int = 0
+    """Seed of the deterministic carving; part of every data artifact's key."""
+
+
+class PrefinetuneConfig(Strict):
+    """Multi-task pre-finetuning: tasks, budget and the paper's switches."""
+
+    enabled: bool = True
+    """Set to false to fine-tune the base backbone only."""
+    tasks: list[str] = Field(min_length=1)
+    """Catalog names of the pre-finetuning datasets."""
+    steps: int = Field(gt=0)
+    """Optimizer updates."""
+    micro_batch_size: int = Field(16, gt=0)
+    """Examples per micro-batch; every micro-batch holds one task."""
+    tasks_per_step: int = Field(4, gt=0)
+    """Micro-batches accumulated per update, each from an independently sampled task."""
+    learning_rate: float = Field(5e-5, gt=0)
+    """Peak learning rate of the linear warmup/decay schedule."""
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    """Share of the updates spent warming up."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay."""
+    max_length: int = Field(128, gt=8, le=4096)
+    """Tokens per sequence (per question-choice pair for multiple choice)."""
+    max_train_examples: int | None = Field(None, gt=0)
+    """Cap on training examples per task (None: all)."""
+    loss_scaling: bool = True
+    """Divide each task's loss by log n(i) (the paper's default)."""
+    sampling: Literal["proportional", "uniform"] = "proportional"
+    """How tasks are drawn for each micro-batch: by dataset size, or uniformly."""
+    seed: int = 0
+    """Seed of task sampling, data order, dropout and head initialisation."""
+
+
+class FinetuneConfig(Strict):
+    """Fan-out fine-tuning of every backbone variant on every benchmark."""
+
+    benchmarks: list[str] = Field(min_length=1)
+    """Catalog names of the downstream benchmarks."""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    """One fine-tune per seed for each benchmark and variant."""
+    learning_rate: float = Field(3e-5, gt=0)
+    """Peak learning rate."""
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the (capped) training split."""
+    batch_size: int = Field(16, gt=0)
+    """Examples per update."""
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    """Share of the updates spent warming up."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay."""
+    max_length: int = Field(128, gt=8, le=4096)
+    """Tokens per sequence."""
+    max_train_examples: int | None = Field(None, gt=0)
+    """Cap on training examples (None: the whole training split)."""
+    max_eval_examples: int | None = Field(None, gt=0)
+    """Cap on validation examples (None: the whole validation split)."""
+    concurrency: int = Field(1, gt=0)
+    """Fine-tunes running at once (keep 1 on a laptop CPU; one per GPU on a cluster)."""
+
+
+class PipelineConfig(Strict):
+    """One named pipeline: backbone, data, pre-finetuning and fine-tuning."""
+
+    description: str = ""
+    """Free text shown by `muppet list`."""
+    backbone: str
+    """package:NAME, a local directory, an s3:// URI or a Hugging Face hub id."""
+    store: str = "muppet-store"
+    """Artifact store root (directory or s3:// URI); relative to pipelines.yaml; env MUPPET_STORE wins."""
+    data: DataConfig = DataConfig()
+    """Data sources."""
+    prefinetune: PrefinetuneConfig
+    """Pre-finetuning stage."""
+    finetune: FinetuneConfig
+    """Fine-tuning stage."""
+
+
+class PipelinesFile(Strict):
+    """The whole pipelines.yaml."""
+
+    pipelines: dict[str, PipelineConfig] = Field(min_length=1)
+    """Pipelines by name."""
+
+    @field_validator("pipelines")
+    @classmethod
+    def _names_are_safe(cls, value: dict[str, PipelineConfig]) -> dict[str, PipelineConfig]:
+        import re
+
+        for name in value:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"pipeline name '{name}' must match {NAME_PATTERN}")
+        return value
+
+
+def yaml_path(loc: tuple[Any, ...]) -> str:
+    """Render a pydantic error location as a YAML path: ``pipelines.demo.finetune.seeds[1]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model that owns the field at ``loc`` (used to suggest known keys)."""
+    model: Any = PipelinesFile
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        if model is PipelinesFile and part == "pipelines":
+            model = "pipelines"
+            continue
+        if model == "pipelines":
+            model = PipelineConfig
+            continue
+        field = model.model_fields.get(part)
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    path = yaml_path(loc)
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        hint = did_you_mean(str(loc[-1]), list(model.model_fields)) if model else ""
+        return f"{path}: unknown key{hint}"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    return f"{path}: {message}" if isinstance(value, (dict, list)) else f"{path}: {message} (got {value!r})"
+
+
+def describe_errors(errors: list[dict[str, Any]]) -> list[str]:
+    """One line per problem; a missing key explained by a misspelling beside it is not repeated."""
+    misspelled = set()
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            model = _model_at(tuple(e["loc"]))
+            close = difflib.get_close_matches(str(e["loc"][-1]), list(model.model_fields) if model else [], n=1, cutoff=0.6)
+            misspelled.update((tuple(e["loc"][:-1]), c) for c in close)
+    return [
+        _describe(e)
+        for e in errors
+        if not (e["type"] == "missing" and (tuple(e["loc"][:-1]), e["loc"][-1]) in misspelled)
+    ]
+
+
+def parse_pipelines(raw: Any, source: str = "pipelines.yaml") -> PipelinesFile:
+    """Validate an already-parsed YAML document."""
+    try:
+        return PipelinesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc.errors()), source) from None
+
+
+def load_pipelines(path: str | os.PathLike[str]) -> PipelinesFile:
+    """Load and validate a pipelines file; relative paths inside it are made absolute.
+
+    Raises:
+        ConfigError: with one line per problem, each naming the YAML path of the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"file not found: {path}"], str(path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError([f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"], str(path)) from None
+    parsed = parse_pipelines(raw, path.name)
+    base = path.resolve().parent
+    return PipelinesFile(
+        pipelines={name: _anchor(p, base) for name, p in parsed.pipelines.items()}
+    )
+
+
+def _absolute(location: str | None, base: Path) -> str | None:
+    if location is None or "://" in location or os.path.isabs(location):
+        return location
+    return str((base / location).resolve())
+
+
+def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
+    """Resolve relative paths against pipelines.yaml's folder and apply environment overrides."""
+    mirror = os.environ.get(MIRROR_ENV) or _absolute(pipeline.data.mirror, base)
+    store = os.environ.get(STORE_ENV) or _absolute(pipeline.store, base)
+    backbone = pipeline.backbone
+    if backbone.startswith((".", "/")):
+        backbone = _absolute(backbone, base) or backbone
+    return pipeline.model_copy(
+        update={
+            "store": store,
+            "backbone": backbone,
+            "data": pipeline.data.model_copy(update={"mirror": mirror}),
+        }
+    )
+
+
+def get_pipeline(pipelines: PipelinesFile, name: str) -> PipelineConfig:
+    """The pipeline called ``name``, or a ConfigError that lists the known names."""
+    if name not in pipelines.pipelines:
+        known = ", ".join(sorted(pipelines.pipelines))
+        raise ConfigError(
+            [f"no pipeline named '{name}'{did_you_mean(name, list(pipelines.pipelines))}; known: {known}"]
+        )
+    return pipelines.pipelines[name]

@@ -1,0 +1,1 @@
+"""Canonical examples, loading from mirror or hub, splitting, encoding and task mixing."""

@@ -1,0 +1,112 @@
+"""Tokenization of canonical records into features, and dynamic-padding collation.
+
+A feature is a dict of Python lists; ``collate`` pads a micro-batch only to its longest member.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from muppet_core.data.records import Record
+
+TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _rows(encoded, n: int) -> list[dict[str, list[int]]]:
+    keys = [k for k in TEXT_KEYS if k in encoded]
+    return [{k: encoded[k][i] for k in keys} for i in range(n)]
+
+
+def encode(family: str, records: list[Record], tokenizer, max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """Features for a family's records, and how many records were dropped.
+
+    Span records whose answer does not fit in the first ``max_length`` tokens are dropped.
+    """
+    if not records:
+        return [], 0
+    if family in ("classification", "regression"):
+        pairs = records[0].text_b is not None
+        enc = tokenizer(
+            [r.text_a for r in records],
+            [r.text_b or "" for r in records] if pairs else None,
+            truncation=True,
+            max_length=max_length,
+        )
+        return [{**row, "labels": r.label} for row, r in zip(_rows(enc, len(records)), records)], 0
+    if family == "multiple_choice":
+        firsts = [r.context for r in records for _ in r.choices]
+        seconds = [c for r in records for c in r.choices]
+        enc = _rows(tokenizer(firsts, seconds, truncation=True, max_length=max_length), len(seconds))
+        features, i = [], 0
+        for r in records:
+            choices = enc[i : i + len(r.choices)]
+            i += len(r.choices)
+            features.append({"choices": choices, "labels": r.label})
+        return features, 0
+    if family == "span":
+        return _encode_span(records, tokenizer, max_length)
+    raise ValueError(f"cannot encode family '{family}'")
+
+
+def _encode_span(records, tokenizer, max_length: int):
+    enc = tokenizer(
+        [r.question for r in records],
+        [r.context for r in records],
+        truncation="only_second",
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
+    features, dropped = [], 0
+    for i, r in enumerate(records):
+        start_char, end_char = r.answer_start, r.answer_start + len(r.answer_text)
+        seq_ids, offsets = enc.sequence_ids(i), enc["offset_mapping"][i]
+        start_tok = end_tok = None
+        for t, (sid, (a, b)) in enumerate(zip(seq_ids, offsets)):
+            if sid != 1:
+                continue
+            if start_tok is None and a <= start_char < b:
+                start_tok = t
+            if a < end_char <= b:
+                end_tok = t
+        if start_tok is None or end_tok is None or end_tok < start_tok:
+            dropped += 1
+            continue
+        row = {k: enc[k][i] for k in TEXT_KEYS if k in enc}
+        features.append({**row, "labels": [start_tok, end_tok]})
+    return features, dropped
+
+
+def _pad(rows: list[list[int]], value: int, length: int) -> list[list[int]]:
+    return [row + [value] * (length - len(row)) for row in rows]
+
+
+def _pad_text(rows: list[dict[str, list[int]]], pad_id: int, length: int) -> dict[str, torch.Tensor]:
+    out = {}
+    for key in TEXT_KEYS:
+        if key in rows[0]:
+            value = pad_id if key == "input_ids" else 0
+            out[key] = torch.tensor(_pad([r[key] for r in rows], value, length), dtype=torch.long)
+    return out
+
+
+def collate(family: str, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Tensors for one micro-batch, padded to its longest sequence (and most choices)."""
+    if family == "multiple_choice":
+        n_choices = max(len(f["choices"]) for f in features)
+        length = max(len(c["input_ids"]) for f in features for c in f["choices"])
+        filler = {k: [pad_id if k == "input_ids" else 0] for k in features[0]["choices"][0]}
+        flat, mask = [], []
+        for f in features:
+            extra = n_choices - len(f["choices"])
+            flat.extend(f["choices"] + [filler] * extra)
+            mask.append([True] * len(f["choices"]) + [False] * extra)
+        batch = {k: v.view(len(features), n_choices, length) for k, v in _pad_text(flat, pad_id, length).items()}
+        batch["choice_mask"] = torch.tensor(mask)
+    else:
+        length = max(len(f["input_ids"]) for f in features)
+        batch = _pad_text(features, pad_id, length)
+    labels = [f["labels"] for f in features]
+    batch["labels"] = torch.tensor(labels, dtype=torch.float if family == "regression" else torch.long)
+    return batch

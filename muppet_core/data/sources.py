@@ -1,0 +1,116 @@
+"""Where a dataset's raw rows come from: the mirror directory first, else the Hugging Face hub."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+
+from muppet_core.artifacts.store import files_digest
+from muppet_core.errors import DataSourceError
+from muppet_core.tasks.catalog import MirrorFiles, TaskSpec
+from muppet_core.tasks.readers import READERS
+
+log = logging.getLogger(__name__)
+
+
+def _resolve(files: MirrorFiles, mirror: str) -> MirrorFiles:
+    join = lambda rel: f"{mirror.rstrip('/')}/{rel}"  # noqa: E731
+    if isinstance(files, str):
+        return join(files)
+    if isinstance(files, dict):
+        return {k: join(v) for k, v in files.items()}
+    return [join(f) for f in files]
+
+
+def _flat(files: MirrorFiles) -> list[str]:
+    if isinstance(files, str):
+        return [files]
+    return list(files.values()) if isinstance(files, dict) else list(files)
+
+
+def mirror_files(spec: TaskSpec, mirror: str | None) -> dict[str, MirrorFiles] | None:
+    """The task's mirror entry resolved under ``mirror``, or None when any file is missing."""
+    if not mirror or not spec.mirror:
+        return None
+    fs, _ = fsspec.core.url_to_fs(mirror)
+    resolved = {split: _resolve(files, mirror) for split, files in spec.mirror.items()}
+    paths = [p for files in resolved.values() for p in _flat(files)]
+    if not all(fs.exists(p) for p in paths):
+        return None
+    return resolved
+
+
+def source_fingerprint(spec: TaskSpec, mirror: str | None) -> dict[str, Any]:
+    """What identifies the raw data: the mirror files' contents, or the hub id and config."""
+    files = mirror_files(spec, mirror)
+    if files is not None:
+        return {"kind": "mirror", "sha256": files_digest(p for f in files.values() for p in _flat(f))}
+    return {"kind": "hub", "hub": spec.hub.model_dump()}
+
+
+def missing_message(spec: TaskSpec, mirror: str | None, reason: str) -> str:
+    """The one message shown when a dataset can be found nowhere."""
+    wanted = ", ".join(p for f in spec.mirror.values() for p in _flat(f)) or "(no mirror files listed)"
+    hub = spec.hub.path + (f" ({spec.hub.name})" if spec.hub.name else "")
+    return (
+        f"dataset '{spec.name}' is not in the data mirror ({mirror or 'no mirror set'}; expected {wanted}) "
+        f"and could not be loaded from the Hugging Face hub as {hub}: {reason}. "
+        f"Either put the original files under the mirror (pipelines.yaml data.mirror or $MUPPET_DATA_MIRROR), "
+        f"or make the hub reachable (network access, or a warm HF_HOME cache)."
+    )
+
+
+@contextlib.contextmanager
+def _quiet_hub():
+    """Silence the hub client's retry warnings; its failure is reported once, by us."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def raw_splits(spec: TaskSpec, mirror: str | None) -> tuple[str, dict[str, Iterable[dict]]]:
+    """The raw rows of every available split, and which source they came from ('mirror' or 'hub').
+
+    Raises:
+        DataSourceError: when the mirror lacks the files and the hub cannot be reached.
+    """
+    files = mirror_files(spec, mirror)
+    reader = READERS.get(spec.reader)
+    if files is not None:
+        return "mirror", {split: reader(f, **spec.reader_options) for split, f in files.items()}
+    log.info("dataset %s: not in the mirror, loading %s from the hub", spec.name, spec.hub.path)
+    try:
+        import datasets
+
+        with _quiet_hub():
+            loaded = datasets.load_dataset(spec.hub.path, spec.hub.name)
+    except Exception as exc:  # any failure of the hub path ends in the same clear message
+        raise DataSourceError(missing_message(spec, mirror, _first_line(exc))) from None
+    return "hub", {ours: loaded[theirs] for ours, theirs in spec.hub.splits.items() if theirs in loaded}
+
+
+def hub_reachable_or_raise(spec: TaskSpec, mirror: str | None) -> None:
+    """Cheap pre-flight for a dataset absent from the mirror: can the hub describe it?"""
+    if mirror_files(spec, mirror) is not None:
+        return
+    try:
+        import datasets
+
+        with _quiet_hub():
+            datasets.load_dataset_builder(spec.hub.path, spec.hub.name)
+    except Exception as exc:
+        raise DataSourceError(missing_message(spec, mirror, _first_line(exc))) from None
+

@@ -1,0 +1,27 @@
+"""Errors that reach the user as one clear line, never as a library traceback."""
+
+
+class MuppetError(Exception):
+    """Base class: the message is written for the person running the pipeline."""
+
+
+class ConfigError(MuppetError):
+    """pipelines.yaml (or a catalog file) is invalid.
+
+    Args:
+        problems: one line per offending field, each starting with the field's YAML path.
+        source: the file the problems were found in.
+    """
+
+    def __init__(self, problems: list[str], source: str = "pipelines.yaml"):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
+
+
+class DataSourceError(MuppetError):
+    """A dataset could be found neither in the mirror nor on the hub."""
+
+
+class BackboneError(MuppetError):
+    """A backbone could not be resolved or loaded."""

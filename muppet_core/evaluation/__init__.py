@@ -1,0 +1,1 @@
+"""Metrics, evaluation of a model on a task, and result records."""

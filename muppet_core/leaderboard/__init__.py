@@ -1,0 +1,1 @@
+"""Aggregation of result records into leaderboard tables."""

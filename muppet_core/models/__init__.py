@@ -1,0 +1,1 @@
+"""Backbone loading, heads, the multi-task model and its losses."""

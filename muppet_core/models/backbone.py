@@ -1,0 +1,98 @@
+"""Backbone resolution and loading: an installed package, a local directory, s3:// or a hub id.
+
+Weights are loaded from safetensors only; pickled checkpoints are refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+
+from muppet_core.artifacts.store import digest, files_digest
+from muppet_core.errors import BackboneError
+
+log = logging.getLogger(__name__)
+PACKAGE_PREFIX = "package:"
+PACKAGE_MODEL_DIR = "model"
+
+
+def resolve_backbone(spec: str, cache_dir: Path) -> str:
+    """A local directory (or, for a hub id, the id itself) that ``from_pretrained`` can load.
+
+    Args:
+        spec: ``package:NAME`` (a pip package shipping a model under ``NAME/model``), a local
+            directory, an ``s3://`` (or any fsspec) URI of a model directory, or a hub id.
+        cache_dir: where remote model directories are downloaded.
+    """
+    if spec.startswith(PACKAGE_PREFIX):
+        name = spec[len(PACKAGE_PREFIX):]
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            raise BackboneError(f"backbone '{spec}': Python package '{name}' is not installed") from None
+        path = Path(module.__file__).parent / PACKAGE_MODEL_DIR
+        if not (path / "config.json").is_file():
+            raise BackboneError(f"backbone '{spec}': no model directory at {path}")
+        return str(path)
+    if "://" in spec:
+        local = cache_dir / "backbones" / digest(spec)[:16]
+        if not (local / "config.json").is_file():
+            fs, root = fsspec.core.url_to_fs(spec)
+            if not fs.exists(f"{root}/config.json"):
+                raise BackboneError(f"backbone '{spec}': no config.json there")
+            fs.get(root.rstrip("/") + "/", str(local), recursive=True)
+        return str(local)
+    if os.path.isdir(spec):
+        if not Path(spec, "config.json").is_file():
+            raise BackboneError(f"backbone '{spec}': directory has no config.json")
+        return spec
+    return spec
+
+
+def backbone_fingerprint(resolved: str) -> str:
+    """Identifies the backbone's weights: a digest of the model files, or of the hub id."""
+    if os.path.isdir(resolved):
+        files = [str(p) for p in sorted(Path(resolved).iterdir()) if p.is_file() and p.suffix in {".json", ".safetensors", ".txt"}]
+        return files_digest(files)[:24]
+    return digest({"hub": resolved})[:24]
+
+
+def load_encoder(resolved: str):
+    """The encoder (``AutoModel``, train mode) and its fast tokenizer.
+
+    Raises:
+        BackboneError: when the weights or tokenizer cannot be loaded (for example a hub id
+            while the hub is unreachable, or a checkpoint that is not in safetensors format).
+    """
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved, use_fast=True)
+        encoder = AutoModel.from_pretrained(resolved, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackboneError(f"backbone '{resolved}' could not be loaded: {first[:200]}") from None
+    encoder.train()
+    return encoder, tokenizer
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A backbone variant to fine-tune: its name, the key of its weights, and its encoder directory."""
+
+    name: str
+    key: str
+    encoder_path: str
+
+
+def base_variant(spec: str, cache_dir: Path) -> Variant:
+    """The pipeline's backbone as it is, before pre-finetuning."""
+    resolved = resolve_backbone(spec, cache_dir)
+    return Variant("base", backbone_fingerprint(resolved), resolved)

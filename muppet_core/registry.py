@@ -1,0 +1,59 @@
+"""One small registry of lazily imported ``"module:attr"`` targets, with "did you mean" errors."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+
+def resolve(target: str) -> Any:
+    """Import ``"package.module:attr"`` and return the attribute."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"'{target}' is not of the form 'module:attr'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module '{module_name}' has no attribute '{attr}'") from None
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """A ' (did you mean 'x'?)' suffix for an unknown name, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class Registry:
+    """Named lazy targets, filled explicitly by the module that owns the registry.
+
+    Args:
+        kind: what the registry holds, used in error messages ("reader", "metric").
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._targets: dict[str, str] = {}
+        self._loaded: dict[str, Any] = {}
+
+    def register(self, name: str, target: str) -> None:
+        """Register ``name`` for the ``"module:attr"`` ``target``."""
+        if name in self._targets and self._targets[name] != target:
+            raise ValueError(f"{self.kind} '{name}' is already registered as {self._targets[name]}")
+        self._targets[name] = target
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._targets)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._targets
+
+    def get(self, name: str) -> Any:
+        """The object behind ``name``, imported on first use."""
+        if name not in self._targets:
+            raise KeyError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}")
+        if name not in self._loaded:
+            self._loaded[name] = resolve(self._targets[name])
+        return self._loaded[name]

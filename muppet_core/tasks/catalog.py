@@ -1,0 +1,143 @@
+"""The task catalog: one YAML entry per dataset, validated when loaded.
+
+Adding a dataset means adding an entry to catalog.yaml (and, where its raw rows need it, a
+normalizer of a few lines); no library code changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from muppet_core.config import PipelinesFile, Strict, _describe
+from muppet_core.errors import ConfigError
+from muppet_core.registry import did_you_mean
+
+CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
+Family = Literal["classification", "regression", "multiple_choice", "span"]
+MirrorFiles = str | list[str] | dict[str, str]
+
+
+class HubSpec(Strict):
+    """Where the dataset lives on the Hugging Face hub, for `datasets.load_dataset`."""
+
+    path: str
+    """Hub dataset id."""
+    name: str | None = None
+    """Dataset configuration."""
+    splits: dict[str, str] = Field(default_factory=lambda: {"train": "train", "validation": "validation"})
+    """Our split name -> the hub's split name."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """Canonical record field -> hub column, read by the family's generic hub normalizer."""
+    normalizer: str | None = None
+    """``module:function`` for hub rows; default: the family's ``from_hub_fields``."""
+
+
+class TaskSpec(Strict):
+    """One dataset: its family, sources, labels, metric and normalizer."""
+
+    name: str
+    """Catalog name (filled from the YAML key)."""
+    family: Family
+    """Task family, which decides the record type, head and loss."""
+    hub: HubSpec
+    """Hub location, used when the mirror lacks the files."""
+    mirror: dict[str, MirrorFiles] = Field(default_factory=dict)
+    """Split -> file(s) relative to the mirror root."""
+    reader: str
+    """Reader name (see muppet_core.tasks.readers)."""
+    reader_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the reader."""
+    normalizer: str
+    """``module:function`` turning one raw mirror row into a record (or None to drop it)."""
+    labels: list[str] | None = None
+    """Class names, index = label id (classification)."""
+    num_choices: int | None = Field(None, gt=1)
+    """Choices per question (multiple choice); the most a question has when it varies."""
+    metric: str
+    """Main metric (see muppet_core.evaluation.metrics)."""
+    secondary_metrics: list[str] = Field(default_factory=list)
+    """Further metrics reported beside the main one."""
+    loss_n: int | None = Field(None, gt=1)
+    """Override of n(i) for loss scaling."""
+
+    @model_validator(mode="after")
+    def _family_fields(self) -> "TaskSpec":
+        if self.family == "classification" and not self.labels:
+            raise ValueError("classification tasks need 'labels'")
+        if self.family == "multiple_choice" and not self.num_choices:
+            raise ValueError("multiple_choice tasks need 'num_choices'")
+        return self
+
+    def hub_normalizer(self) -> str:
+        """The normalizer applied to rows loaded from the hub."""
+        module = "classification" if self.family == "regression" else self.family
+        return self.hub.normalizer or f"muppet_core.tasks.normalizers.{module}:from_hub_fields"
+
+    def loss_n_value(self, max_length: int) -> int | None:
+        """n(i) of the paper's loss scaling, or None where the loss is not scaled (regression)."""
+        if self.loss_n:
+            return self.loss_n
+        return {
+            "classification": len(self.labels or []),
+            "multiple_choice": self.num_choices,
+            "span": max_length,
+        }.get(self.family)
+
+    def loss_scale(self, max_length: int) -> float:
+        """1 / log n(i); 1.0 where n(i) is undefined."""
+        n = self.loss_n_value(max_length)
+        return 1.0 / math.log(n) if n and n > 1 else 1.0
+
+
+def parse_catalog(raw: Any, source: str = "catalog.yaml") -> dict[str, TaskSpec]:
+    """Validate the catalog document; problems carry the YAML path of the field."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), dict):
+        raise ConfigError(["tasks: expected a mapping of task name -> entry"], source)
+    specs, problems = {}, []
+    for name, entry in raw["tasks"].items():
+        try:
+            specs[name] = TaskSpec.model_validate({"name": name, **(entry or {})})
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append(_describe({**err, "loc": ("tasks", name, *err["loc"])}))
+    if problems:
+        raise ConfigError(problems, source)
+    return specs
+
+
+@functools.cache
+def load_catalog(path: str | None = None) -> dict[str, TaskSpec]:
+    """The task catalog shipped with the package (or another file)."""
+    file = Path(path) if path else CATALOG_FILE
+    return parse_catalog(yaml.safe_load(file.read_text(encoding="utf-8")), file.name)
+
+
+def get_task(name: str) -> TaskSpec:
+    """One catalog entry, with a "did you mean" error for unknown names."""
+    catalog = load_catalog()
+    if name not in catalog:
+        raise KeyError(f"unknown task '{name}'{did_you_mean(name, list(catalog))}")
+    return catalog[name]
+
+
+def check_pipeline_tasks(pipelines: PipelinesFile, source: str = "pipelines.yaml") -> None:
+    """Every task and benchmark a pipeline names must be in the catalog, with a suitable family."""
+    catalog = load_catalog()
+    problems = []
+    for pname, pipe in pipelines.pipelines.items():
+        sections = (("prefinetune", "tasks", pipe.prefinetune.tasks), ("finetune", "benchmarks", pipe.finetune.benchmarks))
+        for section, key, names in sections:
+            for i, task in enumerate(names):
+                path = f"pipelines.{pname}.{section}.{key}[{i}]"
+                if task not in catalog:
+                    problems.append(f"{path}: unknown task '{task}'{did_you_mean(task, list(catalog))}")
+                elif section == "finetune" and catalog[task].family != "classification":
+                    problems.append(f"{path}: '{task}' is {catalog[task].family}; fine-tuning supports classification benchmarks so far")
+    if problems:
+        raise ConfigError(problems, source)

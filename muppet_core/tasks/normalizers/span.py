@@ -1,0 +1,30 @@
+"""Normalizers of extractive reading-comprehension datasets (one shared span head)."""
+
+from __future__ import annotations
+
+from muppet_core.data.records import SpanRecord
+from muppet_core.tasks.catalog import TaskSpec
+
+
+def squad(row: dict, spec: TaskSpec) -> SpanRecord | None:
+    """SQuAD v1.1 question rows; the first gold answer is the training target.
+
+    Rows without an answer, or whose answer is not at its stated offset, are dropped.
+    """
+    answers = row["answers"]
+    if not answers:
+        return None
+    text, start = answers[0]["text"], int(answers[0]["answer_start"])
+    if row["context"][start : start + len(text)] != text:
+        return None
+    return SpanRecord(question=row["question"], context=row["context"], answer_text=text, answer_start=start, id=row["id"])
+
+
+def from_hub_fields(row: dict, spec: TaskSpec) -> SpanRecord | None:
+    """Hub rows in the SQuAD layout: question, context, answers{text[], answer_start[]}."""
+    answers = row["answers"]
+    if not answers["text"]:
+        return None
+    return squad(
+        {**row, "answers": [{"text": answers["text"][0], "answer_start": answers["answer_start"][0]}]}, spec
+    )

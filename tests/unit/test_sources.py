@@ -1,0 +1,45 @@
+"""Data sources: mirror first, hub fallback, one clear message when neither works."""
+
+import shutil
+
+import pytest
+
+from muppet_core.data.prepare import prepare_task
+from muppet_core.data.sources import hub_reachable_or_raise, mirror_files, source_fingerprint
+from muppet_core.errors import DataSourceError
+from muppet_core.tasks.catalog import get_task
+
+
+def test_mirror_entry_resolves_only_when_every_file_exists(mirror, tmp_path):
+    files = mirror_files(get_task("snli"), mirror)
+    assert files["validation"]["premise"].endswith("snli/s1.dev")
+    assert mirror_files(get_task("snli"), str(tmp_path)) is None
+    assert mirror_files(get_task("snli"), None) is None
+
+
+def test_fingerprint_changes_with_file_contents(mirror, tmp_path):
+    (tmp_path / "rte").mkdir()
+    for name in ("train.jsonl", "val.jsonl"):
+        shutil.copy(f"{mirror}/rte/{name}", tmp_path / "rte" / name)
+    spec = get_task("rte")
+    assert source_fingerprint(spec, mirror) == source_fingerprint(spec, str(tmp_path))
+    with open(tmp_path / "rte" / "val.jsonl", "ab") as fh:
+        fh.write(b"\n")
+    assert source_fingerprint(spec, mirror) != source_fingerprint(spec, str(tmp_path))
+    assert source_fingerprint(spec, None)["kind"] == "hub"
+
+
+def test_unreachable_hub_gives_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    spec = get_task("rte")
+    for attempt in (lambda: hub_reachable_or_raise(spec, str(tmp_path)), lambda: prepare_task(spec, str(tmp_path), 0.1, 0, tmp_path / "out")):
+        with pytest.raises(DataSourceError) as info:
+            attempt()
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith("dataset 'rte' is not in the data mirror")
+        assert "rte/train.jsonl" in message and "aps/super_glue (rte)" in message
+        assert "MUPPET_DATA_MIRROR" in message and "hub reachable" in message
+        assert info.value.__cause__ is None and info.value.__suppress_context__
