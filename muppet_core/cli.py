@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -43,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     _preflight(args.pipeline, args.config)
     for key, value in RUNTIME_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("muppet_core").setLevel(logging.INFO)
     from flows.reproduce import reproduce
 
     csv_uri = reproduce(pipeline=args.pipeline, config=args.config)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 MANIFEST = "MANIFEST.json"
 
@@ -72,7 +73,7 @@ class ArtifactStore:
     def __init__(self, root: str, cache_dir: str | None = None):
         self.root = root.rstrip("/")
         self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
-        self.is_local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
+        self.is_local = isinstance(self.fs, LocalFileSystem)
         default_cache = os.path.join(tempfile.gettempdir(), "muppet-cache", digest(self.root)[:12])
         self.cache_dir = Path(cache_dir or os.environ.get("MUPPET_CACHE", default_cache))
 
@@ -136,9 +137,9 @@ class ArtifactStore:
         local = self.cache_dir / stage / key
         if not (local / MANIFEST).exists():
             tmp = local.with_name(f"{key}.tmp-{uuid.uuid4().hex[:8]}")
-            for rel in self.manifest(stage, key)["files"]:
+            for rel in [*self.manifest(stage, key)["files"], MANIFEST]:
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(self._path(stage, key, rel), str(tmp / rel))
-            self.fs.get_file(self._path(stage, key, MANIFEST), str(tmp / MANIFEST))
             shutil.rmtree(local, ignore_errors=True)
             os.rename(tmp, local)
         return local

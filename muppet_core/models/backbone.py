@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +47,10 @@ def resolve_backbone(spec: str, cache_dir: Path) -> str:
             fs, root = fsspec.core.url_to_fs(spec)
             if not fs.exists(f"{root}/config.json"):
                 raise BackboneError(f"backbone '{spec}': no config.json there")
-            fs.get(root.rstrip("/") + "/", str(local), recursive=True)
+            staging = local.with_name(f"{local.name}.tmp-{uuid.uuid4().hex[:8]}")
+            fs.get(root.rstrip("/") + "/", str(staging), recursive=True)
+            shutil.rmtree(local, ignore_errors=True)
+            os.rename(staging, local)
         return str(local)
     if os.path.isdir(spec):
         if not Path(spec, "config.json").is_file():

@@ -21,6 +21,7 @@ from muppet_core.registry import did_you_mean
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 Family = Literal["classification", "regression", "multiple_choice", "span"]
 MirrorFiles = str | list[str] | dict[str, str]
+FINETUNE_FAMILIES = ("classification", "multiple_choice")
 
 
 class HubSpec(Strict):
@@ -137,7 +138,7 @@ def check_pipeline_tasks(pipelines: PipelinesFile, source: str = "pipelines.yaml
                 path = f"pipelines.{pname}.{section}.{key}[{i}]"
                 if task not in catalog:
                     problems.append(f"{path}: unknown task '{task}'{did_you_mean(task, list(catalog))}")
-                elif section == "finetune" and catalog[task].family != "classification":
-                    problems.append(f"{path}: '{task}' is {catalog[task].family}; fine-tuning supports classification benchmarks so far")
+                elif section == "finetune" and catalog[task].family not in FINETUNE_FAMILIES:
+                    problems.append(f"{path}: '{task}' is {catalog[task].family}; fine-tuning supports {', '.join(FINETUNE_FAMILIES)} benchmarks so far")
     if problems:
         raise ConfigError(problems, source)

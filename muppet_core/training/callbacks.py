@@ -32,7 +32,8 @@ class ProgressBar(Callback):
         self.bar = None
 
     def on_train_start(self, total_steps: int) -> None:
-        self.bar = tqdm(total=total_steps, desc=self.description, file=sys.stderr, mininterval=2.0, leave=False)
+        # disable=None: a bar on a terminal, nothing in captured logs.
+        self.bar = tqdm(total=total_steps, desc=self.description, file=sys.stderr, mininterval=1.0, leave=False, disable=None)
 
     def on_step_end(self, step: int, logs: dict[str, float]) -> None:
         self.bar.update(1)

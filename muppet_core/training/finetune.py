@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from muppet_core.tasks.catalog import get_task
 from muppet_core.training.callbacks import LossLogger, ProgressBar
 from muppet_core.training.loop import LoopSettings, TaskStream, train
 
+log = logging.getLogger(__name__)
 STAGE = "finetune"
 CODE = ("muppet_core.data.encoding", "muppet_core.evaluation", "muppet_core.models", "muppet_core.training")
 # Settings that decide a single run's outcome (the rest only shape the fan-out).
@@ -64,6 +66,7 @@ def finetune(
     label = f"{identity['variant']}/{benchmark}/seed{seed}"
     summary = train(model, {benchmark: stream}, settings, tokenizer.pad_token_id, [ProgressBar(label), LossLogger(label, every=10**9)])
     metrics = evaluate(model, head_name(spec), spec, eval_features, tokenizer.pad_token_id)
+    log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return ResultRecord(
         **identity,
         benchmark=benchmark,

@@ -13,7 +13,7 @@ from muppet_core.config import PrefinetuneConfig
 from muppet_core.data.encoding import encode
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import subsample
-from muppet_core.models.backbone import load_encoder
+from muppet_core.models.backbone import Variant, load_encoder
 from muppet_core.models.multitask import build_multitask_model, head_name
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.callbacks import LossLogger, ProgressBar
@@ -77,8 +77,6 @@ def prefinetune_stage(
     return run_cached(store, STAGE, "+".join(config.tasks), key, lambda out: prefinetune(config, backbone_path, data_dirs(), out))
 
 
-def prefinetuned_variant(output: StageOutput, store: ArtifactStore):
+def prefinetuned_variant(output: StageOutput, store: ArtifactStore) -> Variant:
     """The pre-finetuned encoder as a variant to fine-tune."""
-    from muppet_core.models.backbone import Variant
-
     return Variant("prefinetuned", output.key, str(store.fetch(STAGE, output.key) / "encoder"))

@@ -95,3 +95,20 @@ def test_rerun_is_served_from_the_store_and_a_new_seed_computes_only_its_runs(fi
     new = set(after["finetune"]) - set(before["finetune"])
     assert len(new) == 2 * len(BENCHMARKS)
     assert {json.loads((store / "finetune" / k / "record.json").read_text())["seed"] for k in new} == {1}
+
+
+def test_results_command_prints_the_published_tables(first_run):
+    import io
+    import subprocess
+    import sys
+
+    root, config, csv_uri = first_run
+    run = lambda *a: subprocess.run([sys.executable, "-m", "muppet_core.cli", "results", "tiny", "--config", str(config), *a], capture_output=True, text=True, timeout=120)  # noqa: E731
+    csv = run("--format", "csv")
+    assert csv.returncode == 0, csv.stderr
+    assert pd.read_csv(io.StringIO(csv.stdout), index_col="variant").equals(pd.read_csv(csv_uri, index_col="variant"))
+    md = run("--format", "md")
+    assert "| base |" in md.stdout and "| prefinetuned |" in md.stdout
+    out = root / "table.json"
+    assert run("--format", "json", "--output", str(out)).returncode == 0
+    assert [row["variant"] for row in json.loads(out.read_text())] == ["base", "prefinetuned"]
