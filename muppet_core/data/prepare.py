@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from muppet_core.data.records import Record, from_row, to_row
+from muppet_core.data.records import Record, from_row, problem, to_row
+from muppet_core.errors import DataSourceError
 from muppet_core.data.sources import raw_splits
 from muppet_core.data.splits import complete_splits
 from muppet_core.registry import resolve
@@ -20,25 +21,52 @@ MAX_DROP_EXAMPLES = 5
 
 
 def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[Record], dict[str, Any]]:
-    """Apply the normalizer to every row; rows it rejects are counted, with a few examples."""
+    """Apply the normalizer to every raw row and check each record.
+
+    A normalizer returns a record, a list of records (one passage with several questions), or
+    None. Malformed rows (unparseable, missing field, unknown label, empty text, bad offsets) are
+    dropped, counted by reason, and the first few reported with their file and line.
+
+    Raises:
+        DataSourceError: more than ``spec.max_bad_fraction`` of the split is malformed.
+    """
     records: list[Record] = []
     drops: collections.Counter[str] = collections.Counter()
     examples: list[str] = []
+    num_labels = len(spec.labels) if spec.labels else None
+    total = 0
     for i, row in enumerate(rows):
-        try:
-            record = normalizer(row, spec)
-            reason = None if record is not None else "rejected by normalizer"
-        except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
-            record, reason = None, f"{type(exc).__name__}: {exc}"[:120]
-        if record is None:
+        total += 1
+        where = row.get("_where") or f"{split} row {i}"
+        reason, produced = row.get("_error"), []
+        if reason is None:
+            try:
+                out = normalizer(row, spec)
+                produced = out if isinstance(out, list) else [] if out is None else [out]
+                reason = None if produced else "rejected by normalizer"
+            except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:160]
+        for k, record in enumerate(produced):
+            reason = reason or problem(record, num_labels)
+            if reason:
+                break
+            if not record.id:
+                record = dataclasses.replace(record, id=f"{split}-{i}" + (f"-{k}" if len(produced) > 1 else ""))
+            produced[k] = record
+        if reason:
             drops[reason.split(":")[0]] += 1
             if len(examples) < MAX_DROP_EXAMPLES:
-                examples.append(f"row {i}: {reason}")
+                examples.append(f"{where}: {reason}")
             continue
-        if not record.id:
-            record = dataclasses.replace(record, id=f"{split}-{i}")
-        records.append(record)
-    return records, {"dropped": sum(drops.values()), "drop_reasons": dict(drops), "drop_examples": examples}
+        records.extend(produced)
+    dropped = sum(drops.values())
+    report = {"rows": total, "dropped": dropped, "drop_reasons": dict(drops), "drop_examples": examples}
+    if total and dropped / total > spec.max_bad_fraction:
+        raise DataSourceError(
+            f"dataset '{spec.name}' split '{split}': {dropped} of {total} rows are malformed "
+            f"(more than max_bad_fraction={spec.max_bad_fraction}): {dict(drops)}; first: {'; '.join(examples)}"
+        )
+    return records, report
 
 
 def _label_counts(records: list[Record]) -> dict[str, int]:
@@ -58,7 +86,11 @@ def prepare_task(spec: TaskSpec, mirror: str | None, fraction: float, seed: int,
     normalizer = resolve(spec.normalizer if source == "mirror" else spec.hub_normalizer())
     splits, drop_stats = {}, {}
     for split, rows in raw.items():
-        splits[split], drop_stats[split] = normalize_rows(spec, split, rows, normalizer)
+        try:
+            splits[split], drop_stats[split] = normalize_rows(spec, split, rows, normalizer)
+        except DataSourceError as exc:
+            message = str(exc)
+            raise DataSourceError(message if message.startswith("dataset ") else f"dataset '{spec.name}': {message}") from None
     ids = {split: [r.id for r in recs] for split, recs in splits.items()}
     splits, carved = complete_splits(splits, ids, fraction, seed)
     out_dir.mkdir(parents=True, exist_ok=True)

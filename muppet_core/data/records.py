@@ -51,13 +51,23 @@ class SpanRecord:
     id: str = ""
 
 
-Record = Union[ClassificationRecord, RegressionRecord, MultipleChoiceRecord, SpanRecord]
+@dataclass(frozen=True)
+class SummarizationRecord:
+    """A document and its reference summary (the decoder's target)."""
+
+    document: str
+    summary: str
+    id: str = ""
+
+
+Record = Union[ClassificationRecord, RegressionRecord, MultipleChoiceRecord, SpanRecord, SummarizationRecord]
 
 RECORD_TYPES: dict[str, type] = {
     "classification": ClassificationRecord,
     "regression": RegressionRecord,
     "multiple_choice": MultipleChoiceRecord,
     "span": SpanRecord,
+    "summarization": SummarizationRecord,
 }
 
 
@@ -74,3 +84,25 @@ def from_row(family: str, row: dict[str, Any]) -> Record:
     if "choices" in values:
         values["choices"] = list(values["choices"])
     return cls(**values)
+
+
+def problem(record: Record, num_labels: int | None = None) -> str | None:
+    """Why a record is malformed (empty text, unknown label, bad span offsets), or None."""
+    for name in ("text_a", "text_b", "context", "question", "document", "summary", "answer_text"):
+        value = getattr(record, name, None)
+        if isinstance(value, str) and not value.strip():
+            return f"empty {name}"
+    if isinstance(record, ClassificationRecord) and num_labels and not 0 <= record.label < num_labels:
+        return f"unknown label {record.label}"
+    if isinstance(record, RegressionRecord) and record.label != record.label:
+        return "score is not a number"
+    if isinstance(record, MultipleChoiceRecord):
+        if len(record.choices) < 2 or any(not c.strip() for c in record.choices):
+            return "fewer than two non-empty choices"
+        if not 0 <= record.label < len(record.choices):
+            return f"answer index {record.label} outside {len(record.choices)} choices"
+    if isinstance(record, SpanRecord):
+        end = record.answer_start + len(record.answer_text)
+        if record.answer_start < 0 or record.context[record.answer_start : end] != record.answer_text:
+            return "answer not at its offset in the context"
+    return None

@@ -17,19 +17,27 @@ from muppet_core.tasks.readers import READERS
 log = logging.getLogger(__name__)
 
 
-def _resolve(files: MirrorFiles, mirror: str) -> MirrorFiles:
-    join = lambda rel: f"{mirror.rstrip('/')}/{rel}"  # noqa: E731
+def _resolve(files: MirrorFiles, mirror: str, fs) -> MirrorFiles:
+    """Join the entry's paths to the mirror; a path with '*' becomes the sorted list of its matches."""
+    def join(rel: str):
+        path = f"{mirror.rstrip('/')}/{rel}"
+        if "*" not in rel:
+            return path
+        protocol = mirror.split("://", 1)[0] + "://" if "://" in mirror else ""
+        return [protocol + p.removeprefix(protocol) for p in sorted(fs.glob(path))]
+
     if isinstance(files, str):
         return join(files)
     if isinstance(files, dict):
         return {k: join(v) for k, v in files.items()}
-    return [join(f) for f in files]
+    return [p for f in files for p in _flat(join(f))]
 
 
 def _flat(files: MirrorFiles) -> list[str]:
     if isinstance(files, str):
         return [files]
-    return list(files.values()) if isinstance(files, dict) else list(files)
+    values = files.values() if isinstance(files, dict) else files
+    return [p for v in values for p in ([v] if isinstance(v, str) else v)]
 
 
 def mirror_files(spec: TaskSpec, mirror: str | None) -> dict[str, MirrorFiles] | None:
@@ -37,9 +45,10 @@ def mirror_files(spec: TaskSpec, mirror: str | None) -> dict[str, MirrorFiles] |
     if not mirror or not spec.mirror:
         return None
     fs, _ = fsspec.core.url_to_fs(mirror)
-    resolved = {split: _resolve(files, mirror) for split, files in spec.mirror.items()}
-    paths = [p for files in resolved.values() for p in _flat(files)]
-    if not all(fs.exists(p) for p in paths):
+    resolved = {split: _resolve(files, mirror, fs) for split, files in spec.mirror.items()}
+    if any(not _flat(files) for files in resolved.values()):
+        return None  # a glob matched nothing
+    if not all(fs.exists(p) for files in resolved.values() for p in _flat(files)):
         return None
     return resolved
 

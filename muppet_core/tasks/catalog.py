@@ -1,7 +1,7 @@
 """The task catalog: one YAML entry per dataset, validated when loaded.
 
-Adding a dataset means adding an entry to catalog.yaml (and, where its raw rows need it, a
-normalizer of a few lines); no library code changes.
+Entries live in ``entries/<family>.yaml``. Adding a dataset means adding an entry there (and,
+where its raw rows need it, a normalizer of a few lines); no library code changes.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from muppet_core.config import PipelinesFile, Strict, _describe
 from muppet_core.errors import ConfigError
 from muppet_core.registry import did_you_mean
 
-CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
-Family = Literal["classification", "regression", "multiple_choice", "span"]
+ENTRIES_DIR = Path(__file__).with_name("entries")
+Family = Literal["classification", "regression", "multiple_choice", "span", "summarization"]
 MirrorFiles = str | list[str] | dict[str, str]
 FINETUNE_FAMILIES = ("classification", "multiple_choice")
 
@@ -50,12 +50,13 @@ class TaskSpec(Strict):
     """Hub location, used when the mirror lacks the files."""
     mirror: dict[str, MirrorFiles] = Field(default_factory=dict)
     """Split -> file(s) relative to the mirror root."""
-    reader: str
-    """Reader name (see muppet_core.tasks.readers)."""
+    reader: str | None = None
+    """Reader name (see muppet_core.tasks.readers); required with mirror files."""
     reader_options: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of the reader."""
-    normalizer: str
-    """``module:function`` turning one raw mirror row into a record (or None to drop it)."""
+    normalizer: str | None = None
+    """``module:function`` turning one raw mirror row into a record, a list of records, or None
+    (to drop it); required with mirror files."""
     labels: list[str] | None = None
     """Class names, index = label id (classification)."""
     num_choices: int | None = Field(None, gt=1)
@@ -66,6 +67,8 @@ class TaskSpec(Strict):
     """Further metrics reported beside the main one."""
     loss_n: int | None = Field(None, gt=1)
     """Override of n(i) for loss scaling."""
+    max_bad_fraction: float = Field(0.001, ge=0, le=1)
+    """Share of a split's rows that may be malformed (dropped and reported) before the data stage fails."""
 
     @model_validator(mode="after")
     def _family_fields(self) -> "TaskSpec":
@@ -73,6 +76,8 @@ class TaskSpec(Strict):
             raise ValueError("classification tasks need 'labels'")
         if self.family == "multiple_choice" and not self.num_choices:
             raise ValueError("multiple_choice tasks need 'num_choices'")
+        if self.mirror and not (self.reader and self.normalizer):
+            raise ValueError("entries with mirror files need a 'reader' and a 'normalizer'")
         return self
 
     def hub_normalizer(self) -> str:
@@ -80,19 +85,30 @@ class TaskSpec(Strict):
         module = "classification" if self.family == "regression" else self.family
         return self.hub.normalizer or f"muppet_core.tasks.normalizers.{module}:from_hub_fields"
 
-    def loss_n_value(self, max_length: int) -> int | None:
-        """n(i) of the paper's loss scaling, or None where the loss is not scaled (regression)."""
+    def loss_n_value(self, max_length: int, vocab_size: int | None = None) -> int | None:
+        """n(i) of the paper's loss scaling, or None where the loss is not scaled (regression).
+
+        Classes for classification, choices for multiple choice, candidate positions (the
+        sequence length) for spans, the vocabulary for summarization; ``loss_n`` overrides.
+        """
         if self.loss_n:
             return self.loss_n
         return {
             "classification": len(self.labels or []),
             "multiple_choice": self.num_choices,
             "span": max_length,
+            "summarization": vocab_size,
         }.get(self.family)
 
-    def loss_scale(self, max_length: int) -> float:
+    def loss_n_rule(self) -> int | str | None:
+        """n(i) as listed in the catalog: a number, or the rule that gives it at run time."""
+        if self.loss_n or self.family in ("classification", "multiple_choice"):
+            return self.loss_n_value(0)
+        return {"span": "sequence length", "summarization": "vocabulary size"}.get(self.family)
+
+    def loss_scale(self, max_length: int, vocab_size: int | None = None) -> float:
         """1 / log n(i); 1.0 where n(i) is undefined."""
-        n = self.loss_n_value(max_length)
+        n = self.loss_n_value(max_length, vocab_size)
         return 1.0 / math.log(n) if n and n > 1 else 1.0
 
 
@@ -113,10 +129,20 @@ def parse_catalog(raw: Any, source: str = "catalog.yaml") -> dict[str, TaskSpec]
 
 
 @functools.cache
-def load_catalog(path: str | None = None) -> dict[str, TaskSpec]:
-    """The task catalog shipped with the package (or another file)."""
-    file = Path(path) if path else CATALOG_FILE
-    return parse_catalog(yaml.safe_load(file.read_text(encoding="utf-8")), file.name)
+def load_catalog(directory: str | None = None) -> dict[str, TaskSpec]:
+    """The task catalog: every ``*.yaml`` of the entries folder (the package's by default).
+
+    Raises:
+        ConfigError: an entry is invalid, or a task name is defined twice.
+    """
+    specs: dict[str, TaskSpec] = {}
+    for file in sorted(Path(directory or ENTRIES_DIR).glob("*.yaml")):
+        parsed = parse_catalog(yaml.safe_load(file.read_text(encoding="utf-8")), file.name)
+        twice = sorted(set(parsed) & set(specs))
+        if twice:
+            raise ConfigError([f"tasks.{name}: defined in more than one catalog file" for name in twice], file.name)
+        specs.update(parsed)
+    return specs
 
 
 def get_task(name: str) -> TaskSpec:

@@ -26,12 +26,13 @@ CARVED_TOTAL = {"mrpc": 4076, "qnli": 5463, "snli": 9842, "trec": 5452, "rotten_
 
 def test_catalog_entries_point_at_real_readers_and_normalizers():
     for spec in load_catalog().values():
-        assert spec.reader in READERS
-        assert callable(resolve(spec.normalizer))
+        if spec.mirror:
+            assert spec.reader in READERS
+            assert callable(resolve(spec.normalizer))
         assert callable(resolve(spec.hub_normalizer()))
 
 
-@pytest.mark.parametrize("task", sorted(load_catalog()))
+@pytest.mark.parametrize("task", sorted({*SOURCE_ROWS, *CARVED_TOTAL}))
 def test_every_catalog_dataset_normalizes_from_the_mirror(task, mirror, tmp_path):
     spec = load_catalog()[task]
     stats = prepare_task(spec, mirror, 0.1, 0, tmp_path)
