@@ -7,19 +7,20 @@ from prefect import flow, get_run_logger, task
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import PipelineConfig
 from muppet_core.data.stage import data_stage
+from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
 
 
 @task(name="normalize-dataset", task_run_name="normalize-{name}")
-def normalize(name: str, pipeline: PipelineConfig) -> StageOutput:
-    output = data_stage(name, pipeline.data, open_store(pipeline))
+def normalize(name: str, pipeline: PipelineConfig, tokenizer: Variant) -> StageOutput:
+    output = data_stage(name, pipeline.data, open_store(pipeline), tokenizer)
     get_run_logger().info(output.describe())
     return output
 
 
 @flow(name="prepare-data")
-def prepare_data(pipeline: PipelineConfig) -> dict[str, StageOutput]:
-    """Every pre-finetuning task and benchmark, normalized into the store."""
-    names = sorted({*pipeline.prefinetune.tasks, *pipeline.finetune.benchmarks})
-    futures = {name: normalize.submit(name, pipeline) for name in names}
+def prepare_data(pipeline: PipelineConfig, tokenizer: Variant) -> dict[str, StageOutput]:
+    """Every pre-finetuning task and benchmark, normalized into the store (lengths in the backbone's tokens)."""
+    names = pipeline.data_tasks()
+    futures = {name: normalize.submit(name, pipeline, tokenizer) for name in names}
     return {name: future.result() for name, future in futures.items()}

@@ -22,8 +22,8 @@ def reproduce(pipeline: str = "demo", config: str = DEFAULT_FILE) -> str:
         config: path of pipelines.yaml.
     """
     cfg = load_pipeline(pipeline, config)
-    data = prepare_data(cfg)
     variants = [base_variant(cfg.backbone, open_store(cfg).cache_dir)]
+    data = prepare_data(cfg, variants[0])
     if cfg.prefinetune.enabled:
         variants.append(prefinetune(cfg, variants[0], data))
     fan_out = finetune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.finetune.concurrency))

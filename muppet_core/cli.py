@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+
+import yaml
 
 from muppet_core.errors import MuppetError
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, load_validated
@@ -30,21 +33,82 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_row(spec) -> dict:
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "hub": spec.hub.path + (f":{spec.hub.name}" if spec.hub.name else ""),
+        "metric": spec.metric,
+        "n": spec.loss_n_rule(),
+        "mirror": sorted(spec.mirror),
+    }
+
+
+def _tasks_ls(args: argparse.Namespace) -> int:
+    from muppet_core.tasks.catalog import load_catalog
+
+    rows = [_task_row(s) for s in load_catalog().values() if args.family in (None, s.family)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':22} {'family':16} {'metric':12} {'n(i)':16} {'mirror splits':28} hub")
+    for r in rows:
+        print(f"{r['name']:22} {r['family']:16} {r['metric']:12} {str(r['n']):16} {','.join(r['mirror']) or '-':28} {r['hub']}")
+    print(f"{len(rows)} tasks")
+    return 0
+
+
+def _tasks_show(args: argparse.Namespace) -> int:
+    from muppet_core.tasks.catalog import get_task
+
+    try:
+        spec = get_task(args.name)
+    except KeyError as exc:
+        raise MuppetError(exc.args[0]) from None
+    print(yaml.safe_dump({spec.name: spec.model_dump(exclude={"name"}, exclude_defaults=True)}, sort_keys=False), end="")
+    return 0
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    _preflight(args.pipeline, args.config)
+    _runtime_defaults()
+    from flows.data import prepare_data
+    from muppet_core.data.stage import read_stats
+    from muppet_core.models.backbone import base_variant
+    from muppet_core.pipelines import open_store
+
+    pipeline = load_pipeline(args.pipeline, args.config)
+    store = open_store(pipeline)
+    outputs = prepare_data(pipeline, base_variant(pipeline.backbone, store.cache_dir))
+    print(f"{'dataset':20} {'source':7} {'cache':5} {'dropped':>7}  rows")
+    for name, output in sorted(outputs.items()):
+        stats = read_stats(store, output)
+        dropped = sum(s["dropped"] for s in stats["normalization"].values())
+        rows = ", ".join(f"{k}={v}" for k, v in stats["rows"].items())
+        print(f"{name:20} {stats['source']:7} {'hit' if output.cache_hit else 'miss':5} {dropped:>7}  {rows}")
+    return 0
+
+
 def _preflight(name: str, config: str) -> None:
     """Refuse before any work starts: bad config, datasets found neither in the mirror nor on the hub."""
     from muppet_core.data.sources import hub_reachable_or_raise
     from muppet_core.tasks.catalog import get_task
 
     pipeline = load_pipeline(name, config)
-    for task in sorted({*pipeline.prefinetune.tasks, *pipeline.finetune.benchmarks}):
+    for task in pipeline.data_tasks():
         hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
+
+
+def _runtime_defaults() -> None:
+    """Environment for Prefect and tokenizers, set before Prefect is imported."""
+    for key, value in RUNTIME_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("muppet_core").setLevel(logging.INFO)
 
 
 def _run(args: argparse.Namespace) -> int:
     _preflight(args.pipeline, args.config)
-    for key, value in RUNTIME_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    logging.getLogger("muppet_core").setLevel(logging.INFO)
+    _runtime_defaults()
     from flows.reproduce import reproduce
 
     csv_uri = reproduce(pipeline=args.pipeline, config=args.config)
@@ -86,6 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline")
     p.add_argument("--config", default=DEFAULT_FILE)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("tasks", help="the task catalog")
+    tasks = p.add_subparsers(dest="tasks_command", required=True)
+    t = tasks.add_parser("ls", help="list catalog entries")
+    t.add_argument("--family", choices=["classification", "regression", "multiple_choice", "span", "summarization"])
+    t.add_argument("--json", action="store_true", help="one JSON list (name, family, hub, metric, n, mirror splits)")
+    t.set_defaults(func=_tasks_ls)
+    t = tasks.add_parser("show", help="one catalog entry as YAML")
+    t.add_argument("name")
+    t.set_defaults(func=_tasks_show)
+
+    p = sub.add_parser("data", help="the data stage")
+    data = p.add_subparsers(dest="data_command", required=True)
+    d = data.add_parser("prepare", help="normalize every dataset a pipeline uses into the store")
+    d.add_argument("pipeline")
+    d.add_argument("--config", default=DEFAULT_FILE)
+    d.set_defaults(func=_data_prepare)
 
     p = sub.add_parser("results", help="print a pipeline's latest leaderboard from the store")
     p.add_argument("pipeline")

@@ -37,6 +37,8 @@ class DataConfig(Strict):
     """Share of a split carved off for validation when the mirror has no validation split."""
     split_seed: int = 0
     """Seed of the deterministic carving; part of every data artifact's key."""
+    extra_tasks: list[str] = Field(default_factory=list)
+    """Datasets to normalize beyond those the pipeline trains on (to inspect them, or for later stages)."""
 
 
 class PrefinetuneConfig(Strict):
@@ -99,6 +101,10 @@ class FinetuneConfig(Strict):
 
 class PipelineConfig(Strict):
     """One named pipeline: backbone, data, pre-finetuning and fine-tuning."""
+
+    def data_tasks(self) -> list[str]:
+        """Every dataset the data stage prepares for this pipeline, sorted."""
+        return sorted({*self.prefinetune.tasks, *self.finetune.benchmarks, *self.data.extra_tasks})
 
     description: str = ""
     """Free text shown by `muppet list`."""

@@ -25,3 +25,9 @@ class DataSourceError(MuppetError):
 
 class BackboneError(MuppetError):
     """A backbone could not be resolved or loaded."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when the message is empty), shortened."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

@@ -5,15 +5,26 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from muppet_core.data.records import Record, from_row, problem, to_row
-from muppet_core.errors import DataSourceError
+from muppet_core.data.records import (
+    MultipleChoiceRecord,
+    Record,
+    SpanRecord,
+    SummarizationRecord,
+    from_row,
+    problem,
+    to_row,
+)
 from muppet_core.data.sources import raw_splits
 from muppet_core.data.splits import complete_splits
+from muppet_core.errors import DataSourceError
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import TaskSpec
 
@@ -76,16 +87,53 @@ def _label_counts(records: list[Record]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(collections.Counter(labels).items())}
 
 
-def prepare_task(spec: TaskSpec, mirror: str | None, fraction: float, seed: int, out_dir: Path) -> dict[str, Any]:
+def _model_inputs(record: Record) -> tuple[str, str | None]:
+    """The text pair the model reads for a record (for multiple choice, with its longest choice)."""
+    if isinstance(record, MultipleChoiceRecord):
+        return record.context, max(record.choices, key=len)
+    if isinstance(record, SpanRecord):
+        return record.question, record.context
+    if isinstance(record, SummarizationRecord):
+        return record.document, None
+    return record.text_a, record.text_b
+
+
+def length_percentiles(records: list[Record], tokenizer, chunk: int = 2048) -> dict[str, int]:
+    """Percentiles (50, 90, 99, max) of input length in tokens, special tokens included, untruncated."""
+    lengths: list[int] = []
+    for start in range(0, len(records), chunk):
+        pairs = [_model_inputs(r) for r in records[start : start + chunk]]
+        firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
+        encoded = tokenizer(firsts, seconds if seconds[0] is not None else None, add_special_tokens=True, verbose=False)
+        lengths.extend(len(ids) for ids in encoded["input_ids"])
+    if not lengths:
+        return {}
+    p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
+    return {"p50": int(p50), "p90": int(p90), "p99": int(p99), "max": int(max(lengths))}
+
+
+def prepare_task(
+    spec: TaskSpec, mirror: str | None, fraction: float, seed: int, out_dir: Path, tokenizer=None
+) -> dict[str, Any]:
     """Normalize every split of ``spec`` into ``out_dir/<split>.parquet`` and write ``stats.json``.
 
+    Args:
+        spec: the catalog entry.
+        mirror: data mirror root (None: hub only).
+        fraction: share carved for validation where a split is missing.
+        seed: carving seed.
+        out_dir: where the splits and stats go.
+        tokenizer: the pipeline's tokenizer, for length percentiles in the stats (optional).
+
     Returns:
-        The stats record: source, rows and label counts per split, drops and carving notes.
+        The stats record: source, rows, label counts and token-length percentiles per split,
+        dropped rows with reasons, carving notes.
     """
     source, raw = raw_splits(spec, mirror)
     normalizer = resolve(spec.normalizer if source == "mirror" else spec.hub_normalizer())
     splits, drop_stats = {}, {}
     for split, rows in raw.items():
+        rows = tqdm(rows, desc=f"{spec.name}/{split}", unit=" rows", file=sys.stderr, leave=False, disable=None)
         try:
             splits[split], drop_stats[split] = normalize_rows(spec, split, rows, normalizer)
         except DataSourceError as exc:
@@ -104,6 +152,7 @@ def prepare_task(spec: TaskSpec, mirror: str | None, fraction: float, seed: int,
         "labels": {s: _label_counts(r) for s, r in splits.items()},
         "normalization": drop_stats,
         "carved": carved,
+        "tokens": {s: length_percentiles(r, tokenizer) for s, r in splits.items()} if tokenizer is not None else {},
     }
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=1))
     return stats

@@ -10,7 +10,7 @@ from typing import Any
 import fsspec
 
 from muppet_core.artifacts.store import files_digest
-from muppet_core.errors import DataSourceError
+from muppet_core.errors import DataSourceError, first_line
 from muppet_core.tasks.catalog import MirrorFiles, TaskSpec
 from muppet_core.tasks.readers import READERS
 
@@ -85,10 +85,6 @@ def _quiet_hub():
         logger.setLevel(level)
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
 
 def raw_splits(spec: TaskSpec, mirror: str | None) -> tuple[str, dict[str, Iterable[dict]]]:
     """The raw rows of every available split, and which source they came from ('mirror' or 'hub').
@@ -107,7 +103,7 @@ def raw_splits(spec: TaskSpec, mirror: str | None) -> tuple[str, dict[str, Itera
         with _quiet_hub():
             loaded = datasets.load_dataset(spec.hub.path, spec.hub.name)
     except Exception as exc:  # any failure of the hub path ends in the same clear message
-        raise DataSourceError(missing_message(spec, mirror, _first_line(exc))) from None
+        raise DataSourceError(missing_message(spec, mirror, first_line(exc))) from None
     return "hub", {ours: loaded[theirs] for ours, theirs in spec.hub.splits.items() if theirs in loaded}
 
 
@@ -121,5 +117,5 @@ def hub_reachable_or_raise(spec: TaskSpec, mirror: str | None) -> None:
         with _quiet_hub():
             datasets.load_dataset_builder(spec.hub.path, spec.hub.name)
     except Exception as exc:
-        raise DataSourceError(missing_message(spec, mirror, _first_line(exc))) from None
+        raise DataSourceError(missing_message(spec, mirror, first_line(exc))) from None
 

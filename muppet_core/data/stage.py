@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import DataConfig
 from muppet_core.data.prepare import prepare_task
 from muppet_core.data.sources import source_fingerprint
+from muppet_core.models.backbone import Variant, load_tokenizer
 from muppet_core.tasks.catalog import get_task
 
 STAGE = "data"
@@ -19,11 +22,17 @@ CODE = (
 )
 
 
-def data_stage(task: str, data: DataConfig, store: ArtifactStore) -> StageOutput:
+def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Variant | None = None) -> StageOutput:
     """Normalize ``task`` into the store (or find it there).
 
     The key hashes the catalog entry, the raw files' contents (or the hub id), the carving
-    settings and the data code's version.
+    settings, the tokenizer used for the length statistics and the data code's version.
+
+    Args:
+        task: catalog name.
+        data: the pipeline's data settings.
+        store: the artifact store.
+        tokenizer: the backbone whose tokenizer measures lengths in the stats (optional).
     """
     spec = get_task(task)
     key = store.key(
@@ -32,9 +41,17 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore) -> StageOutput
         source=source_fingerprint(spec, data.mirror),
         fraction=data.validation_fraction,
         seed=data.split_seed,
+        tokenizer=tokenizer.key if tokenizer else None,
         code=code_version(*CODE),
     )
-    return run_cached(
-        store, STAGE, task, key,
-        lambda out: {"stats": prepare_task(spec, data.mirror, data.validation_fraction, data.split_seed, out)},
-    )
+
+    def build(out):
+        tok = load_tokenizer(tokenizer.encoder_path) if tokenizer else None
+        return {"stats": prepare_task(spec, data.mirror, data.validation_fraction, data.split_seed, out, tok)}
+
+    return run_cached(store, STAGE, task, key, build)
+
+
+def read_stats(store: ArtifactStore, output: StageOutput) -> dict:
+    """The stats record of a normalized dataset."""
+    return json.loads((store.fetch(STAGE, output.key) / "stats.json").read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 import fsspec
 
 from muppet_core.artifacts.store import digest, files_digest
-from muppet_core.errors import BackboneError
+from muppet_core.errors import BackboneError, first_line
 
 log = logging.getLogger(__name__)
 PACKAGE_PREFIX = "package:"
@@ -67,6 +67,17 @@ def backbone_fingerprint(resolved: str) -> str:
     return digest({"hub": resolved})[:24]
 
 
+
+def load_tokenizer(resolved: str):
+    """The backbone's fast tokenizer."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolved, use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"tokenizer of '{resolved}' could not be loaded: {first_line(exc)}") from None
+
+
 def load_encoder(resolved: str):
     """The encoder (``AutoModel``, train mode) and its fast tokenizer.
 
@@ -74,16 +85,15 @@ def load_encoder(resolved: str):
         BackboneError: when the weights or tokenizer cannot be loaded (for example a hub id
             while the hub is unreachable, or a checkpoint that is not in safetensors format).
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    tokenizer = load_tokenizer(resolved)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved, use_fast=True)
         encoder = AutoModel.from_pretrained(resolved, use_safetensors=True)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackboneError(f"backbone '{resolved}' could not be loaded: {first[:200]}") from None
+        raise BackboneError(f"backbone '{resolved}' could not be loaded: {first_line(exc)}") from None
     encoder.train()
     return encoder, tokenizer
 

@@ -7,9 +7,9 @@ per-dataset heads overfit for those families).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import json
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn

@@ -22,6 +22,7 @@ ENTRIES_DIR = Path(__file__).with_name("entries")
 Family = Literal["classification", "regression", "multiple_choice", "span", "summarization"]
 MirrorFiles = str | list[str] | dict[str, str]
 FINETUNE_FAMILIES = ("classification", "multiple_choice")
+PREFINETUNE_FAMILIES = ("classification", "regression", "multiple_choice", "span")
 
 
 class HubSpec(Strict):
@@ -154,17 +155,21 @@ def get_task(name: str) -> TaskSpec:
 
 
 def check_pipeline_tasks(pipelines: PipelinesFile, source: str = "pipelines.yaml") -> None:
-    """Every task and benchmark a pipeline names must be in the catalog, with a suitable family."""
+    """Every dataset a pipeline names must be in the catalog, in a family its stage supports."""
     catalog = load_catalog()
     problems = []
     for pname, pipe in pipelines.pipelines.items():
-        sections = (("prefinetune", "tasks", pipe.prefinetune.tasks), ("finetune", "benchmarks", pipe.finetune.benchmarks))
-        for section, key, names in sections:
+        sections = (
+            ("prefinetune", "tasks", pipe.prefinetune.tasks, PREFINETUNE_FAMILIES),
+            ("finetune", "benchmarks", pipe.finetune.benchmarks, FINETUNE_FAMILIES),
+            ("data", "extra_tasks", pipe.data.extra_tasks, None),
+        )
+        for section, key, names, families in sections:
             for i, task in enumerate(names):
                 path = f"pipelines.{pname}.{section}.{key}[{i}]"
                 if task not in catalog:
                     problems.append(f"{path}: unknown task '{task}'{did_you_mean(task, list(catalog))}")
-                elif section == "finetune" and catalog[task].family not in FINETUNE_FAMILIES:
-                    problems.append(f"{path}: '{task}' is {catalog[task].family}; fine-tuning supports {', '.join(FINETUNE_FAMILIES)} benchmarks so far")
+                elif families and catalog[task].family not in families:
+                    problems.append(f"{path}: '{task}' is {catalog[task].family}; this stage supports {', '.join(families)} so far")
     if problems:
         raise ConfigError(problems, source)

@@ -28,7 +28,7 @@ from muppet_core.errors import DataSourceError
 from muppet_core.registry import Registry
 
 READERS = Registry("reader")
-for _name in ("jsonl", "json", "json_files", "text_files", "tsv", "csv", "lines", "labelled_files", "parallel", "zip_json", "squad_zip"):
+for _name in ("jsonl", "json", "json_files", "text_files", "tsv", "csv", "lines", "labelled_files", "parallel", "zip_json", "squad_zip", "zip_json_members", "by_suffix"):
     READERS.register(_name, f"muppet_core.tasks.readers:read_{_name}")
 
 csv.field_size_limit(sys.maxsize)
@@ -221,3 +221,20 @@ def read_squad_zip(files: Any, member: str) -> Iterator[dict]:
                         "answers": qa.get("answers", []),
                         "_where": f"{where} id {qa['id']}",
                     }
+
+
+def read_zip_json_members(files: dict[str, str]) -> Iterator[dict]:
+    """JSON lists in zip members; the mirror entry maps each member glob to its zip, so that
+    each split reads its own member of one zip (SciQ's ``*/train.json``, ``*/valid.json``)."""
+    for member, path in files.items():
+        yield from read_zip_json(path, member)
+
+
+def read_by_suffix(files: Any) -> Iterator[dict]:
+    """Each file with the reader its suffix names (jsonl, json, tsv, csv; before .bz2/.gz), at that
+    reader's defaults: one task may mix formats across splits (OpenBookQA's jsonl and tsv)."""
+    for path in _as_list(files):
+        suffix = path.removesuffix(".bz2").removesuffix(".gz").rsplit(".", 1)[-1]
+        if suffix not in ("jsonl", "json", "tsv", "csv"):
+            raise DataSourceError(f"{path}: no reader for .{suffix} files")
+        yield from READERS.get(suffix)(path)

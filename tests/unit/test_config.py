@@ -91,3 +91,19 @@ def test_relative_paths_are_anchored_and_env_overrides_win(tmp_path, monkeypatch
     assert pipe.data.mirror == str((REPO / "../shared/data").resolve())
     monkeypatch.setenv("MUPPET_DATA_MIRROR", str(tmp_path))
     assert load_pipeline("demo", REPO / "pipelines.yaml").data.mirror == str(tmp_path)
+
+
+def test_staged_pipeline_names_every_dataset_directory_of_the_mirror(mirror):
+    from pathlib import Path
+
+    from muppet_core.tasks.catalog import load_catalog
+
+    pipeline = load_pipeline("staged", REPO / "pipelines.yaml")
+    catalog = load_catalog()
+    covered = set()
+    for task in pipeline.data_tasks():
+        for files in catalog[task].mirror.values():
+            values = files.values() if isinstance(files, dict) else [files] if isinstance(files, str) else files
+            covered.update(str(f).split("/", 1)[0] for f in values)
+    directories = {p.name for p in Path(mirror).iterdir() if p.is_dir()}
+    assert directories <= covered, f"not prepared by the staged pipeline: {sorted(directories - covered)}"

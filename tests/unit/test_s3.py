@@ -63,3 +63,17 @@ def test_store_on_s3_publishes_and_fetches(s3, tmp_path):
     assert (store.fetch("finetune", "abc") / "record.json").read_text() == '{"score": 0.5}'
     store.write_text("pipelines/demo/leaderboard.csv", "variant,a\nbase,1\n")
     assert store.read_text("pipelines/demo/leaderboard.csv").startswith("variant,a")
+
+
+def test_mirror_on_s3_gives_the_same_records_as_the_local_mirror(s3, mirror, tmp_path):
+    from muppet_core.data.prepare import load_split, prepare_task
+    from muppet_core.tasks.catalog import get_task
+
+    for name in ("s1.dev", "s2.dev", "labels.dev", "s1.test", "s2.test", "labels.test"):
+        s3.put(f"{mirror}/snli/{name}", f"muppet-test/mirror/snli/{name}")
+    spec = get_task("snli")
+    local = prepare_task(spec, mirror, 0.1, 0, tmp_path / "local")
+    remote = prepare_task(spec, "s3://muppet-test/mirror", 0.1, 0, tmp_path / "remote")
+    assert remote["source"] == "mirror" and remote["rows"] == local["rows"]
+    for split in local["rows"]:
+        assert load_split(tmp_path / "local", "classification", split) == load_split(tmp_path / "remote", "classification", split)

@@ -43,3 +43,26 @@ def test_unreachable_hub_gives_one_clear_message(tmp_path, monkeypatch):
         assert "rte/train.jsonl" in message and "aps/super_glue (rte)" in message
         assert "MUPPET_DATA_MIRROR" in message and "hub reachable" in message
         assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_hub_source_gives_the_same_records_as_the_mirror(mirror, tmp_path):
+    """The hub path (datasets.load_dataset) on a local dataset folder in the hub's layout."""
+    import pandas as pd
+
+    from muppet_core.data.prepare import load_split
+    from muppet_core.tasks.catalog import HubSpec
+
+    spec = get_task("sst2")
+    prepare_task(spec, mirror, 0.1, 0, tmp_path / "from-mirror")
+    hub_dir = tmp_path / "hub-sst2"
+    hub_dir.mkdir()
+    for split in ("train", "validation"):
+        records = load_split(tmp_path / "from-mirror", "classification", split)
+        pd.DataFrame({"sentence": [r.text_a for r in records], "label": [r.label for r in records]}).to_parquet(hub_dir / f"{split}.parquet")
+    hub_spec = spec.model_copy(update={"mirror": {}, "hub": HubSpec(path=str(hub_dir), fields={"text_a": "sentence", "label": "label"})})
+    stats = prepare_task(hub_spec, mirror, 0.1, 0, tmp_path / "from-hub")
+    assert stats["source"] == "hub"
+    for split in ("train", "validation"):
+        ours = [(r.text_a, r.text_b, r.label) for r in load_split(tmp_path / "from-mirror", "classification", split)]
+        theirs = [(r.text_a, r.text_b, r.label) for r in load_split(tmp_path / "from-hub", "classification", split)]
+        assert ours == theirs

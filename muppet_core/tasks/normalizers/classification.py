@@ -1,8 +1,9 @@
-"""Normalizers of classification datasets (single sentence and sentence pair)."""
+"""Normalizers of classification datasets (single sentence and sentence pair) and of sentence-pair
+regression (STS-B), whose hub rows also go through ``from_hub_fields``."""
 
 from __future__ import annotations
 
-from muppet_core.data.records import ClassificationRecord
+from muppet_core.data.records import ClassificationRecord, RegressionRecord
 from muppet_core.tasks.catalog import TaskSpec
 
 
@@ -44,13 +45,60 @@ def qnli(row: dict, spec: TaskSpec) -> ClassificationRecord:
     return ClassificationRecord(text_a=row["question"], text_b=row["sentence"], label=_label(spec, row["label"]))
 
 
-def from_hub_fields(row: dict, spec: TaskSpec) -> ClassificationRecord | None:
-    """Hub rows mapped through ``hub.fields`` (text_a, text_b, label); label -1 (unlabelled) is dropped."""
+def ag_news(row: dict, spec: TaskSpec) -> ClassificationRecord:
+    """AG News csv: class index 1-4 (classes.txt order), title, description; text joined as on the hub."""
+    text = f"{row['title'].strip()} {row['description'].strip()}"
+    return ClassificationRecord(text_a=text, text_b=None, label=int(row["class_index"]) - 1)
+
+
+def wic(row: dict, spec: TaskSpec) -> ClassificationRecord:
+    """WiC (mirror jsonl and hub rows): is the target word, made explicit before sentence 2, used in the same sense?"""
+    return ClassificationRecord(text_a=row["sentence1"], text_b=f"{row['word']}: {row['sentence2']}", label=int(row["label"]))
+
+
+def wsc(row: dict, spec: TaskSpec) -> ClassificationRecord:
+    """WSC (mirror jsonl with a ``target`` object, or flat hub rows): does span 2 (the pronoun) refer to span 1?"""
+    target = row.get("target", row)
+    claim = f"{target['span2_text']} refers to {target['span1_text']}"
+    return ClassificationRecord(text_a=row["text"], text_b=claim, label=int(row["label"]))
+
+
+def multirc(row: dict, spec: TaskSpec) -> list[ClassificationRecord]:
+    """SuperGLUE MultiRC jsonl, one passage per line: one record per answer option (question + answer vs. passage).
+
+    Ids are ``<passage>-<question>-<answer>`` indices, unique within a file (the numbering restarts per file).
+    """
+    passage = row["passage"]
+    return [
+        ClassificationRecord(passage["text"], f"{q['question']} {a['text']}", int(a["label"]), f"{row['idx']}-{q['idx']}-{a['idx']}")
+        for q in passage["questions"]
+        for a in q["answers"]
+    ]
+
+
+def multirc_hub(row: dict, spec: TaskSpec) -> ClassificationRecord:
+    """Hub MultiRC, already one row per answer option, ids as in ``multirc``."""
+    idx = row["idx"]
+    example_id = f"{idx['paragraph']}-{idx['question']}-{idx['answer']}"
+    return ClassificationRecord(row["paragraph"], f"{row['question']} {row['answer']}", int(row["label"]), example_id)
+
+
+def from_hub_fields(row: dict, spec: TaskSpec) -> ClassificationRecord | RegressionRecord | None:
+    """Rows mapped through ``hub.fields`` (text_a, text_b, label, optional id): hub rows, and mirror files whose
+    columns carry the hub's names (the reader's ``columns`` or mapping keys name them where the file has none).
+
+    The label is a class name of ``spec.labels``, a class index, a bool, or a score (family regression);
+    a negative label (unlabelled test rows) is dropped. Map ``id`` only to a column unique within a split.
+    """
     fields = spec.hub.fields
     label = row[fields.get("label", "label")]
-    if isinstance(label, str):
-        label = _label(spec, label)
-    if label is None or int(label) < 0:
+    if isinstance(label, str) and label.strip() in (spec.labels or []):
+        label = spec.labels.index(label.strip())
+    if label is None or float(label) < 0:
         return None
-    text_b = row[fields["text_b"]] if "text_b" in fields else None
-    return ClassificationRecord(text_a=row[fields.get("text_a", "sentence")], text_b=text_b, label=int(label))
+    text_a = row[fields.get("text_a", "sentence")].strip()
+    text_b = row[fields["text_b"]].strip() if "text_b" in fields else None
+    example_id = str(row[fields["id"]]) if "id" in fields else ""
+    if spec.family == "regression":
+        return RegressionRecord(text_a=text_a, text_b=text_b, label=float(label), id=example_id)
+    return ClassificationRecord(text_a=text_a, text_b=text_b, label=int(label), id=example_id)

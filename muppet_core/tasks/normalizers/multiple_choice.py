@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+
+import numpy as np
+
 from muppet_core.data.records import MultipleChoiceRecord
 from muppet_core.tasks.catalog import TaskSpec
 
@@ -22,6 +28,102 @@ def question_choices(row: dict, spec: TaskSpec) -> MultipleChoiceRecord | None:
         label=keys.index(row["answerKey"]),
         id=str(row.get("id", "")),
     )
+
+
+COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What happened as a result?"}
+LETTERS = ["A", "B", "C", "D", "E"]
+
+
+def _shuffled(key: str, gold: str, others: list[str]) -> tuple[list[str], int]:
+    """``gold`` and ``others`` in an order fixed by sha256(key), and the gold's index."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
+    order = rng.permutation(1 + len(others))
+    return [([gold, *others])[i] for i in order], int(np.flatnonzero(order == 0)[0])
+
+
+def openbookqa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord | None:
+    """OpenBookQA jsonl (as ``question_choices``) or tsv: ID, Question Stem, Choices
+    ``'(A) .. (B) ..'``, Answer Key. A tsv row whose choices repeat a letter is ambiguous: ValueError."""
+    if "Choices" not in row:
+        return question_choices(row, spec)
+    keys, texts = zip(*re.findall(r"\(([A-E])\) (.*?)(?= \([A-E]\) |$)", row["Choices"]))
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"choice letters repeat: {keys}")
+    return MultipleChoiceRecord(context=row["Question Stem"], choices=list(texts), label=keys.index(row["Answer Key"]), id=row["ID"])
+
+
+def copa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """SuperGLUE COPA (jsonl or hub): premise, question (cause|effect), choice1, choice2, label.
+    No id: ``idx`` restarts at 0 in every split."""
+    context = f"{row['premise']} {COPA_QUESTIONS[row['question']]}"
+    return MultipleChoiceRecord(context=context, choices=[row["choice1"], row["choice2"]], label=int(row["label"]))
+
+
+def winogrande(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """Winogrande-format rows (WSC273): sentence with '_', option1/2, answer '1'|'2'. Options are
+    shuffled per qID, since this copy always has the gold answer first."""
+    options = [row["option1"], row["option2"]]
+    gold = int(row["answer"]) - 1
+    choices, label = _shuffled(row["qID"], options[gold], [options[1 - gold]])
+    return MultipleChoiceRecord(context=row["sentence"], choices=choices, label=label, id=row["qID"])
+
+
+def hellaswag_lines(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """HellaSwag as llama.cpp text, 6-line blocks: ctx, gold index, ending0-3."""
+    context, gold, *endings = row["lines"]
+    return MultipleChoiceRecord(context=context, choices=endings, label=int(gold))
+
+
+def piqa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """PIQA: a JSON line (goal, sol1, sol2) beside its label line (parallel reader), or a hub row."""
+    example = json.loads(row["example"]) if "example" in row else row
+    return MultipleChoiceRecord(context=example["goal"], choices=[example["sol1"], example["sol2"]], label=int(row["label"]))
+
+
+def _race_question(article: str, question: str, options: list[str], answer: str, id: str = "") -> MultipleChoiceRecord:
+    return MultipleChoiceRecord(context=f"{article}\n{question}", choices=list(options), label=LETTERS.index(answer), id=id)
+
+
+def race(row: dict, spec: TaskSpec) -> MultipleChoiceRecord | list[MultipleChoiceRecord]:
+    """RACE passage file (id, article, questions[], options[][], answers[]): one record per
+    question, id '<file id>-<index>'. Rows without ``questions`` go to ``race_question``."""
+    if "questions" not in row:
+        return race_question(row, spec)
+    questions = zip(row["questions"], row["options"], row["answers"], strict=True)
+    return [_race_question(row["article"], q, opts, ans, f"{row['id']}-{k}") for k, (q, opts, ans) in enumerate(questions)]
+
+
+def race_question(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """RACE in the HF layout (test jsonl, hub): example_id, article, question, options, answer.
+    No id: a passage's questions share its example_id."""
+    return _race_question(row["article"], row["question"], row["options"], row["answer"])
+
+
+def sciq(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """SciQ: support (may be ''), question, correct_answer and 3 distractors, shuffled per question."""
+    context = f"{row['support'].strip()}\n{row['question']}" if row["support"].strip() else row["question"]
+    distractors = [row["distractor1"], row["distractor2"], row["distractor3"]]
+    choices, label = _shuffled(row["question"], row["correct_answer"], distractors)
+    return MultipleChoiceRecord(context=context, choices=choices, label=label)
+
+
+def cosmosqa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """Cosmos QA csv (or hub): id, context, question, answer0-3, label."""
+    choices = [row[f"answer{i}"] for i in range(4)]
+    return MultipleChoiceRecord(context=f"{row['context']}\n{row['question']}", choices=choices, label=int(row["label"]), id=row["id"])
+
+
+def swag(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """SWAG hub rows (regular): startphrase, ending0-3, label."""
+    return MultipleChoiceRecord(context=row["startphrase"], choices=[row[f"ending{i}"] for i in range(4)], label=int(row["label"]))
+
+
+def mathqa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
+    """MathQA hub rows: Problem, options 'a ) 38 , b ) 27.675 , ... e ) none', correct letter."""
+    choices = [c[4:].rstrip(" ,") for c in re.findall(r"[a-d] \) .*?, |e \) .*?$", row["options"])]
+    if len(choices) != 5:
+        raise ValueError(f"{len(choices)} options parsed, 5 expected")
+    return MultipleChoiceRecord(context=row["Problem"], choices=choices, label=[k.lower() for k in LETTERS].index(row["correct"]))
 
 
 def from_hub_fields(row: dict, spec: TaskSpec) -> MultipleChoiceRecord | None:
