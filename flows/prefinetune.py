@@ -13,8 +13,9 @@ from muppet_core.training.prefinetune import prefinetune_stage, prefinetuned_var
 
 @flow(name="pre-finetune")
 def prefinetune(pipeline: PipelineConfig, base: Variant, data: dict[str, StageOutput]) -> Variant:
-    """Pre-finetune the base backbone on the pipeline's task mix."""
+    """Pre-finetune the base backbone on the pipeline's task mix; the workers' log streams into this run."""
     store = open_store(pipeline)
-    output = prefinetune_stage(pipeline.prefinetune, base.encoder_path, base.key, data, store)
-    get_run_logger().info(output.describe())
+    logger = get_run_logger()
+    output = prefinetune_stage(pipeline.prefinetune, base, data, store, logger.info)
+    logger.info(output.describe())
     return prefinetuned_variant(output, store)

@@ -62,14 +62,46 @@ class PrefinetuneConfig(Strict):
     """AdamW weight decay."""
     max_length: int = Field(128, gt=8, le=4096)
     """Tokens per sequence (per question-choice pair for multiple choice)."""
+    max_target_length: int = Field(64, gt=1, le=4096)
+    """Summary tokens the decoder learns to produce (summarization)."""
     max_train_examples: int | None = Field(None, gt=0)
     """Cap on training examples per task (None: all)."""
     loss_scaling: bool = True
     """Divide each task's loss by log n(i) (the paper's default)."""
-    sampling: Literal["proportional", "uniform"] = "proportional"
-    """How tasks are drawn for each micro-batch: by dataset size, or uniformly."""
+    sampling: Literal["proportional", "uniform", "temperature"] = "proportional"
+    """How tasks are drawn: by dataset size, uniformly, or by size ** (1 / temperature)."""
+    temperature: float = Field(2.0, gt=0)
+    """Temperature of ``temperature`` sampling."""
+    schedule: Literal["heterogeneous", "batch_homogeneous", "dataset_homogeneous"] = "heterogeneous"
+    """Heterogeneous updates (the paper's), or the homogeneous ablations."""
+    group_by_length: bool = True
+    """Sort examples by length inside pools before batching (less padding)."""
+    max_tokens_per_batch: int | None = Field(None, gt=0)
+    """Token budget per micro-batch (examples x longest); None: micro_batch_size only."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping."""
+    checkpoint_every: int = Field(200, gt=0)
+    """Updates between checkpoints (a killed run resumes from the last one)."""
+    r3f_eps: float = Field(0.0, ge=0)
+    """R3F regularizer: noise scale on input embeddings (0 disables it; the paper used 1e-5)."""
+    r3f_lambda: float = Field(1.0, ge=0)
+    """R3F: weight of the symmetric KL term."""
     seed: int = 0
     """Seed of task sampling, data order, dropout and head initialisation."""
+    engine: Literal["deepspeed", "torch"] = "deepspeed"
+    """deepspeed (every device, CPU included) or plain torch (no DeepSpeed at all)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Training precision under DeepSpeed."""
+    zero_stage: Literal[0, 1, 2] = 0
+    """DeepSpeed ZeRO stage."""
+    deepspeed_config: str | None = None
+    """A DeepSpeed JSON of your own, merged over the settings above (relative to pipelines.yaml)."""
+    launcher: Literal["local", "torchrun", "deepspeed"] = "local"
+    """local: one process; torchrun or deepspeed: that launcher, with nproc_per_node/hostfile."""
+    nproc_per_node: int = Field(1, gt=0)
+    """Processes per node under torchrun/deepspeed (one per GPU)."""
+    hostfile: str | None = None
+    """DeepSpeed hostfile for multi-node runs."""
 
 
 class FinetuneConfig(Strict):
@@ -239,11 +271,14 @@ def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
     backbone = pipeline.backbone
     if backbone.startswith((".", "/")):
         backbone = _absolute(backbone, base) or backbone
+    pft = pipeline.prefinetune
+    files = {"deepspeed_config": _absolute(pft.deepspeed_config, base), "hostfile": _absolute(pft.hostfile, base)}
     return pipeline.model_copy(
         update={
             "store": store,
             "backbone": backbone,
             "data": pipeline.data.model_copy(update={"mirror": mirror}),
+            "prefinetune": pft.model_copy(update=files),
         }
     )
 

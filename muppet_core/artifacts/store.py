@@ -168,6 +168,12 @@ class ArtifactStore:
         with self.fs.open(self._path(relpath), "r") as fh:
             return fh.read()
 
+    def scratch(self, stage: str, key: str) -> Path:
+        """A local working folder for a stage's unfinished work (checkpoints): under the store for
+        a local store, under the cache folder for a remote one."""
+        base = Path(self._root_path) / "_scratch" if self.is_local else self.cache_dir / "scratch"
+        return base / stage / key
+
     def exists(self, relpath: str) -> bool:
         """Whether a named file exists."""
         return self.fs.exists(self._path(relpath))

@@ -12,6 +12,7 @@ import torch
 from muppet_core.data.records import Record
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+IGNORE_INDEX = -100  # label positions the loss skips
 
 
 def _rows(encoded, n: int) -> list[dict[str, list[int]]]:
@@ -19,10 +20,14 @@ def _rows(encoded, n: int) -> list[dict[str, list[int]]]:
     return [{k: encoded[k][i] for k in keys} for i in range(n)]
 
 
-def encode(family: str, records: list[Record], tokenizer, max_length: int) -> tuple[list[dict[str, Any]], int]:
+def encode(
+    family: str, records: list[Record], tokenizer, max_length: int, max_target_length: int = 64
+) -> tuple[list[dict[str, Any]], int]:
     """Features for a family's records, and how many records were dropped.
 
     Span records whose answer does not fit in the first ``max_length`` tokens are dropped.
+    Summaries are cut to ``max_target_length`` tokens; the decoder reads ``[CLS] summary`` and
+    predicts ``summary [SEP]``.
     """
     if not records:
         return [], 0
@@ -47,6 +52,11 @@ def encode(family: str, records: list[Record], tokenizer, max_length: int) -> tu
         return features, 0
     if family == "span":
         return _encode_span(records, tokenizer, max_length)
+    if family == "summarization":
+        sources = _rows(tokenizer([r.document for r in records], truncation=True, max_length=max_length), len(records))
+        targets = tokenizer([r.summary for r in records], truncation=True, max_length=max_target_length + 1)["input_ids"]
+        start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        return [{**src, "decoder_input_ids": [start, *tgt[1:-1]], "labels": tgt[1:]} for src, tgt in zip(sources, targets)], 0
     raise ValueError(f"cannot encode family '{family}'")
 
 
@@ -104,6 +114,13 @@ def collate(family: str, features: list[dict[str, Any]], pad_id: int) -> dict[st
             mask.append([True] * len(f["choices"]) + [False] * extra)
         batch = {k: v.view(len(features), n_choices, length) for k, v in _pad_text(flat, pad_id, length).items()}
         batch["choice_mask"] = torch.tensor(mask)
+    elif family == "summarization":
+        batch = _pad_text(features, pad_id, max(len(f["input_ids"]) for f in features))
+        target = max(len(f["labels"]) for f in features)
+        batch["decoder_input_ids"] = torch.tensor(_pad([f["decoder_input_ids"] for f in features], pad_id, target))
+        batch["decoder_attention_mask"] = torch.tensor(_pad([[1] * len(f["decoder_input_ids"]) for f in features], 0, target))
+        batch["labels"] = torch.tensor(_pad([f["labels"] for f in features], IGNORE_INDEX, target))
+        return batch
     else:
         length = max(len(f["input_ids"]) for f in features)
         batch = _pad_text(features, pad_id, length)

@@ -1,6 +1,9 @@
-"""Task heads: one per classification dataset, one shared ranking head, one shared span head."""
+"""Task heads: one per classification dataset, one shared ranking head, one shared span head, and
+for summarization a decoder warm-started from the encoder."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -39,3 +42,32 @@ class SpanHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.qa_outputs(hidden)
+
+
+class DecoderHead(nn.Module):
+    """A causal decoder with cross-attention over the encoder's states, warm-started from the encoder
+    (as EncoderDecoderModel.from_encoder_decoder_pretrained does); its language-model head is the
+    summarization "head".
+
+    Args:
+        encoder: the shared encoder, whose config and weights the decoder starts from.
+    """
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        from transformers import AutoModelForCausalLM
+
+        config = copy.deepcopy(encoder.config)
+        config.is_decoder, config.add_cross_attention, config.tie_word_embeddings = True, True, False
+        self.decoder = AutoModelForCausalLM.from_config(config)
+        getattr(self.decoder, self.decoder.base_model_prefix).load_state_dict(encoder.state_dict(), strict=False)
+        with torch.no_grad():
+            self.decoder.get_output_embeddings().weight.copy_(encoder.get_input_embeddings().weight)
+
+    def forward(self, decoder_input_ids, decoder_attention_mask, encoder_hidden, encoder_mask) -> torch.Tensor:
+        return self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_hidden,
+            encoder_attention_mask=encoder_mask,
+        ).logits

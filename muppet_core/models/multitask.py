@@ -14,28 +14,35 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from muppet_core.models.heads import ClassificationHead, SpanHead
+from muppet_core.data.encoding import TEXT_KEYS
+from muppet_core.models.heads import ClassificationHead, DecoderHead, SpanHead
 from muppet_core.tasks.catalog import TaskSpec
 
 RANKING_HEAD = "ranking"
 SPAN_HEAD = "span"
+GENERATION_HEAD = "generation"
 
 
 def head_name(spec: TaskSpec) -> str:
     """The head a task trains: its own for classification/regression, the shared one otherwise."""
-    return {"multiple_choice": RANKING_HEAD, "span": SPAN_HEAD}.get(spec.family, spec.name)
+    return {"multiple_choice": RANKING_HEAD, "span": SPAN_HEAD, "summarization": GENERATION_HEAD}.get(spec.family, spec.name)
 
 
 def head_shape(spec: TaskSpec) -> dict:
     """What a head needs to be rebuilt: its kind and output size."""
     if spec.family == "span":
         return {"kind": "span", "outputs": 2}
+    if spec.family == "summarization":
+        return {"kind": "decoder", "outputs": 0}
     if spec.family == "classification":
         return {"kind": "classification", "outputs": len(spec.labels or [])}
     return {"kind": "classification", "outputs": 1}
 
 
-def _build_head(shape: dict, hidden: int) -> nn.Module:
+def _build_head(shape: dict, encoder: nn.Module) -> nn.Module:
+    hidden = encoder.config.hidden_size
+    if shape["kind"] == "decoder":
+        return DecoderHead(encoder)
     return SpanHead(hidden) if shape["kind"] == "span" else ClassificationHead(hidden, shape["outputs"])
 
 
@@ -57,27 +64,29 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head_shapes = dict(head_shapes)
-        hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({name: _build_head(shape, hidden) for name, shape in head_shapes.items()})
+        self.heads = nn.ModuleDict({name: _build_head(shape, encoder) for name, shape in head_shapes.items()})
 
     def _encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        return self.encoder(**inputs).last_hidden_state
+        keys = ("inputs_embeds", "attention_mask", "token_type_ids") if "inputs_embeds" in batch else TEXT_KEYS
+        return self.encoder(**{k: batch[k] for k in keys if k in batch}).last_hidden_state
 
     def forward(self, head: str, family: str, batch: dict[str, torch.Tensor]):
         """Logits of ``head`` for a collated batch of ``family``.
 
         Returns:
             [B, classes] for classification, [B, 1] for regression, [B, choices] for multiple
-            choice (padding choices at -inf), or a (start, end) pair of [B, L] for span.
+            choice (padding choices at -inf), a (start, end) pair of [B, L] for span, or
+            [B, T, vocabulary] for summarization.
         """
         if family == "multiple_choice":
-            b, c, length = batch["input_ids"].shape
-            flat = {k: v.view(b * c, length) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            b, c, length = batch["attention_mask"].shape
+            flat = {k: v.reshape(b * c, length, *v.shape[3:]) for k, v in batch.items() if k in (*TEXT_KEYS, "inputs_embeds")}
             hidden = self._encode(flat)
             scores = self.heads[head](mean_pool(hidden, flat["attention_mask"])).view(b, c)
             return scores.masked_fill(~batch["choice_mask"], float("-inf"))
         hidden = self._encode(batch)
+        if family == "summarization":
+            return self.heads[head](batch["decoder_input_ids"], batch["decoder_attention_mask"], hidden, batch["attention_mask"])
         if family == "span":
             logits = self.heads[head](hidden)
             return logits[..., 0], logits[..., 1]
@@ -88,7 +97,7 @@ class MultiTaskModel(nn.Module):
         directory = Path(directory)
         self.encoder.save_pretrained(directory / "encoder", safe_serialization=True)
         tokenizer.save_pretrained(directory / "encoder")
-        state = {k: v.detach().contiguous() for k, v in self.heads.state_dict().items()}
+        state = {k: v.detach().clone().contiguous() for k, v in self.heads.state_dict().items()}
         save_file(state, str(directory / "heads.safetensors"))
         (directory / "heads.json").write_text(json.dumps(self.head_shapes, indent=1, sort_keys=True))
 

@@ -22,7 +22,7 @@ ENTRIES_DIR = Path(__file__).with_name("entries")
 Family = Literal["classification", "regression", "multiple_choice", "span", "summarization"]
 MirrorFiles = str | list[str] | dict[str, str]
 FINETUNE_FAMILIES = ("classification", "multiple_choice")
-PREFINETUNE_FAMILIES = ("classification", "regression", "multiple_choice", "span")
+PREFINETUNE_FAMILIES = ("classification", "regression", "multiple_choice", "span", "summarization")
 
 
 class HubSpec(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from tqdm.auto import tqdm
 
@@ -13,15 +14,15 @@ log = logging.getLogger(__name__)
 class Callback:
     """Hooks called by the training loop; override what you need."""
 
-    def on_train_start(self, total_steps: int) -> None: ...
+    def on_train_start(self, total_steps: int, start_step: int = 0) -> None: ...
 
-    def on_step_end(self, step: int, logs: dict[str, float]) -> None: ...
+    def on_step_end(self, step: int, logs: dict) -> None: ...
 
-    def on_train_end(self, summary: dict[str, float]) -> None: ...
+    def on_train_end(self, summary: dict) -> None: ...
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over optimizer updates, with the running loss.
+    """A tqdm bar over optimizer updates, with the running loss (on a terminal only).
 
     Args:
         description: the bar's label.
@@ -31,20 +32,20 @@ class ProgressBar(Callback):
         self.description = description
         self.bar = None
 
-    def on_train_start(self, total_steps: int) -> None:
+    def on_train_start(self, total_steps: int, start_step: int = 0) -> None:
         # disable=None: a bar on a terminal, nothing in captured logs.
-        self.bar = tqdm(total=total_steps, desc=self.description, file=sys.stderr, mininterval=1.0, leave=False, disable=None)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc=self.description, file=sys.stderr, mininterval=1.0, leave=False, disable=None)
 
-    def on_step_end(self, step: int, logs: dict[str, float]) -> None:
+    def on_step_end(self, step: int, logs: dict) -> None:
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
 
-    def on_train_end(self, summary: dict[str, float]) -> None:
+    def on_train_end(self, summary: dict) -> None:
         self.bar.close()
 
 
 class LossLogger(Callback):
-    """Logs the mean loss every ``every`` updates.
+    """Logs the mean loss, the loss of each task and the examples per second every ``every`` updates.
 
     Args:
         description: prefix of each line.
@@ -53,13 +54,33 @@ class LossLogger(Callback):
 
     def __init__(self, description: str, every: int = 50):
         self.description, self.every = description, every
-        self.window: list[float] = []
+        self.window: list[dict] = []
+        self.tick = time.perf_counter()
 
-    def on_step_end(self, step: int, logs: dict[str, float]) -> None:
-        self.window.append(logs["loss"])
-        if (step + 1) % self.every == 0:
-            log.info("%s step %d: loss %.4f", self.description, step + 1, sum(self.window) / len(self.window))
-            self.window.clear()
+    def on_train_start(self, total_steps: int, start_step: int = 0) -> None:
+        self.tick = time.perf_counter()
+        if start_step:
+            log.info("%s resumed from the checkpoint at step %d of %d", self.description, start_step, total_steps)
 
-    def on_train_end(self, summary: dict[str, float]) -> None:
-        log.info("%s done: %s", self.description, ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+    def on_step_end(self, step: int, logs: dict) -> None:
+        self.window.append(logs)
+        if (step + 1) % self.every:
+            return
+        per_task: dict[str, list[float]] = {}
+        for entry in self.window:
+            for task, loss in entry["tasks"].items():
+                per_task.setdefault(task, []).append(loss)
+        mean = sum(e["loss"] for e in self.window) / len(self.window)
+        tasks = ", ".join(f"{t} {sum(v) / len(v):.3f}" for t, v in sorted(per_task.items()))
+        elapsed = time.perf_counter() - self.tick
+        rate = sum(e["examples"] for e in self.window) / elapsed
+        log.info("%s step %d: loss %.4f (%.1f examples/s) | %s", self.description, step + 1, mean, rate, tasks)
+        self.window.clear()
+        self.tick = time.perf_counter()
+
+    def on_train_end(self, summary: dict) -> None:
+        log.info(
+            "%s done: %d updates, %d examples, final loss %.4f, %.1f examples/s, padding efficiency %.3f",
+            self.description, summary["steps"], summary["examples_seen"], summary["final_loss"],
+            summary["examples_per_second"], summary["padding_efficiency"],
+        )

@@ -1,24 +1,29 @@
 """The one training loop, shared by pre-finetuning and fine-tuning.
 
-Each optimizer update accumulates the gradients of ``tasks_per_step`` micro-batches, each from
-a task drawn by the TaskSchedule (heterogeneous batches); each task's loss is scaled by its
-1/log n(i) factor when loss scaling is on.
+Each optimizer update accumulates the gradients of the micro-batches the TaskSchedule assigns
+to this rank, each from its drawn task (heterogeneous batches); each task's loss is scaled by its
+1/log n(i) factor when loss scaling is on. Checkpoints every ``checkpoint_every`` updates hold
+everything needed to resume exactly where a killed run stopped.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import get_linear_schedule_with_warmup
 
 from muppet_core.data.encoding import collate
-from muppet_core.models.losses import family_loss, scaled_loss
+from muppet_core.models.losses import family_loss, r3f_penalty, scaled_loss
 from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.training.callbacks import Callback
-from muppet_core.training.sampling import ExampleStream, TaskSchedule
+from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
+from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config
+from muppet_core.training.sampling import BatchStream, TaskSchedule
 
 
 @dataclass
@@ -42,18 +47,49 @@ class LoopSettings:
     warmup_ratio: float
     weight_decay: float
     sampling: str = "proportional"
+    temperature: float = 1.0
+    schedule: str = "heterogeneous"
     loss_scaling: bool = True
     max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    max_tokens_per_batch: int | None = None
+    r3f_eps: float = 0.0
+    r3f_lambda: float = 1.0
     seed: int = 0
+    engine: str = "torch"
+    zero_stage: int = 0
+    precision: str = "fp32"
+    deepspeed_config: str | None = None
+    checkpoint_every: int | None = None
+    checkpoint_dir: str | None = None
 
 
 def _optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for _, param in sorted(model.named_parameters()):
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=settings.learning_rate)
+
+
+def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: int, world_size: int):
+    """The engine that owns optimizer and scheduler for this run."""
+    optimizer = _optimizer(model, settings)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
+    if settings.engine == "deepspeed":
+        config = deepspeed_config(
+            settings.micro_batch_size, accumulation, world_size, settings.max_grad_norm,
+            settings.zero_stage, settings.precision, settings.deepspeed_config,
+        )
+        return DeepSpeedEngine(model, optimizer, scheduler, config)
+    return TorchEngine(model, optimizer, scheduler, accumulation, settings.max_grad_norm)
+
+
+def padding_efficiency(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(real tokens, computed tokens) of a collated batch."""
+    mask = batch["attention_mask"]
+    return int(mask.sum()), int(mask.numel())
 
 
 def train(
@@ -62,42 +98,73 @@ def train(
     settings: LoopSettings,
     pad_id: int,
     callbacks: list[Callback] = (),
-) -> dict[str, float]:
-    """Train ``model`` in place for ``settings.steps`` updates.
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[str, Any]:
+    """Train ``model`` in place for ``settings.steps`` updates (resuming from a checkpoint when one exists).
 
     Returns:
-        A summary: updates, examples seen, final mean loss and wall time.
+        A summary: updates, examples seen, final mean loss, wall time, padding efficiency,
+        examples per task, and the per-step history (loss per task).
     """
     model.train()
-    schedule = TaskSchedule({n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, settings.sampling, settings.seed)
-    examples = {n: ExampleStream(len(s.features), settings.seed + i) for i, (n, s) in enumerate(sorted(streams.items()))}
-    optimizer = _optimizer(model, settings)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
+    schedule = TaskSchedule(
+        {n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, settings.sampling,
+        settings.seed, settings.schedule, settings.temperature, settings.steps,
+    )
+    accumulation = settings.tasks_per_step // world_size
+    engine = build_engine(model, settings, accumulation, world_size)
+    batches = {
+        name: BatchStream(s.features, settings.micro_batch_size, settings.seed + i, settings.group_by_length, settings.max_tokens_per_batch)
+        for i, (name, s) in enumerate(sorted(streams.items()))
+    }
+    checkpoint_dir = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
+    resumed = load_checkpoint(checkpoint_dir, engine)
+    start, history = (resumed["step"], resumed["history"]) if resumed else (0, [])
+    for name, position in (resumed or {}).get("positions", {}).items():
+        batches[name].restore(position)
     for cb in callbacks:
-        cb.on_train_start(settings.steps)
-    seen, started, recent = 0, time.perf_counter(), []
-    for step in range(settings.steps):
-        total = 0.0
-        for name in schedule.tasks_for_step(step):
+        cb.on_train_start(settings.steps, start)
+    seen, real, computed = collections.Counter(), 0, 0
+    started = time.perf_counter()
+    for step in range(start, settings.steps):
+        losses: dict[str, list[float]] = collections.defaultdict(list)
+        order = schedule.tasks_for_rank(step, rank, world_size)
+        examples_before = sum(seen.values())
+        for name in order:
             stream = streams[name]
-            batch = collate(stream.family, [stream.features[i] for i in examples[name].take(settings.micro_batch_size)], pad_id)
-            logits = model(stream.head, stream.family, batch)
+            batch = collate(stream.family, [stream.features[i] for i in batches[name].next_batch()], pad_id)
+            logits = engine(stream.head, stream.family, batch)
             loss = scaled_loss(family_loss(stream.family, logits, batch["labels"]), stream.loss_scale, settings.loss_scaling)
-            (loss / settings.tasks_per_step).backward()
-            total += loss.item() / settings.tasks_per_step
-            seen += len(batch["labels"])
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        recent = (recent + [total])[-20:]
+            if settings.r3f_eps > 0:
+                loss = loss + settings.r3f_lambda * r3f_penalty(engine.module, stream.head, stream.family, batch, logits, settings.r3f_eps)
+            engine.backward(loss)
+            engine.step()
+            losses[name].append(loss.item())
+            seen[name] += len(batch["labels"])
+            r, c = padding_efficiency(batch)
+            real, computed = real + r, computed + c
+        logs = {"step": step + 1, "loss": sum(sum(v) for v in losses.values()) / max(sum(len(v) for v in losses.values()), 1),
+                "tasks": {k: sum(v) / len(v) for k, v in losses.items()}, "order": order,
+                "examples": sum(seen.values()) - examples_before}
+        history.append(logs)
         for cb in callbacks:
-            cb.on_step_end(step, {"loss": total})
+            cb.on_step_end(step, logs)
+        due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps
+        if checkpoint_dir and due and rank == 0:
+            save_checkpoint(checkpoint_dir, step + 1, engine, {n: b.state() for n, b in batches.items()}, history)
+    wall = time.perf_counter() - started
+    recent = [h["loss"] for h in history[-20:]]
     summary = {
-        "steps": float(settings.steps),
-        "examples_seen": float(seen),
+        "steps": settings.steps,
+        "resumed_from_step": start,
+        "examples_seen": sum(seen.values()),
+        "examples_per_task": dict(seen),
         "final_loss": sum(recent) / max(len(recent), 1),
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": wall,
+        "examples_per_second": sum(seen.values()) / wall if wall else 0.0,
+        "padding_efficiency": real / computed if computed else 1.0,
+        "history": history,
     }
     for cb in callbacks:
         cb.on_train_end(summary)

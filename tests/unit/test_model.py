@@ -84,3 +84,36 @@ def test_training_reduces_loss_and_heads_round_trip(tiny, tiny_backbone, tmp_pat
     batch = collate("classification", features[:4], tok.pad_token_id)
     model.eval(), fresh.eval()
     assert torch.allclose(model("sst2", "classification", batch), fresh("sst2", "classification", batch), atol=1e-5)
+
+
+def test_summarization_decoder_is_warm_started_and_trains(tiny_backbone, tmp_path):
+    from muppet_core.data.records import SummarizationRecord
+
+    torch.manual_seed(0)
+    encoder, tok = load_encoder(tiny_backbone)
+    model = build_multitask_model(encoder, [get_task("xsum"), get_task("aeslc"), get_task("sst2")])
+    assert set(model.heads) == {"generation", "sst2"}  # one decoder shared by every summarization task
+    decoder_base = model.heads["generation"].decoder.bert
+    assert torch.equal(decoder_base.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
+    records = [SummarizationRecord(f"the report says number {i} rose sharply today", f"number {i} rose") for i in range(8)]
+    features, _ = encode("summarization", records, tok, 32, max_target_length=8)
+    assert features[0]["decoder_input_ids"][0] == tok.cls_token_id and features[0]["labels"][-1] == tok.sep_token_id
+    batch = collate("summarization", features, tok.pad_token_id)
+    logits = model("generation", "summarization", batch)
+    assert logits.shape == (*batch["labels"].shape, tok.vocab_size)
+    assert get_task("xsum").loss_scale(128, tok.vocab_size) == pytest.approx(1 / math.log(tok.vocab_size))
+    settings = LoopSettings(steps=40, tasks_per_step=1, micro_batch_size=8, learning_rate=5e-3, warmup_ratio=0.0, weight_decay=0.0)
+    summary = train(model, {"xsum": TaskStream("summarization", "generation", features, 1.0)}, settings, tok.pad_token_id)
+    first, last = summary["history"][0]["loss"], summary["history"][-1]["loss"]
+    assert last < first * 0.7
+    model.save(tmp_path, tok)
+    fresh = build_multitask_model(load_encoder(str(tmp_path / "encoder"))[0], [get_task("xsum")])
+    assert fresh.load_heads(tmp_path) == ["generation"]
+
+
+def test_loss_scaling_per_family():
+    assert get_task("stsb").loss_scale(128) == 1.0  # regression: no n(i)
+    assert get_task("stsb").loss_n_rule() is None
+    assert get_task("squad").loss_n_rule() == "sequence length"
+    assert get_task("xsum").loss_n_rule() == "vocabulary size"
+    assert get_task("cb").loss_n_rule() == 3 and get_task("hellaswag").loss_n_rule() == 4

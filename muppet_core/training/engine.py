@@ -1,0 +1,124 @@
+"""The optimisation engine under the training loop: DeepSpeed (any device, the CPU included) or plain torch.
+
+Both take one micro-batch loss at a time and step the optimizer once every ``accumulation``
+micro-batches, so the loop reads the same whichever runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(backend: str | None = None) -> tuple[int, int]:
+    """Join the process group the launcher set up (or make a one-process group); returns (rank, world size).
+
+    Without a launcher's environment, a single-process group on 127.0.0.1 is created; on a
+    machine without CUDA the gloo backend and DeepSpeed's CPU accelerator are used.
+    """
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "WORLD_SIZE" not in os.environ:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def deepspeed_config(
+    micro_batch_size: int, accumulation: int, world_size: int, max_grad_norm: float,
+    zero_stage: int = 0, precision: str = "fp32", user_config: str | None = None,
+) -> dict[str, Any]:
+    """The DeepSpeed JSON for a run: the pipeline's settings, then a user's own file merged over them."""
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "train_batch_size": micro_batch_size * accumulation * world_size,
+        "gradient_clipping": max_grad_norm,
+        "zero_optimization": {"stage": zero_stage},
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    if user_config:
+        with open(user_config, encoding="utf-8") as fh:
+            config.update(json.load(fh))
+    return config
+
+
+class TorchEngine:
+    """Plain torch: gradients accumulated over ``accumulation`` micro-batches, averaged over ranks, clipped, stepped.
+
+    Args:
+        model: the module to train.
+        optimizer: its optimizer.
+        scheduler: a learning-rate scheduler stepped once per update.
+        accumulation: micro-batches per update on this rank.
+        max_grad_norm: gradient clipping.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer, scheduler, accumulation: int, max_grad_norm: float):
+        self.module, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.accumulation, self.max_grad_norm, self.micro_steps = accumulation, max_grad_norm, 0
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.accumulation).backward()
+
+    def step(self) -> None:
+        self.micro_steps += 1
+        if self.micro_steps % self.accumulation:
+            return
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            for p in self.module.parameters():
+                if p.requires_grad:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+                    p.grad /= dist.get_world_size()
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class DeepSpeedEngine:
+    """DeepSpeed's engine behind the same interface (it averages ranks and divides by the accumulation itself).
+
+    Args:
+        model: the module to train.
+        optimizer: a torch optimizer (DeepSpeed then needs no fused-optimizer build).
+        scheduler: stepped by DeepSpeed once per update.
+        config: the DeepSpeed JSON (see ``deepspeed_config``).
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer, scheduler, config: dict[str, Any]):
+        import deepspeed
+
+        self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config, dist_init_required=False
+        )
+        self.module = self.ds.module
+
+    def __call__(self, *args, **kwargs):
+        return self.ds(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.ds.backward(loss)
+
+    def step(self) -> None:
+        self.ds.step()

@@ -1,0 +1,109 @@
+"""Pre-finetuning workers for real: torchrun with two processes, kill -9 and resume, export.
+
+The plain torch engine keeps these fast; DeepSpeed runs in the flow's integration test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.config import DataConfig, PrefinetuneConfig
+from muppet_core.data.stage import data_stage
+from muppet_core.training.launch import launch_command, run_workers
+
+TASKS = ["rotten_tomatoes", "snli", "commonsenseqa", "squad"]
+
+
+@pytest.fixture(scope="module")
+def store_with_data(mirror, tmp_path_factory):
+    store = ArtifactStore(str(tmp_path_factory.mktemp("store")))
+    keys = {t: data_stage(t, DataConfig(mirror=mirror), store).key for t in TASKS}
+    return store, keys
+
+
+def _job(store, keys, backbone, tmp: Path, name: str, **overrides) -> tuple[PrefinetuneConfig, dict]:
+    settings = {"tasks": TASKS, "steps": 6, "micro_batch_size": 4, "tasks_per_step": 4, "max_length": 48, "max_train_examples": 64,
+                "checkpoint_every": 2, "engine": "torch", **overrides}
+    config = PrefinetuneConfig(**settings)
+    job = {"config": config.model_dump(), "backbone_path": backbone, "store": store.root, "data_keys": keys,
+           "out_dir": str(tmp / name / "out"), "checkpoint_dir": str(tmp / name / "ckpt"), "trace": str(tmp / name / "trace")}
+    return config, job
+
+
+def _weights(out: str) -> dict[str, torch.Tensor]:
+    return {**load_file(f"{out}/encoder/model.safetensors"), **{f"heads.{k}": v for k, v in load_file(f"{out}/heads.safetensors").items()}}
+
+
+def test_world_size_one_and_two_train_the_same_tasks_in_the_same_order(store_with_data, tiny_backbone, tmp_path):
+    store, keys = store_with_data
+    lines: list[str] = []
+    config, job = _job(store, keys, tiny_backbone, tmp_path, "w1")
+    run_workers(config, job, lines.append)
+    config2, job2 = _job(store, keys, tiny_backbone, tmp_path, "w2", launcher="torchrun", nproc_per_node=2)
+    run_workers(config2, job2, lines.append)
+    one = json.loads(Path(job["trace"] + ".rank0").read_text())
+    ranks = [json.loads(Path(job2["trace"] + f".rank{r}").read_text()) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and one["world_size"] == 1
+    merged = [[ranks[i % 2]["order"][step][i // 2] for i in range(4)] for step in range(6)]
+    assert merged == one["order"]
+    assert sum(len(set(step)) > 1 for step in one["order"]) >= 4, "updates should mix several tasks"
+    summary = json.loads(Path(job2["out_dir"], "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["summary"]["examples_seen"] == 6 * 2 * 4  # rank 0's share
+    assert any("pre-finetune done" in line for line in lines)
+
+
+def test_killed_run_resumes_from_its_checkpoint_with_identical_weights(store_with_data, tiny_backbone, tmp_path):
+    store, keys = store_with_data
+    settings = {"steps": 60, "checkpoint_every": 5}
+    config, straight = _job(store, keys, tiny_backbone, tmp_path, "straight", **settings)
+    run_workers(config, straight, lambda line: None)
+
+    config, job = _job(store, keys, tiny_backbone, tmp_path, "killed", **settings)
+    job_file = Path(job["checkpoint_dir"]) / "job.json"
+    job_file.parent.mkdir(parents=True)
+    job_file.write_text(json.dumps(job))
+    proc = subprocess.Popen(launch_command(config, job_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = Path(job["checkpoint_dir"]) / "latest" / "state.json"
+    deadline = time.time() + 240
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 0 < killed_at < 60 and not Path(job["out_dir"], "heads.safetensors").exists()
+
+    run_workers(config, job, lambda line: None)
+    summary = json.loads(Path(job["out_dir"], "train_summary.json").read_text())["summary"]
+    assert summary["resumed_from_step"] >= killed_at
+    a, b = _weights(straight["out_dir"]), _weights(job["out_dir"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_loads_with_automodel_and_heads_load_back(store_with_data, tiny_backbone, tmp_path):
+    from transformers import AutoModel
+
+    from muppet_core.models.backbone import load_encoder
+    from muppet_core.models.multitask import build_multitask_model
+    from muppet_core.tasks.catalog import get_task
+
+    store, keys = store_with_data
+    config, job = _job(store, keys, tiny_backbone, tmp_path, "export", r3f_eps=1e-5)
+    run_workers(config, job, lambda line: None)
+    out = Path(job["out_dir"])
+    assert AutoModel.from_pretrained(out / "encoder").config.num_hidden_layers == 2
+    card = (out / "encoder" / "README.md").read_text()
+    assert all(f"| {t} |" in card for t in TASKS) and "6 updates" in card
+    assert (out / "loss_curves.png").stat().st_size > 1000
+    encoder, _ = load_encoder(str(out / "encoder"))
+    model = build_multitask_model(encoder, [get_task(t) for t in TASKS])
+    assert sorted(model.load_heads(out)) == ["ranking", "rotten_tomatoes", "snli", "span"]
