@@ -8,7 +8,7 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
-from muppet_core.training.finetune import finetune_stage
+from muppet_core.training.finetune import FAILED_STAGE, finetune_stage
 
 
 @task(name="finetune-benchmark", task_run_name="finetune-{variant.name}-{benchmark}-seed{seed}")
@@ -16,7 +16,10 @@ def finetune_one(pipeline_name: str, pipeline: PipelineConfig, variant: Variant,
     output = finetune_stage(
         pipeline_name, variant.name, variant.key, variant.encoder_path, benchmark, data, pipeline.finetune, seed, open_store(pipeline)
     )
-    get_run_logger().info(output.describe())
+    if output.stage == FAILED_STAGE:
+        get_run_logger().error("fine-tune failed; the leaderboard shows its cell as missing and a re-run retries it: %s", output.uri)
+    else:
+        get_run_logger().info(output.describe())
     return output
 
 

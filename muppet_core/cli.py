@@ -118,13 +118,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     from muppet_core.artifacts.store import ArtifactStore
-    from muppet_core.leaderboard.stage import published_path
+    from muppet_core.leaderboard.read import results_text
 
     store = ArtifactStore(args.store or load_pipeline(args.pipeline, args.config).store)
-    path = published_path(args.pipeline, args.format)
-    if not store.exists(path):
-        raise MuppetError(f"no leaderboard for '{args.pipeline}' in {store.root}; run `muppet run {args.pipeline}` first")
-    text = store.read_text(path)
+    text = results_text(store, args.pipeline, args.format, backbone=args.backbone, history=args.history)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -168,12 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", default=DEFAULT_FILE)
     d.set_defaults(func=_data_prepare)
 
-    p = sub.add_parser("results", help="print a pipeline's latest leaderboard from the store")
+    p = sub.add_parser("results", help="print a pipeline's latest leaderboard (or its history) from the store, re-running nothing")
     p.add_argument("pipeline")
     p.add_argument("--format", choices=["csv", "md", "json"], default="csv")
     p.add_argument("--config", default=DEFAULT_FILE)
     p.add_argument("--store", help="store root (directory or s3:// URI); default: the pipeline's")
     p.add_argument("--output", help="write to this file instead of stdout")
+    p.add_argument("--backbone", help="only the rows of this backbone label (the part of `model` before ' / ')")
+    p.add_argument("--history", action="store_true", help="every run's scores, oldest first, instead of the latest table")
     p.set_defaults(func=_results)
     return parser
 

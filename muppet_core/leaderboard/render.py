@@ -1,0 +1,165 @@
+"""Renderings of a leaderboard: one flat table (CSV and the Prefect table artifact), Markdown, JSON.
+
+The CSV has one header row, a stable column order and unformatted numbers (fractions at full
+precision); a missing cell is empty, never zero. The Markdown rounds to one decimal of ×100.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+
+from muppet_core.leaderboard.paper import load_references
+from muppet_core.leaderboard.schema import Cell, Leaderboard, Row
+
+ID_COLUMNS = ["model", "backbone", "variant", "variant_key", "selection"]
+"""The first columns of the CSV; ``model`` (``<backbone> / <variant>``) is its first column."""
+BENCHMARK_STATS = ["n", "min", "max", "failed", "note"]
+AVERAGE_STATS = ["note"]
+PAPER_STATS = ["paper", "paper_verified", "vs_paper", "paper_note"]
+COUNTS = ("n", "failed")
+UNVERIFIED = "*"
+
+
+def flat_columns(board: Leaderboard) -> list[str]:
+    """Column order of the flat table: ids, each column's value then its stats, then the paper's
+    numbers per benchmark (only when the backbone matches a family of the paper)."""
+    names = list(ID_COLUMNS)
+    for column in board.columns:
+        stats = BENCHMARK_STATS if column.kind == "benchmark" else AVERAGE_STATS
+        names += [column.name, *(f"{column.name}.{s}" for s in stats)]
+    if board.paper_families:
+        names += [f"{b}.{s}" for b in board.benchmarks for s in PAPER_STATS]
+    return names
+
+
+def _flat_row(board: Leaderboard, row: Row) -> dict:
+    out = {"model": row.model, "backbone": row.backbone, "variant": row.variant, "variant_key": row.variant_key, "selection": board.selection}
+    for column in board.columns:
+        cell = row.cells[column.name]
+        out[column.name] = cell.value
+        stats = BENCHMARK_STATS if column.kind == "benchmark" else AVERAGE_STATS
+        out.update({f"{column.name}.{s}": getattr(cell, s) for s in stats})
+    for name, ref in row.paper.items():
+        note = "; ".join(x for x in (
+            f"paper metric {ref.metric}" + ("" if ref.comparable else ", not ours: not compared"), ref.note) if x)
+        out.update({f"{name}.paper": ref.value, f"{name}.paper_verified": ref.verified, f"{name}.vs_paper": ref.diff, f"{name}.paper_note": note})
+    return out
+
+
+def table_rows(board: Leaderboard) -> list[dict]:
+    """The flat table: one dict per row (variants, then deltas), every column present, None where missing."""
+    names = flat_columns(board)
+    return [{k: _flat_row(board, row).get(k) for k in names} for row in [*board.rows, *board.deltas]]
+
+
+def to_frame(board: Leaderboard) -> pd.DataFrame:
+    """The flat table as a DataFrame (counts as nullable integers)."""
+    frame = pd.DataFrame(table_rows(board), columns=flat_columns(board))
+    for name in frame.columns:
+        if name.rsplit(".", 1)[-1] in COUNTS:
+            frame[name] = frame[name].astype("Int64")
+    return frame
+
+
+def to_csv(board: Leaderboard) -> str:
+    """CSV: one header row, stable column order, numbers unformatted, missing cells empty."""
+    return to_frame(board).to_csv(index=False)
+
+
+def from_csv(text: str) -> pd.DataFrame:
+    """Read a leaderboard CSV back, indexed by ``model``."""
+    return pd.read_csv(io.StringIO(text), index_col="model")
+
+
+def to_json(board: Leaderboard) -> str:
+    """The whole leaderboard document (read back with ``Leaderboard.model_validate_json``)."""
+    return board.model_dump_json(indent=1)
+
+
+def points(value: float | None, signed: bool = False) -> str:
+    """A fraction as ×100 with one decimal; ``—`` when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
+
+
+def cell_text(cell: Cell, signed: bool = False) -> str:
+    """``84.2 (n=3, 83.1–85.0)`` for a benchmark cell, ``84.2`` for an average, ``—`` when missing."""
+    text = points(cell.value, signed)
+    if cell.value is not None and cell.n:
+        spread = f", {points(cell.min)}–{points(cell.max)}" if cell.n > 1 else ""
+        text += f" (n={cell.n}{spread})"
+    return text
+
+
+def _table(header: list[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return out + ["| " + " | ".join(cells) + " |" for cells in lines]
+
+
+def _header(board: Leaderboard) -> list[str]:
+    return ["model", *(f"{c.name} ({c.metric})" if c.metric else c.name for c in board.columns)]
+
+
+def _scored_table(board: Leaderboard, rows: list[Row], notes: list[str], signed: bool) -> list[str]:
+    lines = []
+    for row in rows:
+        cells = [row.model]
+        for column in board.columns:
+            cell = row.cells[column.name]
+            text = cell_text(cell, signed)
+            if cell.note and column.kind == "benchmark" and not signed:
+                notes.append(f"{row.model}, {column.name}: {cell.note}")
+                text += f" [{len(notes)}]"
+            cells.append(text)
+        lines.append(cells)
+    return _table(_header(board), lines)
+
+
+def _paper_section(board: Leaderboard) -> list[str]:
+    lines = ["### Against the paper", ""]
+    if not board.paper_families:
+        references = load_references()
+        known = ", ".join(f.label for f in references.families.values())
+        names = ", ".join(f"`{b}`" for b in board.backbones) or "none"
+        return lines + [f"The paper reports no numbers for this backbone family ({names}); it reports {known}.", ""]
+    matched = ", ".join(f"`{k}` as {v}" for k, v in board.paper_families.items())
+    lines += [f"Backbone matched to the paper's family: {matched}. {UNVERIFIED} recalled, not verified (shared/PAPER.md).", ""]
+    table = []
+    for row in [*board.rows, *board.deltas]:
+        signed = row.variant == "delta"
+        for name, ref in row.paper.items():
+            paper = points(ref.value, signed) + ("" if ref.verified else UNVERIFIED)
+            if not ref.comparable:
+                paper += f" ({ref.metric})"
+            diff = points(ref.diff, True) if ref.comparable else "not compared"
+            metric = next(c.metric for c in board.columns if c.name == name)
+            table.append([row.model, name, metric, points(row.cells[name].value, signed), paper, diff])
+    return lines + _table(["model", "benchmark", "metric", "ours", "paper", "ours − paper"], table) + [""]
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """The leaderboard as Markdown: the table, the deltas, the paper's numbers, notes and file links."""
+    backbones = ", ".join(f"`{label}` ({spec})" if spec != label else f"`{label}`" for label, spec in board.backbones.items())
+    lines = [
+        f"## Leaderboard: {board.pipeline}", "",
+        f"Backbone: {backbones}. Each cell: the {board.selection_text} of the benchmark's main metric, ×100, "
+        "with the number of finished runs (n) and their min–max. — marks a missing cell (never a zero): "
+        "the notes say why; an average is missing when one of its benchmarks is.", "",
+    ]
+    notes: list[str] = []
+    lines += _scored_table(board, board.rows, notes, signed=False) + [""]
+    if board.deltas:
+        lines += ["### Pre-finetuned minus base (points)", ""] + _scored_table(board, board.deltas, notes, signed=True) + [""]
+    lines += _paper_section(board)
+    if notes:
+        lines += ["### Notes", ""] + [f"{i}. {note}" for i, note in enumerate(notes, 1)] + [""]
+    if board.links:
+        lines += ["### Files", ""] + [f"- {name}: [{uri.rsplit('/', 1)[-1] or uri}]({uri})" for name, uri in board.links.items()] + [""]
+    return "\n".join(lines)
+
+
+RENDERERS = {"csv": to_csv, "md": to_markdown, "json": to_json}
