@@ -15,6 +15,11 @@ from pathlib import Path
 
 import fsspec
 
+# Imported here, once, rather than inside the loaders: transformers resolves these names lazily,
+# and that first resolution is not safe when several data or fine-tune tasks load at once.
+from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
 from muppet_core.artifacts.store import digest, files_digest
 from muppet_core.errors import BackboneError, first_line
 
@@ -70,8 +75,6 @@ def backbone_fingerprint(resolved: str) -> str:
 
 def load_tokenizer(resolved: str):
     """The backbone's fast tokenizer."""
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(resolved, use_fast=True)
     except (OSError, ValueError) as exc:
@@ -85,9 +88,6 @@ def load_encoder(resolved: str):
         BackboneError: when the weights or tokenizer cannot be loaded (for example a hub id
             while the hub is unreachable, or a checkpoint that is not in safetensors format).
     """
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(resolved)
     try:

@@ -119,7 +119,7 @@ def train(
         for i, (name, s) in enumerate(sorted(streams.items()))
     }
     checkpoint_dir = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
-    resumed = load_checkpoint(checkpoint_dir, engine)
+    resumed = load_checkpoint(checkpoint_dir, engine, rank)
     start, history = (resumed["step"], resumed["history"]) if resumed else (0, [])
     for name, position in (resumed or {}).get("positions", {}).items():
         batches[name].restore(position)
@@ -151,8 +151,8 @@ def train(
         for cb in callbacks:
             cb.on_step_end(step, logs)
         due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps
-        if checkpoint_dir and due and rank == 0:
-            save_checkpoint(checkpoint_dir, step + 1, engine, {n: b.state() for n, b in batches.items()}, history)
+        if checkpoint_dir and due:
+            save_checkpoint(checkpoint_dir, step + 1, engine, {n: b.state() for n, b in batches.items()}, history, rank)
     wall = time.perf_counter() - started
     recent = [h["loss"] for h in history[-20:]]
     summary = {

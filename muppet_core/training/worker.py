@@ -89,7 +89,9 @@ def run(job: dict) -> dict | None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    # Libraries speak at WARNING and above; the project's own progress at INFO.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    logging.getLogger("muppet_core").setLevel(logging.INFO)
     with open(sys.argv[1], encoding="utf-8") as fh:
         run(json.load(fh))
     return 0

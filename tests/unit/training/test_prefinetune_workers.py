@@ -107,3 +107,16 @@ def test_export_loads_with_automodel_and_heads_load_back(store_with_data, tiny_b
     encoder, _ = load_encoder(str(out / "encoder"))
     model = build_multitask_model(encoder, [get_task(t) for t in TASKS])
     assert sorted(model.load_heads(out)) == ["ranking", "rotten_tomatoes", "snli", "span"]
+
+
+def test_deepspeed_zero2_run_resumes_from_its_sharded_checkpoint(store_with_data, tiny_backbone, tmp_path):
+    store, keys = store_with_data
+    config, job = _job(store, keys, tiny_backbone, tmp_path, "zero2", engine="deepspeed", zero_stage=2, steps=4)
+    run_workers(config, job, lambda line: None)
+    first = _weights(job["out_dir"])
+    assert (Path(job["checkpoint_dir"]) / "latest" / "optimizer.rank0.pt").is_file()  # the step-2 checkpoint stays
+    lines: list[str] = []
+    run_workers(config, job, lines.append)  # the same job again resumes at step 2 and redoes steps 3-4
+    assert any("resumed from the checkpoint at step 2 of 4" in line for line in lines)
+    again = _weights(job["out_dir"])
+    assert all(torch.equal(first[k], again[k]) for k in first)
