@@ -19,7 +19,8 @@ def build_leaderboard(pipeline_name: str, pipeline: PipelineConfig, results: lis
     store = open_store(pipeline)
     records = [read_result(store, r) for r in results]
     published = leaderboard_stage(
-        pipeline_name, pipeline.backbone, pipeline.finetune.benchmarks, results, records, store, run=str(flow_run.id)
+        pipeline_name, pipeline.backbone, pipeline.finetune.benchmarks, results, records, store,
+        selection=pipeline.finetune.selection, run=str(flow_run.id),
     )
     logger = get_run_logger()
     logger.info(published.output.describe())

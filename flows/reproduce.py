@@ -25,7 +25,7 @@ def reproduce(pipeline: str = "demo", config: str = DEFAULT_FILE) -> str:
     variants = [base_variant(cfg.backbone, open_store(cfg).cache_dir)]
     data = prepare_data(cfg, variants[0])
     if cfg.prefinetune.enabled:
-        variants.append(prefinetune(cfg, variants[0], data))
+        variants += prefinetune(cfg, variants[0], data)
     fan_out = finetune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.finetune.concurrency))
     results = fan_out(pipeline, cfg, variants, data)
     return build_leaderboard(pipeline, cfg, results)

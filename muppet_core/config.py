@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from muppet_core.errors import ConfigError
 from muppet_core.registry import did_you_mean
@@ -80,6 +80,9 @@ class PrefinetuneConfig(Strict):
     """Token budget per micro-batch (examples x longest); None: micro_batch_size only."""
     max_grad_norm: float = Field(1.0, gt=0)
     """Gradient clipping."""
+    task_counts: list[int] = Field(default_factory=list)
+    """Task-count experiment: also pre-finetune on nested subsets of this many tasks (a seeded
+    order of ``tasks``; each subset contains the smaller ones) and fine-tune each."""
     checkpoint_every: int = Field(200, gt=0)
     """Updates between checkpoints (a killed run resumes from the last one)."""
     r3f_eps: float = Field(0.0, ge=0)
@@ -110,9 +113,19 @@ class FinetuneConfig(Strict):
     benchmarks: list[str] = Field(min_length=1)
     """Catalog names of the downstream benchmarks."""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    """One fine-tune per seed for each benchmark and variant."""
-    learning_rate: float = Field(3e-5, gt=0)
-    """Peak learning rate."""
+    """One fine-tune per seed for each benchmark, variant and learning rate."""
+    learning_rates: list[PositiveFloat] = Field(default_factory=lambda: [3e-5], min_length=1)
+    """The learning-rate grid; the leaderboard takes the best on the validation split."""
+    selection: Literal["median", "mean"] = "median"
+    """Over seeds, at the best learning rate: the median, or the mean (the spread is always shown)."""
+    head_reuse: bool = True
+    """Start from the pre-finetuned head when the benchmark was part of pre-finetuning."""
+    eval_every: int | None = Field(None, gt=0)
+    """Updates between validation passes for early stopping (None: evaluate once, at the end)."""
+    patience: int = Field(3, gt=0)
+    """Validation passes without improvement before stopping; the best weights are kept."""
+    train_fractions: list[float] = Field(default_factory=list)
+    """Sample-efficiency experiment: also fine-tune on these fractions of the training split (0 < f <= 1)."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the (capped) training split."""
     batch_size: int = Field(16, gt=0)
@@ -129,6 +142,13 @@ class FinetuneConfig(Strict):
     """Cap on validation examples (None: the whole validation split)."""
     concurrency: int = Field(1, gt=0)
     """Fine-tunes running at once (keep 1 on a laptop CPU; one per GPU on a cluster)."""
+
+    @field_validator("train_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < f <= 1 for f in value):
+            raise ValueError("fractions must be in (0, 1]")
+        return sorted(set(value))
 
 
 class PipelineConfig(Strict):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from muppet_core.data.records import Record
@@ -28,6 +29,10 @@ def encode(
     Span records whose answer does not fit in the first ``max_length`` tokens are dropped.
     Summaries are cut to ``max_target_length`` tokens; the decoder reads ``[CLS] summary`` and
     predicts ``summary [SEP]``.
+
+    Besides the model's inputs and ``labels``, evaluation reads a few keys that ``collate`` ignores:
+    span features carry ``context``, ``offsets`` (an int32 array of each token's character span in the
+    context, -1 outside it) and ``answer_text``; summarization features carry the whole reference ``summary``.
     """
     if not records:
         return [], 0
@@ -55,9 +60,22 @@ def encode(
     if family == "summarization":
         sources = _rows(tokenizer([r.document for r in records], truncation=True, max_length=max_length), len(records))
         targets = tokenizer([r.summary for r in records], truncation=True, max_length=max_target_length + 1)["input_ids"]
-        start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        return [{**src, "decoder_input_ids": [start, *tgt[1:-1]], "labels": tgt[1:]} for src, tgt in zip(sources, targets)], 0
+        start = decoder_start_id(tokenizer)
+        return [
+            {**src, "decoder_input_ids": [start, *tgt[1:-1]], "labels": tgt[1:], "summary": r.summary}
+            for src, tgt, r in zip(sources, targets, records)
+        ], 0
     raise ValueError(f"cannot encode family '{family}'")
+
+
+def decoder_start_id(tokenizer) -> int:
+    """The token the summarization decoder starts from ([CLS], or <s>)."""
+    return tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+
+
+def decoder_stop_id(tokenizer) -> int:
+    """The token that ends a summary ([SEP], or </s>): the last token the tokenizer appends."""
+    return tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
 
 
 def _encode_span(records, tokenizer, max_length: int):
@@ -84,7 +102,10 @@ def _encode_span(records, tokenizer, max_length: int):
             dropped += 1
             continue
         row = {k: enc[k][i] for k in TEXT_KEYS if k in enc}
-        features.append({**row, "labels": [start_tok, end_tok]})
+        context_offsets = np.array([o if sid == 1 else (-1, -1) for sid, o in zip(seq_ids, offsets)], dtype=np.int32)
+        features.append(
+            {**row, "labels": [start_tok, end_tok], "context": r.context, "offsets": context_offsets, "answer_text": r.answer_text}
+        )
     return features, dropped
 
 

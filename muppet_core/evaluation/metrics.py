@@ -1,8 +1,16 @@
-"""The metrics registry: each metric is a scikit-learn (or scipy) call, flagged higher_is_better."""
+"""The metrics registry: every metric a catalog entry names, each flagged higher_is_better.
+
+Label metrics (this module) take arrays of class indices or real scores. Text metrics
+(``muppet_core.evaluation.text_metrics``) take lists of strings, each reference either one string
+or a list of acceptable strings (the best-matching one counts). Scores are fractions (0-1), or
+correlations (-1 to 1).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
@@ -12,26 +20,52 @@ from muppet_core.registry import Registry
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric over (predictions, references)."""
+    """A metric over (predictions, references); ``fn`` takes them the other way round, as sklearn does."""
 
     name: str
-    fn: object
+    fn: Callable[[Any, Any], float]
     higher_is_better: bool = True
 
-    def __call__(self, predictions: np.ndarray, references: np.ndarray) -> float:
+    def __call__(self, predictions: Any, references: Any) -> float:
         return float(self.fn(references, predictions))
+
+
+def _correlation(statistic: Callable) -> Callable[[Any, Any], float]:
+    def fn(references, predictions) -> float:
+        references, predictions = np.asarray(references, dtype=float), np.asarray(predictions, dtype=float)
+        if np.ptp(references) == 0 or np.ptp(predictions) == 0:
+            return 0.0  # undefined (scipy says nan): a constant prediction carries no correlation
+        return statistic(references, predictions)[0]
+
+    return fn
+
+
+def _pearson(references, predictions) -> float:
+    from scipy import stats
+
+    return _correlation(stats.pearsonr)(references, predictions)
+
+
+def _spearman(references, predictions) -> float:
+    from scipy import stats
+
+    return _correlation(stats.spearmanr)(references, predictions)
 
 
 accuracy = Metric("accuracy", skm.accuracy_score)
 f1 = Metric("f1", lambda y, p: skm.f1_score(y, p, average="binary"))
 f1_macro = Metric("f1_macro", lambda y, p: skm.f1_score(y, p, average="macro"))
 matthews = Metric("matthews", skm.matthews_corrcoef)
+pearson = Metric("pearson", _pearson)
+spearman = Metric("spearman", _spearman)
 
 METRICS = Registry("metric")
-for _name in ("accuracy", "f1", "f1_macro", "matthews"):
+for _name in ("accuracy", "f1", "f1_macro", "matthews", "pearson", "spearman"):
     METRICS.register(_name, f"muppet_core.evaluation.metrics:{_name}")
+for _name in ("exact_match", "squad_f1", "rouge1", "rouge2", "rougeL"):
+    METRICS.register(_name, f"muppet_core.evaluation.text_metrics:{_name}")
 
 
-def compute(names: list[str], predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
-    """Every named metric over the predictions."""
+def compute(names: list[str], predictions: Any, references: Any) -> dict[str, float]:
+    """Every named metric over the predictions (arrays for labels, lists of strings for text)."""
     return {name: METRICS.get(name)(predictions, references) for name in names}

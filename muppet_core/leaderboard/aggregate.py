@@ -48,12 +48,21 @@ def backbone_label(spec: str) -> str:
 
 
 def benchmark_cell(runs: list[ResultRecord], selection: Selection) -> Cell:
-    """One benchmark's cell: the selection over the finished runs, their count and min-max; failed
-    runs are counted and their reasons kept. With no finished run the value is missing, never zero."""
-    scores = np.array([r.score for r in runs if r.ok], dtype=float)
+    """One benchmark's cell: at the best learning rate (by the selection over seeds on the validation
+    split), the selection over the finished runs, their count and min-max; failed runs are counted
+    and their reasons kept. With no finished run the value is missing, never zero."""
+    by_lr: dict[float, list[float]] = {}
+    for r in runs:
+        if r.ok:
+            by_lr.setdefault(r.learning_rate, []).append(r.score)
+    best_lr = max(by_lr, key=lambda lr: selection.pick(np.array(by_lr[lr], dtype=float))) if by_lr else None
+    scores = np.array(by_lr.get(best_lr, []), dtype=float)
     failed = [r for r in runs if not r.ok]
     reasons = "; ".join(sorted({r.error or "no main metric" for r in failed}))
-    note = f"{len(failed)} of {len(runs)} runs failed: {reasons}" if failed else None
+    notes = [f"{len(failed)} of {len(runs)} runs failed: {reasons}"] if failed else []
+    if len(by_lr) > 1:
+        notes.append(f"learning rate {best_lr:g}, the best of {len(by_lr)} on validation")
+    note = "; ".join(notes) or None
     if not len(scores):
         return Cell(n=0, failed=len(failed), note=note or "no run")
     return Cell(

@@ -100,11 +100,15 @@ def load_encoder(resolved: str):
 
 @dataclass(frozen=True)
 class Variant:
-    """A backbone variant to fine-tune: its name, the key of its weights, and its encoder directory."""
+    """A backbone variant to fine-tune: its name, the key of its weights, its encoder directory,
+    the tasks it was pre-finetuned on (none for the base backbone; its heads sit beside the
+    encoder), and the experiment it belongs to (None for the pipeline's main grid)."""
 
     name: str
     key: str
     encoder_path: str
+    tasks: tuple[str, ...] = ()
+    experiment: str | None = None
 
 
 def base_variant(spec: str, cache_dir: Path) -> Variant:

@@ -4,6 +4,7 @@ for summarization a decoder warm-started from the encoder."""
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 from torch import nn
@@ -71,3 +72,29 @@ class DecoderHead(nn.Module):
             encoder_hidden_states=encoder_hidden,
             encoder_attention_mask=encoder_mask,
         ).logits
+
+    @torch.no_grad()
+    def generate(self, encoder_hidden, encoder_mask, start_id: int, stop_id: int, max_new_tokens: int) -> list[list[int]]:
+        """Greedy decoding from ``start_id``, one token a step over the decoder's key/value cache.
+
+        Returns:
+            Each row's new token ids, up to (without) its first ``stop_id``, at most ``max_new_tokens``.
+        """
+        params = inspect.signature(self.decoder.forward).parameters
+        cache_key = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
+        rows = encoder_hidden.shape[0]
+        current = torch.full((rows, 1), start_id, dtype=torch.long, device=encoder_hidden.device)
+        done = torch.zeros(rows, dtype=torch.bool, device=encoder_hidden.device)
+        cache, steps = None, []
+        for _ in range(max_new_tokens):
+            out = self.decoder(
+                input_ids=current, encoder_hidden_states=encoder_hidden, encoder_attention_mask=encoder_mask,
+                use_cache=True, **{cache_key: cache},
+            )
+            cache, current = out[cache_key], out.logits[:, -1].argmax(-1, keepdim=True)
+            steps.append(current.masked_fill(done.unsqueeze(1), stop_id))
+            done |= current.squeeze(1) == stop_id
+            if done.all():
+                break
+        tokens = torch.cat(steps, 1).tolist() if steps else [[] for _ in range(rows)]
+        return [row[: row.index(stop_id)] if stop_id in row else row for row in tokens]

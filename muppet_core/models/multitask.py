@@ -92,6 +92,12 @@ class MultiTaskModel(nn.Module):
             return logits[..., 0], logits[..., 1]
         return self.heads[head](mean_pool(hidden, batch["attention_mask"]))
 
+    @torch.no_grad()
+    def generate(self, head: str, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int) -> list[list[int]]:
+        """Greedy output of the decoder ``head`` for a collated summarization batch (see DecoderHead.generate)."""
+        hidden = self._encode(batch)
+        return self.heads[head].generate(hidden, batch["attention_mask"], start_id, stop_id, max_new_tokens)
+
     def save(self, directory: Path, tokenizer) -> None:
         """Encoder and tokenizer via save_pretrained (safetensors), heads as heads.safetensors."""
         directory = Path(directory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
@@ -16,7 +17,8 @@ class Callback:
 
     def on_train_start(self, total_steps: int, start_step: int = 0) -> None: ...
 
-    def on_step_end(self, step: int, logs: dict) -> None: ...
+    def on_step_end(self, step: int, logs: dict) -> bool | None:
+        """Return True to stop training after this update."""
 
     def on_train_end(self, summary: dict) -> None: ...
 
@@ -84,3 +86,43 @@ class LossLogger(Callback):
             self.description, summary["steps"], summary["examples_seen"], summary["final_loss"],
             summary["examples_per_second"], summary["padding_efficiency"],
         )
+
+
+class EarlyStopping(Callback):
+    """Scores the model every ``every`` updates, remembers the best weights, and stops after
+    ``patience`` scores without improvement; ``keep_best`` then puts the best weights back.
+
+    Args:
+        model: the model being trained.
+        score: returns the validation score, higher is better.
+        every: updates between scores.
+        patience: scores without improvement before stopping.
+    """
+
+    def __init__(self, model, score: Callable[[], float], every: int, patience: int):
+        self.model, self.score, self.every, self.patience = model, score, every, patience
+        self.best, self.best_state, self.misses, self.scores = float("-inf"), None, 0, []
+
+    def _check(self, step: int) -> bool:
+        value = self.score()
+        self.scores.append((step, value))
+        if value > self.best:
+            self.best, self.misses = value, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.misses += 1
+        return self.misses >= self.patience
+
+    def on_step_end(self, step: int, logs: dict) -> bool:
+        if (step + 1) % self.every:
+            return False
+        stop = self._check(step + 1)
+        if stop:
+            log.info("early stopping after update %d: best validation score %.4f", step + 1, self.best)
+        return stop
+
+    def keep_best(self) -> None:
+        """Score the final weights too, then load the best weights seen."""
+        self._check(-1)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)

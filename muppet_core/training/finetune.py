@@ -1,10 +1,12 @@
-"""The fine-tuning stage: one backbone variant x benchmark x seed, trained then evaluated."""
+"""The fine-tuning stage: the fan-out's plan, and one run (variant x benchmark x seed x learning
+rate, possibly on a fraction of the data) trained then evaluated."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,11 +19,12 @@ from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import subsample
 from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
+from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import ResultRecord
-from muppet_core.models.backbone import load_encoder
+from muppet_core.models.backbone import Variant, load_encoder
 from muppet_core.models.multitask import build_multitask_model, head_name
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.callbacks import LossLogger, ProgressBar
+from muppet_core.training.callbacks import EarlyStopping, LossLogger, ProgressBar
 from muppet_core.training.loop import LoopSettings, TaskStream, train
 
 log = logging.getLogger(__name__)
@@ -40,28 +43,74 @@ CODE = (
     "muppet_core.training.sampling",
 )
 # Settings that decide a single run's outcome (the rest only shape the fan-out).
-RUN_SETTINGS = {"learning_rate", "epochs", "batch_size", "warmup_ratio", "weight_decay", "max_length", "max_train_examples", "max_eval_examples"}
+RUN_SETTINGS = {"epochs", "batch_size", "warmup_ratio", "weight_decay", "max_length", "max_train_examples", "max_eval_examples", "eval_every", "patience"}
 
 
-def finetune(
-    benchmark: str, encoder_path: str, data_dir: Path, config: FinetuneConfig, seed: int, identity: dict
-) -> ResultRecord:
-    """Fine-tune a fresh head (and the encoder) on the benchmark's train split; evaluate on validation.
+@dataclass(frozen=True)
+class FinetuneRun:
+    """One cell of the fan-out: a variant fine-tuned on a benchmark with one seed and learning rate,
+    on a fraction of the training split, for the main grid or an experiment."""
 
-    Args:
-        benchmark: catalog name.
-        encoder_path: directory of the variant's encoder.
-        data_dir: the benchmark's normalized splits.
-        config: fine-tuning settings.
-        seed: seed of head initialisation, data order and dropout.
-        identity: pipeline, variant and variant_key for the result record.
+    variant: Variant
+    benchmark: str
+    seed: int
+    learning_rate: float
+    fraction: float = 1.0
+    experiment: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``variant/benchmark/seed/lr`` (and the fraction when below 1)."""
+        fraction = f"/frac{self.fraction:g}" if self.fraction < 1 else ""
+        return f"{self.variant.name}/{self.benchmark}/seed{self.seed}/lr{self.learning_rate:g}{fraction}"
+
+
+def plan_runs(config: FinetuneConfig, variants: list[Variant]) -> list[FinetuneRun]:
+    """Every fine-tune of a pipeline: variants x benchmarks x seeds x learning rates, plus the
+    sample-efficiency fractions (at the first learning rate) and the task-count variants' runs."""
+    runs = []
+    first_lr = config.learning_rates[0]
+    for v in variants:
+        if v.experiment:
+            runs += [FinetuneRun(v, b, s, first_lr, experiment=v.experiment) for b in config.benchmarks for s in config.seeds]
+            continue
+        runs += [FinetuneRun(v, b, s, lr) for b in config.benchmarks for s in config.seeds for lr in config.learning_rates]
+        runs += [
+            FinetuneRun(v, b, s, first_lr, fraction=f, experiment="sample_efficiency")
+            for f in config.train_fractions
+            for b in config.benchmarks
+            for s in config.seeds
+        ]
+    return runs
+
+
+def _validation_score(model, spec, features, tokenizer) -> float:
+    """The main metric, oriented so that higher is better."""
+    metric = METRICS.get(spec.metric)
+    value = evaluate(model, head_name(spec), spec, features, tokenizer.pad_token_id, tokenizer=tokenizer)[spec.metric]
+    return value if metric.higher_is_better else -value
+
+
+def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str) -> ResultRecord:
+    """Fine-tune on the benchmark's train split and evaluate on validation.
+
+    The head starts from the pre-finetuned one when the variant was pre-finetuned with it and
+    ``head_reuse`` is on; with ``eval_every`` the validation score is tracked during training,
+    training stops after ``patience`` passes without improvement, and the best weights are kept.
     """
     started = time.perf_counter()
-    spec = get_task(benchmark)
-    torch.manual_seed(seed)
-    encoder, tokenizer = load_encoder(encoder_path)
+    spec = get_task(run.benchmark)
+    torch.manual_seed(run.seed)
+    encoder, tokenizer = load_encoder(run.variant.encoder_path)
     model = build_multitask_model(encoder, [spec])
-    train_records = subsample(load_split(data_dir, spec.family, "train"), config.max_train_examples, seed)
+    label = run.name
+    if config.head_reuse and run.variant.tasks:
+        reused = model.load_heads(Path(run.variant.encoder_path).parent, [head_name(spec)])
+        if reused:
+            log.info("%s starts from the pre-finetuned head %s", label, reused[0])
+    train_records = subsample(load_split(data_dir, spec.family, "train"), config.max_train_examples, run.seed)
+    if run.fraction < 1:
+        train_records = subsample(train_records, max(1, round(run.fraction * len(train_records))), run.seed)
     eval_records = subsample(load_split(data_dir, spec.family, "validation"), config.max_eval_examples, 0)
     train_features, _ = encode(spec.family, train_records, tokenizer, config.max_length)
     eval_features, _ = encode(spec.family, eval_records, tokenizer, config.max_length)
@@ -70,21 +119,29 @@ def finetune(
         steps=max(1, math.ceil(config.epochs * len(train_features) / config.batch_size)),
         tasks_per_step=1,
         micro_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
+        learning_rate=run.learning_rate,
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
         loss_scaling=False,
-        seed=seed,
+        seed=run.seed,
     )
-    label = f"{identity['variant']}/{benchmark}/seed{seed}"
-    summary = train(model, {benchmark: stream}, settings, tokenizer.pad_token_id, [ProgressBar(label), LossLogger(label, every=10**9)])
-    metrics = evaluate(model, head_name(spec), spec, eval_features, tokenizer.pad_token_id)
+    callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
+    stopper = None
+    if config.eval_every:
+        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, eval_features, tokenizer), config.eval_every, config.patience)
+        callbacks.append(stopper)
+    summary = train(model, {run.benchmark: stream}, settings, tokenizer.pad_token_id, callbacks)
+    if stopper:
+        stopper.keep_best()
+    metrics = evaluate(model, head_name(spec), spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return ResultRecord(
-        **identity,
-        benchmark=benchmark,
-        seed=seed,
-        learning_rate=config.learning_rate,
+        pipeline=pipeline,
+        variant=run.variant.name,
+        variant_key=run.variant.key,
+        benchmark=run.benchmark,
+        seed=run.seed,
+        learning_rate=run.learning_rate,
         metrics=metrics,
         main_metric=spec.metric,
         train_examples=len(train_features),
@@ -92,21 +149,14 @@ def finetune(
         eval_examples=len(eval_features),
         wall_seconds=round(time.perf_counter() - started, 2),
         code_version=code_version(*CODE),
+        experiment=run.experiment,
+        prefinetune_tasks=len(run.variant.tasks) or None,
     )
 
 
-def finetune_stage(
-    pipeline: str,
-    variant: str,
-    variant_key: str,
-    encoder_path: str,
-    benchmark: str,
-    data: StageOutput,
-    config: FinetuneConfig,
-    seed: int,
-    store: ArtifactStore,
-) -> StageOutput:
-    """One fine-tune through the store; the key hashes pipeline, variant, data, run settings, seed and code.
+def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> StageOutput:
+    """One fine-tune through the store; the key hashes pipeline, variant, data, run settings, seed,
+    learning rate, fraction, experiment and code.
 
     A run that raises returns a ``finetune-failed`` output whose record says why; nothing is
     published under the key, so the next run of the pipeline tries it again.
@@ -114,35 +164,39 @@ def finetune_stage(
     key = store.key(
         STAGE,
         pipeline=pipeline,
-        variant=variant,
-        variant_key=variant_key,
+        variant=run.variant.name,
+        variant_key=run.variant.key,
         data=data.key,
-        benchmark=benchmark,
+        benchmark=run.benchmark,
         config=config.model_dump(include=RUN_SETTINGS),
-        seed=seed,
+        head_reuse=config.head_reuse and bool(run.variant.tasks),
+        seed=run.seed,
+        learning_rate=run.learning_rate,
+        fraction=run.fraction,
+        experiment=run.experiment,
         code=code_version(*CODE),
     )
-    identity = {"pipeline": pipeline, "variant": variant, "variant_key": variant_key}
 
     def build(out: Path) -> dict:
-        record = finetune(benchmark, encoder_path, store.fetch("data", data.key), config, seed, identity)
+        record = finetune(run, store.fetch("data", data.key), config, pipeline)
         (out / "record.json").write_text(record.model_dump_json(indent=1))
-        return {"benchmark": benchmark, "variant": variant, "seed": seed}
+        return {"benchmark": run.benchmark, "variant": run.variant.name, "seed": run.seed}
 
-    name = f"{variant}/{benchmark}/seed{seed}"
     started = time.perf_counter()
     try:
-        return run_cached(store, STAGE, name, key, build)
+        return run_cached(store, STAGE, run.name, key, build)
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
-        log.exception("fine-tune %s failed", name)
+        log.exception("fine-tune %s failed", run.name)
         record = ResultRecord(
-            **identity, benchmark=benchmark, seed=seed, learning_rate=config.learning_rate, metrics={},
-            main_metric=get_task(benchmark).metric, train_examples=None, examples_seen=None, eval_examples=None,
+            pipeline=pipeline, variant=run.variant.name, variant_key=run.variant.key, benchmark=run.benchmark,
+            seed=run.seed, learning_rate=run.learning_rate, metrics={}, main_metric=get_task(run.benchmark).metric,
+            train_examples=None, examples_seen=None, eval_examples=None,
             wall_seconds=round(time.perf_counter() - started, 2), code_version=code_version(*CODE),
             status="failed", error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
+            experiment=run.experiment, prefinetune_tasks=len(run.variant.tasks) or None,
         )
         uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
-        return StageOutput(FAILED_STAGE, name, key, uri, False)
+        return StageOutput(FAILED_STAGE, run.name, key, uri, False)
 
 
 def failure_path(key: str) -> str:

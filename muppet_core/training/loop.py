@@ -148,15 +148,16 @@ def train(
                 "tasks": {k: sum(v) / len(v) for k, v in losses.items()}, "order": order,
                 "examples": sum(seen.values()) - examples_before}
         history.append(logs)
-        for cb in callbacks:
-            cb.on_step_end(step, logs)
+        stop = [cb.on_step_end(step, logs) for cb in callbacks]
         due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps
         if checkpoint_dir and due:
             save_checkpoint(checkpoint_dir, step + 1, engine, {n: b.state() for n, b in batches.items()}, history, rank)
+        if any(stop):
+            break
     wall = time.perf_counter() - started
     recent = [h["loss"] for h in history[-20:]]
     summary = {
-        "steps": settings.steps,
+        "steps": len(history),
         "resumed_from_step": start,
         "examples_seen": sum(seen.values()),
         "examples_per_task": dict(seen),

@@ -6,6 +6,8 @@ import logging
 import shutil
 from collections.abc import Callable
 
+import numpy as np
+
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import PrefinetuneConfig
@@ -26,7 +28,7 @@ CODE = (
     "muppet_core.training.worker",
 )
 # Settings that change how a run executes, not what it computes.
-EXECUTION_SETTINGS = {"enabled", "checkpoint_every", "launcher", "nproc_per_node", "hostfile"}
+EXECUTION_SETTINGS = {"enabled", "checkpoint_every", "launcher", "nproc_per_node", "hostfile", "task_counts"}
 
 
 def prefinetune_key(config: PrefinetuneConfig, backbone_key: str, data: dict[str, StageOutput]) -> str:
@@ -73,6 +75,15 @@ def prefinetune_stage(
     return output
 
 
-def prefinetuned_variant(output: StageOutput, store: ArtifactStore) -> Variant:
+def prefinetuned_variant(
+    output: StageOutput, store: ArtifactStore, tasks: list[str], name: str = "prefinetuned", experiment: str | None = None
+) -> Variant:
     """The pre-finetuned encoder as a variant to fine-tune."""
-    return Variant("prefinetuned", output.key, str(store.fetch(STAGE, output.key) / "encoder"))
+    return Variant(name, output.key, str(store.fetch(STAGE, output.key) / "encoder"), tuple(tasks), experiment)
+
+
+def nested_task_subsets(config: PrefinetuneConfig) -> dict[int, list[str]]:
+    """The task-count experiment's subsets: the first k tasks of one seeded order, so each subset
+    contains every smaller one."""
+    order = [config.tasks[i] for i in np.random.default_rng([config.seed, 7]).permutation(len(config.tasks))]
+    return {k: sorted(order[:k]) for k in sorted(set(config.task_counts)) if 0 < k <= len(order)}

@@ -92,10 +92,10 @@ def test_a_failed_fine_tune_is_a_missing_cell_with_its_reason_and_the_next_run_r
     config = write_pipeline(root / "fail.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name="tiny-fail", prefinetune=False)
     real = finetune_module.finetune
 
-    def flaky(benchmark, *args, **kwargs):
-        if benchmark == "rte":
+    def flaky(run, *args, **kwargs):
+        if run.benchmark == "rte":
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(benchmark, *args, **kwargs)
+        return real(run, *args, **kwargs)
 
     monkeypatch.setattr(finetune_module, "finetune", flaky)
     reproduce(pipeline="tiny-fail", config=str(config))

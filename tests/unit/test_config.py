@@ -41,7 +41,7 @@ def test_misspelled_key_is_reported_with_a_suggestion():
     doc = copy.deepcopy(BASE)
     doc["pipelines"]["demo"]["finetune"]["lerning_rate"] = 1e-5
     (problem,) = _problems(doc)
-    assert problem == "pipelines.demo.finetune.lerning_rate: unknown key (did you mean 'learning_rate'?)"
+    assert problem == "pipelines.demo.finetune.lerning_rate: unknown key (did you mean 'learning_rates'?)"
 
 
 def test_negative_budget_and_missing_key_are_refused():

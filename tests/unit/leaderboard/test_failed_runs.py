@@ -3,14 +3,16 @@
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
-from muppet_core.training.finetune import FAILED_STAGE, STAGE, finetune_stage, read_result
+from muppet_core.models.backbone import Variant
+from muppet_core.training.finetune import FAILED_STAGE, STAGE, FinetuneRun, finetune_stage, read_result
 
 
 def test_a_failed_fine_tune_is_recorded_with_its_reason_and_not_cached(tmp_path):
     store = ArtifactStore(str(tmp_path / "store"))
     missing_data = StageOutput("data", "rte", "nosuchkey", store.uri("data", "nosuchkey"), False)
     config = FinetuneConfig(benchmarks=["rte"])
-    run = lambda: finetune_stage("p", "base", "vk", "/nonexistent", "rte", missing_data, config, 0, store)  # noqa: E731
+    planned = FinetuneRun(Variant("base", "vk", "/nonexistent"), "rte", 0, 3e-5)
+    run = lambda: finetune_stage("p", planned, missing_data, config, store)  # noqa: E731
     output = run()
     assert output.stage == FAILED_STAGE and not output.cache_hit
     assert not store.has(STAGE, output.key)  # nothing published under the key: a re-run tries again
