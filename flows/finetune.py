@@ -1,8 +1,16 @@
-"""fine-tune: the fan-out, one cached task per variant x benchmark x seed x learning rate (and experiment run)."""
+"""fine-tune: the fan-out, one cached task per variant x benchmark x seed x learning rate (and experiment run).
+
+Runs hold a slot of the Prefect global concurrency limit ``muppet-finetune`` while they work, so
+every flow sharing a server (and its GPUs) stays within it. The limit is created with
+``finetune.concurrency`` slots when missing; operators change it in the Prefect UI.
+"""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectNotFound
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import PipelineConfig
@@ -10,10 +18,13 @@ from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
 from muppet_core.training.finetune import FAILED_STAGE, FinetuneRun, finetune_stage, plan_runs
 
+CONCURRENCY_LIMIT = "muppet-finetune"
+
 
 @task(name="finetune-benchmark", task_run_name="finetune-{run.name}")
 def finetune_one(pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun, data: StageOutput) -> StageOutput:
-    output = finetune_stage(pipeline_name, run, data, pipeline.finetune, open_store(pipeline))
+    with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
+        output = finetune_stage(pipeline_name, run, data, pipeline.finetune, open_store(pipeline))
     if output.stage == FAILED_STAGE:
         get_run_logger().error("fine-tune failed; the leaderboard shows its cell as missing and a re-run retries it: %s", output.uri)
     else:
@@ -21,9 +32,19 @@ def finetune_one(pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun,
     return output
 
 
+def ensure_limit(slots: int) -> None:
+    """Create the global concurrency limit when the server has none of that name."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(CONCURRENCY_LIMIT)
+        except ObjectNotFound:
+            client.upsert_global_concurrency_limit_by_name(CONCURRENCY_LIMIT, slots)
+
+
 @flow(name="fine-tune")
 def finetune_all(pipeline_name: str, pipeline: PipelineConfig, variants: list[Variant], data: dict[str, StageOutput]) -> list[StageOutput]:
-    """Submit every planned fine-tune at once; the flow's task runner bounds how many run together."""
+    """Submit every planned fine-tune at once; the concurrency limit bounds how many run together."""
+    ensure_limit(pipeline.finetune.concurrency)
     runs = plan_runs(pipeline.finetune, variants)
     futures = [finetune_one.submit(pipeline_name, pipeline, run, data[run.benchmark]) for run in runs]
     return [f.result() for f in futures]

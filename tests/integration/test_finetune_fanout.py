@@ -68,3 +68,19 @@ def test_learning_rate_grid_and_both_experiments(prefect_harness, tiny_backbone,
     table = pd.read_csv(published / "leaderboard.csv", index_col="model")
     rows = table[table["variant"] != "delta"]
     assert len(rows) == 2 and rows["rte.note"].str.contains("the best of 2 on validation").all()
+
+
+def test_fine_tunes_hold_a_prefect_global_concurrency_limit(prefect_harness):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from flows.finetune import CONCURRENCY_LIMIT, ensure_limit
+
+    ensure_limit(2)  # created by the fan-out when missing (the runs above have created it already)
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(CONCURRENCY_LIMIT)
+        assert limit.limit >= 1 and limit.active_slots == 0  # every run released its slot
+        client.update_global_concurrency_limit(CONCURRENCY_LIMIT, GlobalConcurrencyLimitUpdate(limit=5))  # an operator's change stands
+    ensure_limit(2)
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(CONCURRENCY_LIMIT).limit == 5
