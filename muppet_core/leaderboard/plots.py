@@ -68,10 +68,12 @@ def _tick_labels(board: Leaderboard, names: list[str]) -> list[str]:
 
 def curve_charts(records: list[ResultRecord], selection: str = "median") -> dict[str, bytes]:
     """One PNG per experiment present in the records (``sample_efficiency``, ``task_count``): per
-    benchmark, the selected score over seeds against the experiment's x, one line per variant."""
+    benchmark, the selected score over seeds against the experiment's x, one line per variant (for
+    the task-count experiment, whose variants differ only in their number of tasks, one line)."""
     pick = SELECTIONS[selection].pick
     charts = {}
     for experiment, (xlabel, x_of) in EXPERIMENTS.items():
+        series = (lambda r: "pre-finetuned on k tasks") if experiment == "task_count" else (lambda r: r.variant)
         runs = [r for r in records if r.experiment == experiment and r.ok and x_of(r) is not None]
         if not runs:
             continue
@@ -79,11 +81,11 @@ def curve_charts(records: list[ResultRecord], selection: str = "median") -> dict
         fig = Figure(figsize=(4.2 * len(benchmarks), 3.8))
         for j, benchmark in enumerate(benchmarks):
             ax = fig.add_subplot(1, len(benchmarks), j + 1)
-            lines = sorted({(r.backbone or "backbone", r.variant) for r in runs if r.benchmark == benchmark})
+            lines = sorted({(r.backbone or "backbone", series(r)) for r in runs if r.benchmark == benchmark})
             for backbone, variant in lines:
                 points: dict[float, list[float]] = {}
                 for r in runs:
-                    if (r.benchmark, r.backbone or "backbone", r.variant) == (benchmark, backbone, variant):
+                    if (r.benchmark, r.backbone or "backbone", series(r)) == (benchmark, backbone, variant):
                         points.setdefault(x_of(r), []).append(r.score)
                 xs = sorted(points)
                 ax.plot(xs, [100 * pick(np.array(points[v])) for v in xs], marker="o", label=f"{backbone} / {variant}")
