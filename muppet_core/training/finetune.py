@@ -135,6 +135,15 @@ def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline:
         stopper.keep_best()
     metrics = evaluate(model, head_name(spec), spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return _record(
+        pipeline, run, started, metrics=metrics, train_examples=len(train_features),
+        examples_seen=int(summary["examples_seen"]), eval_examples=len(eval_features),
+    )
+
+
+def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> ResultRecord:
+    """The result record of ``run``: its identity, timing and code version, plus the outcome
+    (metrics and example counts, or a failure's status and error)."""
     return ResultRecord(
         pipeline=pipeline,
         variant=run.variant.name,
@@ -142,15 +151,12 @@ def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline:
         benchmark=run.benchmark,
         seed=run.seed,
         learning_rate=run.learning_rate,
-        metrics=metrics,
-        main_metric=spec.metric,
-        train_examples=len(train_features),
-        examples_seen=int(summary["examples_seen"]),
-        eval_examples=len(eval_features),
+        main_metric=get_task(run.benchmark).metric,
         wall_seconds=round(time.perf_counter() - started, 2),
         code_version=code_version(*CODE),
         experiment=run.experiment,
         prefinetune_tasks=len(run.variant.tasks) or None,
+        **outcome,
     )
 
 
@@ -187,13 +193,9 @@ def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: F
         return run_cached(store, STAGE, run.name, key, build)
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
         log.exception("fine-tune %s failed", run.name)
-        record = ResultRecord(
-            pipeline=pipeline, variant=run.variant.name, variant_key=run.variant.key, benchmark=run.benchmark,
-            seed=run.seed, learning_rate=run.learning_rate, metrics={}, main_metric=get_task(run.benchmark).metric,
-            train_examples=None, examples_seen=None, eval_examples=None,
-            wall_seconds=round(time.perf_counter() - started, 2), code_version=code_version(*CODE),
-            status="failed", error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
-            experiment=run.experiment, prefinetune_tasks=len(run.variant.tasks) or None,
+        record = _record(
+            pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed",
+            error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
         )
         uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
         return StageOutput(FAILED_STAGE, run.name, key, uri, False)
