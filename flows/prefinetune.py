@@ -20,10 +20,10 @@ def prefinetune(pipeline: PipelineConfig, base: Variant, data: dict[str, StageOu
     config = pipeline.prefinetune
     output = prefinetune_stage(config, base, data, store, logger.info)
     logger.info(output.describe())
-    variants = [prefinetuned_variant(output, store, config.tasks)]
+    variants = [prefinetuned_variant(output, store, config.tasks, backbone=base.backbone)]
     for k, tasks in nested_task_subsets(config).items():
         subset = config.model_copy(update={"tasks": tasks, "task_counts": []})
         out = output if k == len(config.tasks) else prefinetune_stage(subset, base, data, store, logger.info)
         logger.info(out.describe())
-        variants.append(prefinetuned_variant(out, store, tasks, f"prefinetuned-{k}tasks", "task_count"))
+        variants.append(prefinetuned_variant(out, store, tasks, f"prefinetuned-{k}tasks", "task_count", base.backbone))
     return variants

@@ -13,7 +13,7 @@ class ResultRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pipeline: str
-    """Pipeline name."""
+    """The pipeline that computed the run (pipelines asking for the same run share it)."""
     variant: str
     """Backbone variant: ``base`` or ``prefinetuned``."""
     variant_key: str

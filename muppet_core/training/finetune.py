@@ -156,20 +156,21 @@ def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> Resul
         code_version=code_version(*CODE),
         experiment=run.experiment,
         prefinetune_tasks=len(run.variant.tasks) or None,
+        backbone=run.variant.label,
         **outcome,
     )
 
 
 def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> StageOutput:
-    """One fine-tune through the store; the key hashes pipeline, variant, data, run settings, seed,
-    learning rate, fraction, experiment and code.
+    """One fine-tune through the store; the key hashes variant, data, run settings, seed, learning
+    rate, fraction, experiment and code, not the pipeline's name: pipelines that ask for the same
+    run (an ablation's base model, a backbone already evaluated) share its result.
 
     A run that raises returns a ``finetune-failed`` output whose record says why; nothing is
     published under the key, so the next run of the pipeline tries it again.
     """
     key = store.key(
         STAGE,
-        pipeline=pipeline,
         variant=run.variant.name,
         variant_key=run.variant.key,
         data=data.key,

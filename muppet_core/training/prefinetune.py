@@ -76,10 +76,11 @@ def prefinetune_stage(
 
 
 def prefinetuned_variant(
-    output: StageOutput, store: ArtifactStore, tasks: list[str], name: str = "prefinetuned", experiment: str | None = None
+    output: StageOutput, store: ArtifactStore, tasks: list[str], name: str = "prefinetuned", experiment: str | None = None,
+    backbone: str | None = None,
 ) -> Variant:
-    """The pre-finetuned encoder as a variant to fine-tune."""
-    return Variant(name, output.key, str(store.fetch(STAGE, output.key) / "encoder"), tuple(tasks), experiment)
+    """The pre-finetuned encoder as a variant to fine-tune (``backbone``: the base's, as configured)."""
+    return Variant(name, output.key, str(store.fetch(STAGE, output.key) / "encoder"), tuple(tasks), experiment, backbone)
 
 
 def nested_task_subsets(config: PrefinetuneConfig) -> dict[int, list[str]]:
