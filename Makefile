@@ -11,7 +11,7 @@ export MUPPET_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
-.PHONY: bootstrap demo test clean-store
+.PHONY: bootstrap demo test serve clean-store
 
 bootstrap: $(STAMP)
 
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/muppet run demo
 	$(BIN)/muppet results demo --format md
+
+# A local Prefect server (UI on http://127.0.0.1:4200) serving one deployment per pipeline.
+serve: $(STAMP)
+	$(BIN)/muppet serve --with-server --server-log muppet-server.log
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -42,9 +42,19 @@ def ensure_limit(slots: int) -> None:
 
 
 @flow(name="fine-tune")
-def finetune_all(pipeline_name: str, pipeline: PipelineConfig, variants: list[Variant], data: dict[str, StageOutput]) -> list[StageOutput]:
-    """Submit every planned fine-tune at once; the concurrency limit bounds how many run together."""
+def finetune_all(
+    pipeline_name: str, pipeline: PipelineConfig, variants: list[Variant], data: dict[str, dict[str, StageOutput]]
+) -> list[StageOutput]:
+    """Submit every planned fine-tune at once; the concurrency limit bounds how many run together.
+
+    ``data`` holds each backbone's prepared datasets, by backbone (as configured) then benchmark.
+    """
     ensure_limit(pipeline.finetune.concurrency)
     runs = plan_runs(pipeline.finetune, variants)
-    futures = [finetune_one.submit(pipeline_name, pipeline, run, data[run.benchmark]) for run in runs]
+    several = len(data) > 1
+    futures = [
+        finetune_one.with_options(task_run_name=f"finetune-{run.variant.label}/{run.name}" if several else f"finetune-{run.name}")
+        .submit(pipeline_name, pipeline, run, data[run.variant.backbone][run.benchmark])
+        for run in runs
+    ]
     return [f.result() for f in futures]

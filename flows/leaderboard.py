@@ -14,13 +14,14 @@ from muppet_core.training.finetune import read_result
 
 
 @flow(name="leaderboard")
-def build_leaderboard(pipeline_name: str, pipeline: PipelineConfig, results: list[StageOutput]) -> str:
-    """Aggregate the fine-tune results (failed runs included); returns the published CSV's location."""
+def build_leaderboard(pipeline_name: str, pipeline: PipelineConfig, backbones: list[str], results: list[StageOutput]) -> str:
+    """Aggregate the fine-tune results of every backbone evaluated (failed runs included); returns
+    the published CSV's location."""
     store = open_store(pipeline)
     records = [read_result(store, r) for r in results]
     published = leaderboard_stage(
-        pipeline_name, pipeline.backbone, pipeline.finetune.benchmarks, results, records, store,
-        selection=pipeline.finetune.selection, run=str(flow_run.id),
+        pipeline_name, backbones, pipeline.finetune.benchmarks, results, records, store,
+        selection=pipeline.finetune.selection, run=str(flow_run.root_flow_run_id),
     )
     logger = get_run_logger()
     logger.info(published.output.describe())

@@ -1,31 +1,60 @@
-"""muppet-reproduce: prepare-data -> pre-finetune -> fine-tune fan-out -> leaderboard."""
+"""muppet-reproduce: prepare-data -> pre-finetune -> fine-tune fan-out -> leaderboard, for every
+backbone the pipeline evaluates (its own and its watch list's).
+
+The parameters are what the Prefect UI's Run form shows, so each has a type and a description.
+"""
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.data import prepare_data
 from flows.finetune import finetune_all
 from flows.leaderboard import build_leaderboard
-from flows.prefinetune import prefinetune
+from flows.prefinetune import prefinetune as prefinetune_backbone
 from muppet_core.models.backbone import base_variant
-from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, open_store
+from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, open_store, pipeline_backbones
 
 
 @flow(name="muppet-reproduce")
-def reproduce(pipeline: str = "demo", config: str = DEFAULT_FILE) -> str:
+def reproduce(
+    pipeline: str = "demo",
+    backbones: list[str] | None = None,
+    store: str | None = None,
+    prefinetune: bool | None = None,
+    finetune: bool = True,
+    config: str = DEFAULT_FILE,
+) -> str | None:
     """Run a named pipeline end to end; returns the location of its leaderboard CSV.
 
     Args:
-        pipeline: name of the pipeline in the config file.
-        config: path of pipelines.yaml.
+        pipeline: Name of the pipeline in pipelines.yaml.
+        backbones: Evaluate these backbones instead of the pipeline's own and its watch list
+            (package:NAME, a directory, an s3:// URI or a Hugging Face hub id).
+        store: Artifact store root (a directory or an s3:// URI) instead of the pipeline's.
+        prefinetune: Pre-finetune each backbone; empty: as pipelines.yaml says.
+        finetune: Fine-tune on the benchmarks and publish the leaderboard; off: stop after pre-finetuning.
+        config: Path of pipelines.yaml (relative to the working directory of the run).
     """
     cfg = load_pipeline(pipeline, config)
-    variants = [base_variant(cfg.backbone, open_store(cfg).cache_dir)]
-    data = prepare_data(cfg, variants[0])
-    if cfg.prefinetune.enabled:
-        variants += prefinetune(cfg, variants[0], data)
+    overrides: dict = {"store": store} if store else {}
+    if prefinetune is not None:
+        overrides["prefinetune"] = cfg.prefinetune.model_copy(update={"enabled": prefinetune})
+    cfg = cfg.model_copy(update=overrides)
+    open_store(cfg).check_access()  # a refused or unreachable store stops the run before any work
+    specs = list(dict.fromkeys(backbones)) if backbones else pipeline_backbones(cfg)
+    cache = open_store(cfg).cache_dir
+    bases = [base_variant(spec, cache) for spec in specs]  # every backbone resolved before any work
+    get_run_logger().info("pipeline %s: %d backbone(s): %s", pipeline, len(specs), ", ".join(specs))
+    variants, data = [], {}
+    for base in bases:
+        data[base.backbone] = prepare_data(cfg, base)
+        variants.append(base)
+        if cfg.prefinetune.enabled:
+            variants += prefinetune_backbone(cfg, base, data[base.backbone])
+    if not finetune:
+        return None
     fan_out = finetune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.finetune.concurrency))
     results = fan_out(pipeline, cfg, variants, data)
-    return build_leaderboard(pipeline, cfg, results)
+    return build_leaderboard(pipeline, cfg, specs, results)

@@ -89,14 +89,26 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(name: str, config: str) -> None:
-    """Refuse before any work starts: bad config, datasets found neither in the mirror nor on the hub."""
+def _preflight(name: str, config: str, backbones: list[str] | None = None, store: str | None = None) -> None:
+    """Refuse before any work starts: bad config, backbones that cannot be found (the pipeline's,
+    its watch list's, or those given on the command line), datasets found neither in the mirror
+    nor on the hub."""
     from muppet_core.data.sources import hub_reachable_or_raise
+    from muppet_core.errors import ConfigError
+    from muppet_core.pipelines import backbone_problem, check_backbone, open_store, pipeline_backbones
     from muppet_core.tasks.catalog import get_task
 
     pipeline = load_pipeline(name, config)
+    if backbones:
+        problems = [f"--backbone {b}: {p}" for b in backbones if (p := backbone_problem(b))]
+    else:
+        check_backbone(pipeline, name, os.path.basename(config))
+        problems = [f"pipelines.{name}.watch: backbone '{b}': {p}" for b in pipeline_backbones(pipeline)[1:] if (p := backbone_problem(b))]
+    if problems:
+        raise ConfigError(problems, os.path.basename(config))
     for task in pipeline.data_tasks():
         hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
+    open_store(pipeline.model_copy(update={"store": store}) if store else pipeline).check_access()
 
 
 def _runtime_defaults() -> None:
@@ -107,12 +119,56 @@ def _runtime_defaults() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    _preflight(args.pipeline, args.config)
+    _preflight(args.pipeline, args.config, args.backbone, args.store)
     _runtime_defaults()
     from flows.reproduce import reproduce
 
-    csv_uri = reproduce(pipeline=args.pipeline, config=args.config)
+    csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store)
     print(f"leaderboard: {csv_uri}")
+    return 0
+
+
+def _deployments(args: argparse.Namespace, module_entrypoint: bool):
+    _runtime_defaults()
+    from flows.deployments import build_deployments
+
+    return build_deployments(args.config, args.pipeline or None, module_entrypoint)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    deployments = _deployments(args, module_entrypoint=bool(args.work_pool))
+    from flows.deployments import deploy_to_pool, deployment_name
+
+    if args.work_pool:
+        deploy_to_pool(deployments, args.work_pool, args.image)
+    else:
+        for d in deployments:
+            d.apply()
+    where = f"work pool '{args.work_pool}'" if args.work_pool else "no work pool (run `muppet serve` to execute their runs)"
+    for d in deployments:
+        schedule = f"  schedule: {d.schedules[0].schedule.cron}" if d.schedules else ""
+        print(f"deployed {deployment_name(d.name)} on {where}{schedule}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from muppet_core.server import LocalServer
+
+    server = None
+    if args.with_server and not os.environ.get("PREFECT_API_URL"):
+        server = LocalServer(args.port, log=args.server_log)
+        print(f"starting a Prefect server on {server.ui_url} ...", flush=True)
+        server.start()
+        os.environ.update(server.environment())
+        print(f"Prefect UI: {server.ui_url}", flush=True)
+    try:
+        deployments = _deployments(args, module_entrypoint=False)
+        from flows.deployments import serve
+
+        serve(deployments, limit=args.limit)
+    finally:
+        if server:
+            server.stop()
     return 0
 
 
@@ -146,7 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a pipeline end to end (Prefect ephemeral mode unless PREFECT_API_URL is set)")
     p.add_argument("pipeline")
     p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--backbone", action="append", help="evaluate this backbone instead of the pipeline's own and its watch list (repeatable)")
+    p.add_argument("--store", help="artifact store root (directory or s3:// URI) instead of the pipeline's")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("deploy", help="create one Prefect deployment per pipeline (with its schedule) on the server of PREFECT_API_URL")
+    p.add_argument("pipeline", nargs="*", help="only these pipelines (default: all)")
+    p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--work-pool", help="register on this work pool (process, docker or kubernetes workers); default: none, for `muppet serve`")
+    p.add_argument("--image", help="worker image for docker/kubernetes pools (build it from docker/Dockerfile)")
+    p.set_defaults(func=_deploy)
+
+    p = sub.add_parser("serve", help="serve the pipelines' deployments from this machine: UI-triggered and scheduled runs execute here")
+    p.add_argument("pipeline", nargs="*", help="only these pipelines (default: all)")
+    p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--with-server", action="store_true", help="also start a local Prefect server (unless PREFECT_API_URL is set)")
+    p.add_argument("--port", type=int, default=4200, help="port of the local server's API and UI (with --with-server)")
+    p.add_argument("--server-log", help="file for the local server's output (with --with-server)")
+    p.add_argument("--limit", type=int, help="flow runs executing at once (default: no limit)")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("tasks", help="the task catalog")
     tasks = p.add_subparsers(dest="tasks_command", required=True)

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from muppet_core.errors import ConfigError
 from muppet_core.registry import did_you_mean
@@ -22,20 +34,39 @@ MIRROR_ENV = "MUPPET_DATA_MIRROR"
 STORE_ENV = "MUPPET_STORE"
 
 
-class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, values are immutable."""
+def _numeric(annotation: Any) -> bool:
+    """Whether a field holds numbers (int, float, constrained or Literal numbers, lists of them) and never a bool."""
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    return bool not in args and any(_numeric(a) for a in args)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, values are immutable, numbers are
+    finite, and YAML's true/false (also yes/no/on/off) are never read as the numbers 1 and 0."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) for v in values) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError("Input should be a number, not true/false")
+        return value
 
 
 class DataConfig(Strict):
     """Where the original dataset files come from and how missing splits are carved."""
 
-    mirror: str | None = None
+    mirror: str | None = Field(None, min_length=1)
     """Directory (or s3:// URI) of original files; relative paths are relative to pipelines.yaml."""
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     """Share of a split carved off for validation when the mirror has no validation split."""
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0)
     """Seed of the deterministic carving; part of every data artifact's key."""
     extra_tasks: list[str] = Field(default_factory=list)
     """Datasets to normalize beyond those the pipeline trains on (to inspect them, or for later stages)."""
@@ -80,7 +111,7 @@ class PrefinetuneConfig(Strict):
     """Token budget per micro-batch (examples x longest); None: micro_batch_size only."""
     max_grad_norm: float = Field(1.0, gt=0)
     """Gradient clipping."""
-    task_counts: list[int] = Field(default_factory=list)
+    task_counts: list[PositiveInt] = Field(default_factory=list)
     """Task-count experiment: also pre-finetune on nested subsets of this many tasks (a seeded
     order of ``tasks``; each subset contains the smaller ones) and fine-tune each."""
     checkpoint_every: int = Field(200, gt=0)
@@ -89,7 +120,7 @@ class PrefinetuneConfig(Strict):
     """R3F regularizer: noise scale on input embeddings (0 disables it; the paper used 1e-5)."""
     r3f_lambda: float = Field(1.0, ge=0)
     """R3F: weight of the symmetric KL term."""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     """Seed of task sampling, data order, dropout and head initialisation."""
     engine: Literal["deepspeed", "torch"] = "deepspeed"
     """deepspeed (every device, CPU included) or plain torch (no DeepSpeed at all)."""
@@ -106,13 +137,21 @@ class PrefinetuneConfig(Strict):
     hostfile: str | None = None
     """DeepSpeed hostfile for multi-node runs."""
 
+    @field_validator("task_counts")
+    @classmethod
+    def _counts_within_tasks(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        tasks = info.data.get("tasks") or []
+        if tasks and any(k > len(tasks) for k in value):
+            raise ValueError(f"each count must be at most the number of tasks ({len(tasks)})")
+        return value
+
 
 class FinetuneConfig(Strict):
     """Fan-out fine-tuning of every backbone variant on every benchmark."""
 
     benchmarks: list[str] = Field(min_length=1)
     """Catalog names of the downstream benchmarks."""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     """One fine-tune per seed for each benchmark, variant and learning rate."""
     learning_rates: list[PositiveFloat] = Field(default_factory=lambda: [3e-5], min_length=1)
     """The learning-rate grid; the leaderboard takes the best on the validation split."""
@@ -142,6 +181,8 @@ class FinetuneConfig(Strict):
     """Cap on validation examples (None: the whole validation split)."""
     concurrency: int = Field(1, gt=0)
     """Fine-tunes running at once (keep 1 on a laptop CPU; one per GPU on a cluster)."""
+    checkpoint_every: int | None = Field(200, gt=0)
+    """Updates between a fine-tune's checkpoints (a killed run resumes from the last one; None: none)."""
 
     @field_validator("train_fractions")
     @classmethod
@@ -149,6 +190,18 @@ class FinetuneConfig(Strict):
         if any(not 0 < f <= 1 for f in value):
             raise ValueError("fractions must be in (0, 1]")
         return sorted(set(value))
+
+
+class WatchConfig(Strict):
+    """Backbones a pipeline re-evaluates besides its own: each run evaluates every one of them, and
+    the store makes those evaluated before cost nothing."""
+
+    backbones: list[str] = Field(default_factory=list)
+    """Backbones (package:NAME, a directory, an s3:// URI or a hub id) listed here."""
+    list_file: str | None = None
+    """A text file (a path relative to pipelines.yaml, or a URI such as s3://bucket/backbones.txt)
+    with one backbone per line; blank lines and lines starting with # are ignored. Read at the
+    start of every run, so adding a line schedules the backbone's evaluation."""
 
 
 class PipelineConfig(Strict):
@@ -160,9 +213,9 @@ class PipelineConfig(Strict):
 
     description: str = ""
     """Free text shown by `muppet list`."""
-    backbone: str
+    backbone: str = Field(min_length=1)
     """package:NAME, a local directory, an s3:// URI or a Hugging Face hub id."""
-    store: str = "muppet-store"
+    store: str = Field("muppet-store", min_length=1)
     """Artifact store root (directory or s3:// URI); relative to pipelines.yaml; env MUPPET_STORE wins."""
     data: DataConfig = DataConfig()
     """Data sources."""
@@ -170,6 +223,35 @@ class PipelineConfig(Strict):
     """Pre-finetuning stage."""
     finetune: FinetuneConfig
     """Fine-tuning stage."""
+    watch: WatchConfig = WatchConfig()
+    """More backbones to evaluate on every run (scheduled re-evaluation)."""
+    schedule: str | None = None
+    """A cron expression: `muppet serve` / `muppet deploy` give the pipeline's deployment this schedule."""
+    timezone: str = "UTC"
+    """Time zone of the schedule (an IANA name such as Europe/Paris)."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from prefect.schedules import Cron
+
+            try:
+                Cron(value)
+            except Exception as exc:
+                raise ValueError(f"not a valid cron expression: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known IANA time zone (for example UTC or Europe/Paris)") from None
+        return value
 
 
 class PipelinesFile(Strict):
@@ -181,11 +263,12 @@ class PipelinesFile(Strict):
     @field_validator("pipelines")
     @classmethod
     def _names_are_safe(cls, value: dict[str, PipelineConfig]) -> dict[str, PipelineConfig]:
-        import re
-
         for name in value:
-            if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"pipeline name '{name}' must match {NAME_PATTERN}")
+            if not re.fullmatch(NAME_PATTERN, name):
+                raise ValueError(
+                    f"pipeline name {repr(name)[:80]} must be 1-64 lowercase letters, digits, '-' or '_', "
+                    "starting with a letter or digit (it names folders in the store)"
+                )
         return value
 
 
@@ -256,6 +339,34 @@ def parse_pipelines(raw: Any, source: str = "pipelines.yaml") -> PipelinesFile:
         raise ConfigError(describe_errors(exc.errors()), source) from None
 
 
+class PlainLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` for plain data: every tag beyond plain values, lists and mappings
+    (``!!python/...``, ``!!set``, ``!!binary``, local ``!tags``) is refused before anything is
+    constructed, and so is a key repeated in one mapping (YAML would let the last one win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key_node.value}'", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+def _refuse_tag(loader: PlainLoader, node: yaml.Node) -> None:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    raise yaml.constructor.ConstructorError(
+        None, None, f"tag '{tag}' is not allowed: plain values, lists and mappings only", node.start_mark
+    )
+
+
+for _tag in (None, "tag:yaml.org,2002:set", "tag:yaml.org,2002:binary", "tag:yaml.org,2002:omap", "tag:yaml.org,2002:pairs"):
+    PlainLoader.add_constructor(_tag, _refuse_tag)
+
+
 def load_pipelines(path: str | os.PathLike[str]) -> PipelinesFile:
     """Load and validate a pipelines file; relative paths inside it are made absolute.
 
@@ -266,7 +377,11 @@ def load_pipelines(path: str | os.PathLike[str]) -> PipelinesFile:
     if not path.is_file():
         raise ConfigError([f"file not found: {path}"], str(path))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=PlainLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not UTF-8 text (byte {exc.start}: {exc.reason})"], str(path)) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file ({exc.strerror or exc})"], str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -292,12 +407,19 @@ def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
     if backbone.startswith((".", "/")):
         backbone = _absolute(backbone, base) or backbone
     pft = pipeline.prefinetune
+    watch = pipeline.watch.model_copy(
+        update={
+            "list_file": _absolute(pipeline.watch.list_file, base),
+            "backbones": [_absolute(b, base) if b.startswith((".", "/")) else b for b in pipeline.watch.backbones],
+        }
+    )
     files = {"deepspeed_config": _absolute(pft.deepspeed_config, base), "hostfile": _absolute(pft.hostfile, base)}
     return pipeline.model_copy(
         update={
             "store": store,
             "backbone": backbone,
             "data": pipeline.data.model_copy(update={"mirror": mirror}),
+            "watch": watch,
             "prefinetune": pft.model_copy(update=files),
         }
     )

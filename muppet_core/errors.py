@@ -27,6 +27,24 @@ class BackboneError(MuppetError):
     """A backbone could not be resolved or loaded."""
 
 
+class StoreError(MuppetError):
+    """The artifact store refused access, could not be reached, or a write failed after its retries."""
+
+
+class CorruptArtifactError(MuppetError):
+    """A stored artifact's files do not match its manifest: a file is missing or its sha256 differs.
+
+    Args:
+        uri: where the artifact lives.
+        file: the offending file, relative to the artifact.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, uri: str, file: str, problem: str):
+        self.uri, self.file, self.problem = uri, file, problem
+        super().__init__(f"artifact {uri} is corrupt: {file} {problem}")
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type when the message is empty), shortened."""
     text = str(exc).strip()

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+from pathlib import Path
 
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PipelineConfig, PipelinesFile, get_pipeline, load_pipelines
+from muppet_core.errors import ConfigError, first_line
 from muppet_core.tasks.catalog import check_pipeline_tasks
 
 DEFAULT_FILE = "pipelines.yaml"
+PACKAGE_PREFIX = "package:"
+PACKAGE_MODEL_DIR = "model"
+"""Where a ``package:NAME`` backbone ships its model (as muppet_core.models.backbone expects it)."""
+HUB_ID = r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?)?"
 
 
 def load_validated(path: str | os.PathLike[str] = DEFAULT_FILE) -> PipelinesFile:
@@ -27,6 +35,75 @@ def load_pipeline(name: str, path: str | os.PathLike[str] = DEFAULT_FILE) -> Pip
     return get_pipeline(load_validated(path), name)
 
 
+def backbone_problem(spec: str) -> str | None:
+    """Why a backbone cannot be found on this machine, or None; nothing is imported or downloaded.
+
+    A ``package:NAME`` must be an installed package shipping ``NAME/model/config.json``; a path
+    (starting with '/', '.' or '~') must be a directory holding config.json; a URI (``s3://...``)
+    is checked when it is downloaded; anything else must have the shape of a hub id (``org/name``).
+    """
+    if spec.startswith(PACKAGE_PREFIX):
+        package = spec[len(PACKAGE_PREFIX):]
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", package):
+            return f"'{package}' is not a Python package name"
+        try:
+            found = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            return f"Python package '{package}' is not installed"
+        if not any(Path(d, PACKAGE_MODEL_DIR, "config.json").is_file() for d in found.submodule_search_locations or []):
+            return f"package '{package}' ships no model ({package}/{PACKAGE_MODEL_DIR}/config.json)"
+        return None
+    if "://" in spec:
+        return None
+    if spec.startswith(("/", ".", "~")):
+        if not os.path.isdir(spec):
+            return f"no such directory: {spec}"
+        return None if os.path.isfile(os.path.join(spec, "config.json")) else f"directory {spec} has no config.json"
+    if not re.fullmatch(HUB_ID, spec) or ".." in spec or "--" in spec:
+        return f"'{spec}' is neither package:NAME, a directory, a URI nor a hub id (org/name)"
+    return None
+
+
+def check_backbone(pipeline: PipelineConfig, name: str, source: str = DEFAULT_FILE) -> None:
+    """Refuse, before any work starts, a pipeline whose backbone cannot be found (see ``backbone_problem``).
+
+    Raises:
+        ConfigError: naming ``pipelines.<name>.backbone`` and the reason.
+    """
+    problem = backbone_problem(pipeline.backbone)
+    if problem:
+        raise ConfigError([f"pipelines.{name}.backbone: {problem}"], source)
+
+
 def open_store(pipeline: PipelineConfig) -> ArtifactStore:
     """The pipeline's artifact store."""
     return ArtifactStore(pipeline.store)
+
+
+def read_watch_list(location: str) -> list[str]:
+    """The backbones of a watch-list file (local or a URI): one per line, # comments and blank lines skipped.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    import fsspec
+
+    try:
+        with fsspec.open(location, "r", encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        raise ConfigError([f"watch.list_file: {location} does not exist (create it with one backbone per line)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"watch.list_file: cannot read {location}: {first_line(exc)}"]) from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def pipeline_backbones(pipeline: PipelineConfig) -> list[str]:
+    """Every backbone a run of the pipeline evaluates, in order and without repeats: its own, the
+    watch list's, then the watch-list file's lines (read now)."""
+    listed = [pipeline.backbone, *pipeline.watch.backbones]
+    if pipeline.watch.list_file:
+        listed += read_watch_list(pipeline.watch.list_file)
+    return list(dict.fromkeys(listed))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from typing import Any
+
+from muppet_core.errors import MuppetError
+
+SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+"""A name that may become one component of a store path: letters, digits, '.', '_' and '-',
+starting with a letter or digit (so never '.', '..', a hidden file or an option), no separator."""
 
 
 def resolve(target: str) -> Any:
@@ -17,6 +24,21 @@ def resolve(target: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ValueError(f"module '{module_name}' has no attribute '{attr}'") from None
+
+
+def safe_name(kind: str, value: str) -> str:
+    """``value`` if it is a safe name (see ``SAFE_NAME``); the one check made wherever a pipeline,
+    task, split or backbone name becomes part of a path in the store or on disk.
+
+    Raises:
+        MuppetError: the name is empty, has a path separator, is '.' or '..', or has other characters.
+    """
+    if not isinstance(value, str) or not re.fullmatch(SAFE_NAME, value):
+        raise MuppetError(
+            f"unsafe {kind} name {repr(value)[:80]}: a name is 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', no '..')"
+        )
+    return value
 
 
 def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.seaweed import seaweed  # noqa: F401  (the SeaweedFS fixture, for every test module)
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.errors import CorruptArtifactError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,10 +33,30 @@ class StageOutput:
         return f"{status}  {self.stage}/{self.name}  {self.key}  {self.uri}"
 
 
+def _stored_intact(store: ArtifactStore, stage: str, name: str, key: str) -> bool:
+    """Whether the store holds the artifact, every file matching its manifest. A corrupt one is
+    reported, taken out of the store and counts as absent."""
+    if not store.has(stage, key):
+        return False
+    try:
+        store.fetch(stage, key)
+        return True
+    except FileNotFoundError:  # taken out since has() looked
+        return False
+    except CorruptArtifactError as exc:
+        where = store.discard(stage, key)
+        log.warning("corrupt artifact %s/%s (%s): %s; moved it to %s and computing it again", stage, name, key, exc, where)
+        return False
+
+
 def run_cached(
     store: ArtifactStore, stage: str, name: str, key: str, build: Callable[[Path], dict[str, Any] | None]
 ) -> StageOutput:
     """Return the stored artifact for ``key``, or build it into a temporary folder and publish it.
+
+    A stored artifact is used only when every file matches its manifest's sha256; a corrupt one
+    is logged as a warning, moved aside (deleted on a remote store) and built again. Runs on one
+    machine that need the same missing key build it once: the others wait for it.
 
     Args:
         store: the artifact store.
@@ -40,11 +66,27 @@ def run_cached(
         build: writes the artifact's files into the folder it is given; may return metadata
             for the manifest.
     """
-    if store.has(stage, key):
-        out = StageOutput(stage, name, key, store.uri(stage, key), True)
-    else:
+    if _stored_intact(store, stage, name, key):
+        return StageOutput(stage, name, key, store.uri(stage, key), True)
+    with _build_lock(store, stage, name, key):
+        if _stored_intact(store, stage, name, key):  # built by the run we waited for
+            return StageOutput(stage, name, key, store.uri(stage, key), True)
         with tempfile.TemporaryDirectory(prefix=f"muppet-{stage}-") as tmp:
             meta = build(Path(tmp))
             uri = store.publish(stage, key, tmp, meta)
-        out = StageOutput(stage, name, key, uri, False)
-    return out
+    return StageOutput(stage, name, key, uri, False)
+
+
+@contextlib.contextmanager
+def _build_lock(store: ArtifactStore, stage: str, name: str, key: str) -> Iterator[None]:
+    """Hold the key's build lock, so runs on this machine build each key once: the others wait,
+    then find it stored. A lock held by a killed process is released by the system."""
+    path = store.lock_path(stage, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s/%s (%s) is being built by another run: waiting for it", stage, name, key)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

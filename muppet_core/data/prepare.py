@@ -22,10 +22,10 @@ from muppet_core.data.records import (
     problem,
     to_row,
 )
-from muppet_core.data.sources import raw_splits
+from muppet_core.data.sources import mirror_files, raw_splits
 from muppet_core.data.splits import complete_splits
 from muppet_core.errors import DataSourceError
-from muppet_core.registry import resolve
+from muppet_core.registry import resolve, safe_name
 from muppet_core.tasks.catalog import TaskSpec
 
 MAX_DROP_EXAMPLES = 5
@@ -55,7 +55,7 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
                 out = normalizer(row, spec)
                 produced = out if isinstance(out, list) else [] if out is None else [out]
                 reason = None if produced else "rejected by normalizer"
-            except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
+            except (KeyError, ValueError, IndexError, TypeError, AttributeError, ArithmeticError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:160]
         for k, record in enumerate(produced):
             reason = reason or problem(record, num_labels)
@@ -128,17 +128,25 @@ def prepare_task(
     Returns:
         The stats record: source, rows, label counts and token-length percentiles per split,
         dropped rows with reasons, carving notes.
+
+    Raises:
+        DataSourceError: a file cannot be read or parsed, a split has no rows at all, or too many
+            of a split's rows are malformed; the message names the dataset, split and file.
     """
     source, raw = raw_splits(spec, mirror)
     normalizer = resolve(spec.normalizer if source == "mirror" else spec.hub_normalizer())
     splits, drop_stats = {}, {}
     for split, rows in raw.items():
+        safe_name("split", split)
         rows = tqdm(rows, desc=f"{spec.name}/{split}", unit=" rows", file=sys.stderr, leave=False, disable=None)
         try:
             splits[split], drop_stats[split] = normalize_rows(spec, split, rows, normalizer)
         except DataSourceError as exc:
             message = str(exc)
             raise DataSourceError(message if message.startswith("dataset ") else f"dataset '{spec.name}': {message}") from None
+        if not drop_stats[split]["rows"]:
+            where = f"is {(mirror_files(spec, mirror) or {}).get(split)} empty?" if source == "mirror" else f"hub {spec.hub.path}"
+            raise DataSourceError(f"dataset '{spec.name}' split '{split}' has no rows ({where})")
     ids = {split: [r.id for r in recs] for split, recs in splits.items()}
     splits, carved = complete_splits(splits, ids, fraction, seed)
     out_dir.mkdir(parents=True, exist_ok=True)

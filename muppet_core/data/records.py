@@ -6,6 +6,9 @@ Every normalizer emits one of these; encoding, training and evaluation see nothi
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import typing
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -86,16 +89,54 @@ def from_row(family: str, row: dict[str, Any]) -> Record:
     return cls(**values)
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) if typing.get_origin(hint) is None else str(hint)
+
+
+def _unicode(text: str) -> bool:
+    """Whether text can be written as UTF-8 (JSON allows lone surrogates; Parquet and tokenizers do not)."""
+    try:
+        return text.isascii() or bool(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+
+
+def _wrong_type(record: Record) -> str | None:
+    """Why a field does not hold its declared type (a number where text belongs, text that is not
+    valid Unicode), or None: such a record would fail far later, in Parquet or the tokenizer."""
+    for name, hint in _field_types(type(record)).items():
+        value = getattr(record, name)
+        is_list = typing.get_origin(hint) is list
+        if is_list and not isinstance(value, list):
+            return f"{name} should be {hint}, got {type(value).__name__}"
+        expected = str if is_list else (int, float) if hint is float else hint
+        for item in value if is_list else [value]:
+            if isinstance(item, bool) or not isinstance(item, expected):  # no field holds a bool
+                return f"{name} should be {_type_name(hint)}, got {type(item).__name__}"
+            if isinstance(item, str) and not _unicode(item):
+                return f"{name} is not valid Unicode (a lone surrogate)"
+    return None
+
+
 def problem(record: Record, num_labels: int | None = None) -> str | None:
-    """Why a record is malformed (empty text, unknown label, bad span offsets), or None."""
+    """Why a record is malformed (a field of the wrong type, empty text, unknown label, bad span
+    offsets), or None."""
+    wrong = _wrong_type(record)
+    if wrong:
+        return wrong
     for name in ("text_a", "text_b", "context", "question", "document", "summary", "answer_text"):
         value = getattr(record, name, None)
         if isinstance(value, str) and not value.strip():
             return f"empty {name}"
     if isinstance(record, ClassificationRecord) and num_labels and not 0 <= record.label < num_labels:
-        return f"unknown label {record.label}"
-    if isinstance(record, RegressionRecord) and record.label != record.label:
-        return "score is not a number"
+        return f"unknown label {record.label} (the task has {num_labels} labels)"
+    if isinstance(record, RegressionRecord) and not math.isfinite(record.label):
+        return "score is not a finite number"
     if isinstance(record, MultipleChoiceRecord):
         if len(record.choices) < 2 or any(not c.strip() for c in record.choices):
             return "fewer than two non-empty choices"

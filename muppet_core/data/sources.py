@@ -40,10 +40,23 @@ def _flat(files: MirrorFiles) -> list[str]:
     return [p for v in values for p in ([v] if isinstance(v, str) else v)]
 
 
+def _escapes(rel: str) -> bool:
+    """Whether a catalog path would leave the mirror: absolute, a URI, or climbing with '..'."""
+    parts = rel.replace("\\", "/").split("/")
+    return rel.startswith(("/", "\\", "~")) or "://" in rel or ".." in parts
+
+
 def mirror_files(spec: TaskSpec, mirror: str | None) -> dict[str, MirrorFiles] | None:
-    """The task's mirror entry resolved under ``mirror``, or None when any file is missing."""
+    """The task's mirror entry resolved under ``mirror``, or None when any file is missing.
+
+    Raises:
+        DataSourceError: the entry names a path outside the mirror (absolute or with '..').
+    """
     if not mirror or not spec.mirror:
         return None
+    outside = [p for files in spec.mirror.values() for p in _flat(files) if _escapes(p)]
+    if outside:
+        raise DataSourceError(f"dataset '{spec.name}': mirror paths must stay inside the mirror, found {outside}")
     fs, _ = fsspec.core.url_to_fs(mirror)
     resolved = {split: _resolve(files, mirror, fs) for split, files in spec.mirror.items()}
     if any(not _flat(files) for files in resolved.values()):

@@ -10,6 +10,7 @@ from muppet_core.config import DataConfig
 from muppet_core.data.prepare import prepare_task
 from muppet_core.data.sources import source_fingerprint
 from muppet_core.models.backbone import Variant, load_tokenizer
+from muppet_core.registry import safe_name
 from muppet_core.tasks.catalog import get_task
 
 STAGE = "data"
@@ -33,8 +34,11 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
         data: the pipeline's data settings.
         store: the artifact store.
         tokenizer: the backbone whose tokenizer measures lengths in the stats (optional).
+
+    Raises:
+        MuppetError: ``task`` is not a safe name; KeyError: it is not in the catalog.
     """
-    spec = get_task(task)
+    spec = get_task(safe_name("task", task))
     key = store.key(
         STAGE,
         spec=spec.model_dump(),

@@ -15,6 +15,7 @@ import pandas as pd
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.leaderboard.render import points
 from muppet_core.leaderboard.schema import Leaderboard, Schema
+from muppet_core.registry import safe_name
 
 ID_COLUMNS = ["time", "run", "leaderboard", "model", "backbone", "variant", "variant_key"]
 
@@ -31,8 +32,12 @@ class HistoryEntry(Schema):
 
 
 def history_dir(pipeline: str) -> str:
-    """Where a pipeline's history lives in the store."""
-    return f"pipelines/{pipeline}/history"
+    """Where a pipeline's history lives in the store.
+
+    Raises:
+        MuppetError: the pipeline name is not a safe name (``registry.safe_name``).
+    """
+    return f"pipelines/{safe_name('pipeline', pipeline)}/history"
 
 
 def append_history(store: ArtifactStore, board: Leaderboard, run: str | None = None, now: datetime | None = None) -> str:

@@ -11,6 +11,7 @@ from muppet_core.leaderboard.history import read_history, render_history
 from muppet_core.leaderboard.render import RENDERERS
 from muppet_core.leaderboard.schema import Leaderboard
 from muppet_core.leaderboard.stage import published_path
+from muppet_core.registry import safe_name
 
 
 def results_text(store: ArtifactStore, pipeline: str, fmt: str, backbone: str | None = None, history: bool = False) -> str:
@@ -20,8 +21,12 @@ def results_text(store: ArtifactStore, pipeline: str, fmt: str, backbone: str | 
     with it, the rows of that backbone are rendered from the published JSON.
 
     Raises:
-        MuppetError: nothing published for the pipeline, or no such backbone.
+        MuppetError: nothing published for the pipeline, no such backbone, or a name that is not
+            a safe name (``registry.safe_name``).
     """
+    safe_name("pipeline", pipeline)
+    if backbone is not None:
+        safe_name("backbone", backbone)
     never_run = f"no {'results history' if history else 'leaderboard'} for '{pipeline}' in {store.root}; run `muppet run {pipeline}` first"
     try:
         if history:

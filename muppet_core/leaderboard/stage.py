@@ -11,12 +11,13 @@ from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.evaluation.results import ResultRecord
 from muppet_core.leaderboard.aggregate import aggregate
-from muppet_core.models.backbone import backbone_label
 from muppet_core.leaderboard.history import append_history
 from muppet_core.leaderboard.paper import load_references
 from muppet_core.leaderboard.plots import bar_chart, curve_charts
 from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markdown
 from muppet_core.leaderboard.schema import Leaderboard
+from muppet_core.models.backbone import backbone_label
+from muppet_core.registry import safe_name
 
 STAGE = "leaderboard"
 CODE = ("muppet_core.leaderboard", "muppet_core.evaluation.results")
@@ -24,8 +25,12 @@ CHART = "leaderboard.png"
 
 
 def published_path(pipeline: str, fmt: str) -> str:
-    """Where a pipeline's latest leaderboard lives in the store: ``pipelines/<name>/leaderboard.<fmt>``."""
-    return f"pipelines/{pipeline}/leaderboard.{fmt}"
+    """Where a pipeline's latest leaderboard lives in the store: ``pipelines/<name>/leaderboard.<fmt>``.
+
+    Raises:
+        MuppetError: the pipeline name is not a safe name (``registry.safe_name``).
+    """
+    return f"pipelines/{safe_name('pipeline', pipeline)}/leaderboard.{fmt}"
 
 
 def artifact_keys(pipeline: str) -> tuple[str, str]:
@@ -60,7 +65,7 @@ def _write_bytes(store: ArtifactStore, relpath: str, data: bytes) -> str:
 
 def leaderboard_stage(
     pipeline: str,
-    backbone: str,
+    backbones: list[str],
     benchmarks: list[str],
     results: list[StageOutput],
     records: list[ResultRecord],
@@ -72,21 +77,26 @@ def leaderboard_stage(
 
     Args:
         pipeline: pipeline name.
-        backbone: the pipeline's backbone as configured (labels the rows, matched to the paper).
+        backbones: the backbones evaluated, as configured (they label the rows and are matched to the
+            paper; a record without a backbone label belongs to the first).
         benchmarks: the benchmark columns, in order.
         results: the fine-tune outputs the records come from (kept in the artifact's manifest).
         records: their result records, failed runs included.
         store: the artifact store.
         selection: the rule over seeds (see ``aggregate.SELECTIONS``).
         run: the Prefect flow run, kept in the history entry.
+
+    Raises:
+        MuppetError: the pipeline name is not a safe name (checked before anything is written).
     """
-    label = backbone_label(backbone)
-    records = [r if r.backbone else r.model_copy(update={"backbone": label}) for r in records]
+    safe_name("pipeline", pipeline)
+    labels = {backbone_label(b): b for b in backbones}
+    records = [r if r.backbone else r.model_copy(update={"backbone": backbone_label(backbones[0])}) for r in records]
     key = store.key(
-        STAGE, pipeline=pipeline, backbone=backbone, benchmarks=benchmarks, selection=selection,
+        STAGE, pipeline=pipeline, backbones=backbones, benchmarks=benchmarks, selection=selection,
         records=sorted(r.model_dump_json() for r in records), code=code_version(*CODE),
     )
-    board = aggregate(records, benchmarks, pipeline, selection, {label: backbone}, load_references())
+    board = aggregate(records, benchmarks, pipeline, selection, labels, load_references())
     charts = {CHART: bar_chart(board), **{f"curves-{name}.png": png for name, png in curve_charts(records, selection).items()}}
     board.key = key
     board.links = {

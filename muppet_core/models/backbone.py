@@ -1,6 +1,8 @@
 """Backbone resolution and loading: an installed package, a local directory, s3:// or a hub id.
 
-Weights are loaded from safetensors only; pickled checkpoints are refused.
+Weights are loaded from safetensors only: pickled checkpoints (``pytorch_model.bin``) are refused
+before anything reads them, since unpickling can run arbitrary code, and no model code from the
+backbone's folder or repository is ever run (``trust_remote_code=False``).
 """
 
 from __future__ import annotations
@@ -73,10 +75,25 @@ def backbone_fingerprint(resolved: str) -> str:
 
 
 
+def safetensors_required(resolved: str) -> BackboneError:
+    """The error for a backbone without safetensors weights: why, and how to convert a trusted one."""
+    return BackboneError(
+        f"backbone '{resolved}' has no safetensors weights (model.safetensors): safetensors is required, and pickled "
+        "weights such as pytorch_model.bin are refused because loading them can run arbitrary code. If you trust the "
+        "file, convert it once: python -c \"from transformers import AutoModel; "
+        f"AutoModel.from_pretrained('{resolved}', use_safetensors=False).save_pretrained('{resolved}', safe_serialization=True)\" "
+        "(for a hub model, the Hugging Face 'convert to safetensors' Space opens a pull request with the converted weights)"
+    )
+
+
+def _has_safetensors(directory: str) -> bool:
+    return any(Path(directory).glob("*.safetensors"))
+
+
 def load_tokenizer(resolved: str):
     """The backbone's fast tokenizer."""
     try:
-        return AutoTokenizer.from_pretrained(resolved, use_fast=True)
+        return AutoTokenizer.from_pretrained(resolved, use_fast=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise BackboneError(f"tokenizer of '{resolved}' could not be loaded: {first_line(exc)}") from None
 
@@ -86,13 +103,17 @@ def load_encoder(resolved: str):
 
     Raises:
         BackboneError: when the weights or tokenizer cannot be loaded (for example a hub id
-            while the hub is unreachable, or a checkpoint that is not in safetensors format).
+            while the hub is unreachable), or the weights are not safetensors.
     """
     hf_logging.disable_progress_bar()
+    if os.path.isdir(resolved) and not _has_safetensors(resolved):
+        raise safetensors_required(resolved)
     tokenizer = load_tokenizer(resolved)
     try:
-        encoder = AutoModel.from_pretrained(resolved, use_safetensors=True)
+        encoder = AutoModel.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
+        if "model.safetensors" in str(exc):  # a hub repository with pickled weights only
+            raise safetensors_required(resolved) from None
         raise BackboneError(f"backbone '{resolved}' could not be loaded: {first_line(exc)}") from None
     encoder.train()
     return encoder, tokenizer

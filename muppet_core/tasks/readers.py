@@ -4,21 +4,26 @@ A reader takes the split's mirror entry, already resolved to openable paths (a p
 paths, or a mapping of names to paths), plus the options of the catalog entry. Files are opened
 through fsspec, so a mirror may be a local directory or an s3:// prefix; ``.bz2`` and ``.gz``
 files are decompressed. Every row carries ``_where`` (file and line, or file) for error reports;
-a row that cannot even be parsed is yielded as ``{"_error": reason, "_where": ...}`` so that it
-is counted as malformed rather than aborting the split. A file that is missing, truncated or
-undecodable raises DataSourceError naming the path.
+a row that cannot even be parsed (or a line longer than ``MAX_LINE_CHARS``) is yielded as
+``{"_error": reason, "_where": ...}`` so that it is counted as malformed rather than aborting the
+split. A file that is missing, truncated, undecodable, larger than ``MAX_FILE_BYTES`` (decompressed),
+or a zip archive with a member whose path is absolute, climbs out with '..' or is a link, raises
+DataSourceError naming the path. Archives are read in memory, never extracted to disk.
 """
 
 from __future__ import annotations
 
 import bz2
+import codecs
 import csv
 import fnmatch
 import gzip
 import io
 import json
-import sys
+import re
+import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,8 +36,14 @@ READERS = Registry("reader")
 for _name in ("jsonl", "json", "json_files", "text_files", "tsv", "csv", "lines", "labelled_files", "parallel", "zip_json", "squad_zip", "zip_json_members", "by_suffix"):
     READERS.register(_name, f"muppet_core.tasks.readers:read_{_name}")
 
-csv.field_size_limit(sys.maxsize)
-DECOMPRESS = {".bz2": bz2.decompress, ".gz": gzip.decompress}
+MAX_FILE_BYTES = 1 << 30
+"""The most bytes a file (after decompression) or a zip member may hold: files are read whole."""
+MAX_LINE_CHARS = 1 << 20
+"""The most characters a line (or a csv field) may hold before it is dropped as malformed."""
+DECOMPRESS = {".bz2": bz2.BZ2File, ".gz": lambda raw: gzip.GzipFile(fileobj=raw)}
+BYTE_ORDER_MARKS = {
+    codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32", codecs.BOM_UTF16_LE: "UTF-16", codecs.BOM_UTF16_BE: "UTF-16",
+}
 
 
 def _as_list(files: Any) -> list[str]:
@@ -43,22 +54,39 @@ def _as_list(files: Any) -> list[str]:
     return list(files)
 
 
+def _bounded_read(fh: Any, what: str, chunk: int = 1 << 24) -> bytes:
+    """All of ``fh``, read in chunks; past ``MAX_FILE_BYTES`` it is refused rather than read on."""
+    chunks, size = [], 0
+    while data := fh.read(chunk):
+        size += len(data)
+        if size > MAX_FILE_BYTES:
+            raise DataSourceError(f"{what} holds more than {MAX_FILE_BYTES} bytes (MAX_FILE_BYTES); refusing to read it into memory")
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 def read_bytes(path: str) -> bytes:
-    """A file's bytes, decompressed by suffix; any failure names the path."""
+    """A file's bytes, decompressed by suffix (at most ``MAX_FILE_BYTES`` either way); any failure names the path."""
     try:
         with fsspec.open(path, "rb") as fh:
-            data = fh.read()
-        for suffix, decompress in DECOMPRESS.items():
+            data = _bounded_read(fh, path)
+        for suffix, opener in DECOMPRESS.items():
             if path.endswith(suffix):
-                data = decompress(data)
+                with opener(io.BytesIO(data)) as fh:
+                    data = _bounded_read(fh, f"{path} (decompressed)")
         return data
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise DataSourceError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
 
 
 def read_text(path: str, encoding: str = "utf-8") -> str:
-    """A file's text; an undecodable file names the path and the byte offset."""
+    """A file's text; an undecodable file names the path and the byte offset (or the UTF-16/32
+    byte-order mark it starts with)."""
     data = read_bytes(path)
+    if not encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32")):
+        for mark, name in BYTE_ORDER_MARKS.items():
+            if data.startswith(mark):
+                raise DataSourceError(f"cannot decode {path} as {encoding}: it is {name} text (it starts with a {name} byte-order mark)")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -73,11 +101,21 @@ def _text_lines(path: str, encoding: str) -> list[str]:
     return [line.rstrip("\r") for line in lines]
 
 
+def _too_long(lines: list[str], where: str) -> dict | None:
+    """The malformed row standing for a line over ``MAX_LINE_CHARS`` (never parsed), or None."""
+    longest = max((len(line) for line in lines), default=0)
+    if longest > MAX_LINE_CHARS:
+        return {"_error": f"line too long: {longest} characters (MAX_LINE_CHARS={MAX_LINE_CHARS})", "_where": where}
+    return None
+
+
 def _json_line(line: str, where: str) -> dict:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         return {"_error": f"invalid JSON ({exc.msg})", "_where": where}
+    except RecursionError:
+        return {"_error": "invalid JSON (nested too deeply)", "_where": where}
     if not isinstance(row, dict):
         return {"_error": "JSON line is not an object", "_where": where}
     return {**row, "_where": where}
@@ -88,7 +126,8 @@ def read_jsonl(files: Any, encoding: str = "utf-8") -> Iterator[dict]:
     for path in _as_list(files):
         for n, line in enumerate(_text_lines(path, encoding), 1):
             if line.strip():
-                yield _json_line(line, f"{path}:{n}")
+                where = f"{path}:{n}"
+                yield _too_long([line], where) or _json_line(line, where)
 
 
 def _parse_json(path: str, encoding: str = "utf-8") -> Any:
@@ -96,6 +135,8 @@ def _parse_json(path: str, encoding: str = "utf-8") -> Any:
         return json.loads(read_text(path, encoding))
     except json.JSONDecodeError as exc:
         raise DataSourceError(f"cannot parse {path} as JSON (line {exc.lineno}: {exc.msg}); is it truncated?") from None
+    except RecursionError:
+        raise DataSourceError(f"cannot parse {path} as JSON: nested too deeply") from None
 
 
 def read_json(files: Any, encoding: str = "utf-8") -> Iterator[dict]:
@@ -121,12 +162,31 @@ def read_text_files(files: Any, encoding: str = "utf-8") -> Iterator[dict]:
         yield {"text": read_text(path, encoding), "name": path.rsplit("/", 1)[-1], "_where": path}
 
 
+def _csv_rows(reader: Any, path: str) -> Iterator[tuple[int, list[str] | dict]]:
+    """(line number, cells) per row; a row the csv module cannot parse (a field over
+    ``MAX_LINE_CHARS``) comes as a malformed row and the reader goes on with the next line."""
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, {"_error": f"unparseable row ({exc})", "_where": f"{path}:{reader.line_num}"}
+            continue
+        yield reader.line_num, cells
+
+
 def _table(files: Any, encoding: str, header: bool, columns: list[str] | None, **csv_args) -> Iterator[dict]:
+    csv.field_size_limit(MAX_LINE_CHARS)
     for path in _as_list(files):
-        rows = csv.reader(io.StringIO("\n".join(_text_lines(path, encoding))), **csv_args)
-        names = columns
-        for n, cells in enumerate(rows, 1):
-            if header and n == 1:
+        rows = csv.reader((line + "\n" for line in _text_lines(path, encoding)), **csv_args)
+        names, first = columns, True
+        for n, cells in _csv_rows(rows, path):
+            if isinstance(cells, dict):
+                yield cells
+                continue
+            if header and first:
+                first = False
                 names = names or [c.strip() for c in cells]
                 continue
             if not cells:
@@ -159,12 +219,15 @@ def read_lines(files: Any, encoding: str = "utf-8", group: int = 1) -> Iterator[
         if group == 1:
             for n, line in enumerate(lines, 1):
                 if line.strip():
-                    yield {"line": line, "_where": f"{path}:{n}"}
+                    yield _too_long([line], f"{path}:{n}") or {"line": line, "_where": f"{path}:{n}"}
             continue
         for start in range(0, len(lines), group):
             block = lines[start : start + group]
             where = f"{path}:{start + 1}"
-            yield {"lines": block, "_where": where} if len(block) == group else {"_error": f"last block has {len(block)} of {group} lines", "_where": where}
+            if len(block) != group:
+                yield {"_error": f"last block has {len(block)} of {group} lines", "_where": where}
+                continue
+            yield _too_long(block, where) or {"lines": block, "_where": where}
 
 
 def read_labelled_files(files: dict[str, str], encoding: str = "utf-8") -> Iterator[dict]:
@@ -172,7 +235,7 @@ def read_labelled_files(files: dict[str, str], encoding: str = "utf-8") -> Itera
     for source, path in files.items():
         for n, line in enumerate(_text_lines(path, encoding), 1):
             if line.strip():
-                yield {"line": line, "source": source, "_where": f"{path}:{n}"}
+                yield _too_long([line], f"{path}:{n}") or {"line": line, "source": source, "_where": f"{path}:{n}"}
 
 
 def read_parallel(files: dict[str, str], encoding: str = "utf-8") -> Iterator[dict]:
@@ -183,44 +246,91 @@ def read_parallel(files: dict[str, str], encoding: str = "utf-8") -> Iterator[di
         raise DataSourceError(f"parallel files are not line-aligned: {lengths} lines in {files}")
     first = next(iter(files.values()))
     for n, values in enumerate(zip(*columns.values()), 1):
-        yield {**dict(zip(columns, values)), "_where": f"{first}:{n}"}
+        yield _too_long(list(values), f"{first}:{n}") or {**dict(zip(columns, values)), "_where": f"{first}:{n}"}
+
+
+def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member's path would escape an extraction folder (absolute, '..', a link), or None."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        return "an absolute path"
+    if ".." in name.split("/"):
+        return "a path climbing out of the archive ('..')"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link"
+    return None
 
 
 def _zip_member(path: str, member: str) -> Any:
-    """The JSON document stored in a zip member (a glob pattern; ``__MACOSX/`` entries skipped)."""
+    """The JSON document stored in a zip member (a glob pattern; ``__MACOSX/`` entries skipped).
+
+    The archive is read in memory. One whose members would escape an extraction folder is refused
+    as a whole, and so is a member larger than ``MAX_FILE_BYTES`` uncompressed.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(read_bytes(path))) as zf:
-            names = [n for n in zf.namelist() if not n.startswith("__MACOSX/") and fnmatch.fnmatch(n, member)]
-            if len(names) != 1:
-                raise DataSourceError(f"{path}: expected one member matching '{member}', found {names or 'none'}")
-            return json.loads(zf.read(names[0]).decode("utf-8")), f"{path}!{names[0]}"
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, EOFError) as exc:
-        raise DataSourceError(f"cannot read {path} (member {member}): {type(exc).__name__}: {exc}") from None
+            for info in zf.infolist():
+                reason = _unsafe_member(info)
+                if reason:
+                    raise DataSourceError(f"{path}: member '{info.filename}' is {reason}; refusing the archive")
+            infos = [i for i in zf.infolist() if not i.filename.startswith("__MACOSX/") and fnmatch.fnmatch(i.filename, member)]
+            if len(infos) != 1:
+                raise DataSourceError(f"{path}: expected one member matching '{member}', found {[i.filename for i in infos] or 'none'}")
+            where = f"{path}!{infos[0].filename}"
+            with zf.open(infos[0]) as fh:
+                data = _bounded_read(fh, where)
+            return json.loads(data.decode("utf-8")), where
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError,
+            zlib.error, NotImplementedError, RuntimeError) as exc:  # RuntimeError: encrypted; RecursionError: nesting
+        raise DataSourceError(f"cannot read {path} (member {member}): {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def read_zip_json(files: Any, member: str) -> Iterator[dict]:
     """A JSON list stored in a zip member: one row per element (SciQ)."""
     for path in _as_list(files):
         doc, where = _zip_member(path, member)
+        if not isinstance(doc, list):
+            raise DataSourceError(f"{where}: expected a JSON list, found {type(doc).__name__}")
         for i, row in enumerate(doc):
-            yield {**row, "_where": f"{where}[{i}]"}
+            yield {**row, "_where": f"{where}[{i}]"} if isinstance(row, dict) else {"_error": "not an object", "_where": f"{where}[{i}]"}
+
+
+def _squad_questions(article: Any, where: str) -> Iterator[dict]:
+    """The question rows of one SQuAD article; a part not in the SQuAD layout comes as a malformed row."""
+    paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+    if not isinstance(paragraphs, list):
+        yield {"_error": "not a SQuAD article (no 'paragraphs' list)", "_where": where}
+        return
+    for p, paragraph in enumerate(paragraphs):
+        qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
+        if not isinstance(qas, list):
+            yield {"_error": "not a SQuAD paragraph (no 'qas' list)", "_where": f"{where}.paragraphs[{p}]"}
+            continue
+        for q, qa in enumerate(qas):
+            try:
+                row = {
+                    "id": qa["id"],
+                    "title": article.get("title", ""),
+                    "context": paragraph["context"],
+                    "question": qa["question"],
+                    "answers": qa.get("answers", []),
+                }
+            except (KeyError, TypeError, AttributeError) as exc:
+                yield {"_error": f"not a SQuAD question ({type(exc).__name__}: {exc})", "_where": f"{where}.paragraphs[{p}].qas[{q}]"}
+                continue
+            yield row
 
 
 def read_squad_zip(files: Any, member: str) -> Iterator[dict]:
     """SQuAD v1.1 JSON inside a zip: one row per question, with its gold answers."""
     for path in _as_list(files):
         doc, where = _zip_member(path, member)
-        for article in doc["data"]:
-            for paragraph in article["paragraphs"]:
-                for qa in paragraph["qas"]:
-                    yield {
-                        "id": qa["id"],
-                        "title": article.get("title", ""),
-                        "context": paragraph["context"],
-                        "question": qa["question"],
-                        "answers": qa.get("answers", []),
-                        "_where": f"{where} id {qa['id']}",
-                    }
+        articles = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(articles, list):
+            raise DataSourceError(f"{where}: not SQuAD JSON (expected an object whose 'data' is a list of articles)")
+        for a, article in enumerate(articles):
+            for row in _squad_questions(article, f"{where} data[{a}]"):
+                yield row if "_error" in row else {**row, "_where": f"{where} id {row['id']}"}
 
 
 def read_zip_json_members(files: dict[str, str]) -> Iterator[dict]:

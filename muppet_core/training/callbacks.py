@@ -22,6 +22,13 @@ class Callback:
 
     def on_train_end(self, summary: dict) -> None: ...
 
+    def state(self) -> dict:
+        """What a resumed run needs to continue as if never stopped (JSON values and tensors); checkpointed."""
+        return {}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a ``state()`` read back from a checkpoint."""
+
 
 class ProgressBar(Callback):
     """A tqdm bar over optimizer updates, with the running loss (on a terminal only).
@@ -120,6 +127,13 @@ class EarlyStopping(Callback):
         if stop:
             log.info("early stopping after update %d: best validation score %.4f", step + 1, self.best)
         return stop
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_state": self.best_state, "misses": self.misses, "scores": self.scores}
+
+    def restore(self, state: dict) -> None:
+        self.best, self.best_state, self.misses = state["best"], state["best_state"], state["misses"]
+        self.scores = [tuple(s) for s in state["scores"]]
 
     def keep_best(self) -> None:
         """Score the final weights too, then load the best weights seen."""

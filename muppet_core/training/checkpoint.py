@@ -1,9 +1,11 @@
-"""Checkpoints that a killed run resumes from: weights, optimizer, scheduler, data position, RNG.
+"""Checkpoints that a killed run resumes from, bit for bit: weights, optimizer, scheduler, the
+engine's counters, the data position, the loop's counters and callbacks, and every RNG.
 
-Weights are safetensors; optimizer, scheduler and RNG states are tensors and plain values,
-loaded back with ``torch.load(weights_only=True)`` (allowing by name only the few plain-data
-classes DeepSpeed keeps in its optimizer state), so nothing pickled is ever executed. Every rank
-writes its own optimizer shard (ZeRO partitions the optimizer state); rank 0 writes the rest.
+Weights and any other tensors of the loop's state are safetensors; optimizer, scheduler and RNG
+states are tensors and plain values, loaded back with ``torch.load(weights_only=True)`` (allowing
+by name only the few plain-data classes DeepSpeed keeps in its optimizer state), so nothing
+pickled is ever executed: a file that would need it is refused with a CheckpointError. Every rank
+writes its own optimizer shard (ZeRO partitions the optimizer state) and RNG states; rank 0 writes the rest.
 A checkpoint is written into a staging folder and renamed into place, so a kill during the write
 leaves the previous checkpoint intact.
 """
@@ -12,15 +14,25 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import random
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from muppet_core.errors import MuppetError
+
 LATEST = "latest"
+TENSOR_REF = "__tensor__"
+
+
+class CheckpointError(MuppetError):
+    """A checkpoint file could not be loaded safely (for example one that holds pickled code)."""
 
 
 def _barrier() -> None:
@@ -33,8 +45,62 @@ def _zero_sharded(engine) -> bool:
     return hasattr(engine.optimizer, "_load_legacy_checkpoint")
 
 
-def save_checkpoint(directory: Path, step: int, engine, positions: dict[str, list[int]], history: list[dict], rank: int = 0) -> Path:
-    """Write the state after ``step`` completed updates as ``directory/latest`` (called on every rank)."""
+def rng_state() -> dict[str, Any]:
+    """The state of every RNG training may draw from: torch (CPU and CUDA), numpy's global one, Python's."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back the RNG states saved by ``rng_state``."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _split_tensors(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """``value`` with every tensor replaced by a reference, the tensors collected in ``tensors``."""
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value.detach().cpu().clone().contiguous()
+        return {TENSOR_REF: path}
+    if isinstance(value, dict):
+        return {k: _split_tensors(v, f"{path}/{k}", tensors) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split_tensors(v, f"{path}/{i}", tensors) for i, v in enumerate(value)]
+    return value
+
+
+def _join_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {TENSOR_REF}:
+            return tensors[value[TENSOR_REF]]
+        return {k: _join_tensors(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_tensors(v, tensors) for v in value]
+    return value
+
+
+def save_checkpoint(directory: Path, step: int, engine, loop_state: dict[str, Any], rank: int = 0) -> Path:
+    """Write the state after ``step`` completed updates as ``directory/latest`` (called on every rank).
+
+    Args:
+        directory: the run's checkpoint folder.
+        step: completed updates.
+        engine: the TorchEngine or DeepSpeedEngine (weights, optimizer, scheduler, counters).
+        loop_state: the loop's own state (data positions, history, counters, callbacks): JSON
+            values and tensors, nested in dicts and lists.
+        rank: this process's rank.
+    """
     directory = Path(directory)
     staging = directory / f".tmp-step{step}"
     if rank == 0:
@@ -42,14 +108,17 @@ def save_checkpoint(directory: Path, step: int, engine, positions: dict[str, lis
         staging.mkdir(parents=True)
     _barrier()
     torch.save(engine.optimizer.state_dict(), staging / f"optimizer.rank{rank}.pt")
+    torch.save(rng_state(), staging / f"rng.rank{rank}.pt")
     if rank == 0:
         state = {k: v.detach().cpu().clone().contiguous() for k, v in engine.module.state_dict().items()}
         save_file(state, str(staging / "model.safetensors"))
         torch.save(engine.scheduler.state_dict(), staging / "scheduler.pt")
-        torch.save({"cpu": torch.get_rng_state()}, staging / "rng.pt")
+        tensors: dict[str, torch.Tensor] = {}
+        loop = _split_tensors(loop_state, "loop", tensors)
+        save_file(tensors, str(staging / "loop.safetensors"))
+        (staging / "state.json").write_text(json.dumps({"step": step, "engine": engine.state(), "loop": loop}))
     _barrier()
     if rank == 0:
-        (staging / "state.json").write_text(json.dumps({"step": step, "positions": positions, "history": history}))
         target, old = directory / LATEST, directory / f".old-step{step}"
         if target.exists():
             os.rename(target, old)
@@ -70,18 +139,49 @@ def _optimizer_state_classes() -> list[type]:
     return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
 
+def safe_load(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain values only, never pickled code.
+
+    Raises:
+        CheckpointError: the file holds anything else (a class or callable to import or run).
+    """
+    try:
+        with torch.serialization.safe_globals(_optimizer_state_classes()):
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        # torch's message opens with advice to retry with weights_only=False; keep only what was refused.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[-1])
+        raise CheckpointError(
+            f"checkpoint file refused: loading it could run arbitrary code ({reason}); it should hold only tensors and "
+            f"plain values: {path}. Delete that checkpoint ({Path(path).parent}) to start the run over."
+        ) from None
+
+
 def load_checkpoint(directory: Path | None, engine, rank: int = 0) -> dict[str, Any] | None:
-    """Restore the latest checkpoint into ``engine`` (weights, optimizer, scheduler, RNG); None when there is none."""
+    """Restore the latest checkpoint into ``engine`` (weights, optimizer, scheduler, counters) and every RNG.
+
+    Returns:
+        None when there is no checkpoint, else ``{"step": completed updates, "loop": the loop state
+        given to save_checkpoint}``.
+
+    Raises:
+        CheckpointError: a file of the checkpoint holds pickled code.
+    """
     latest = Path(directory) / LATEST if directory else None
     if latest is None or not (latest / "state.json").is_file():
         return None
     engine.module.load_state_dict(load_file(str(latest / "model.safetensors")))
-    with torch.serialization.safe_globals(_optimizer_state_classes()):
-        if _zero_sharded(engine):
-            shards = sorted(latest.glob("optimizer.rank*.pt"), key=lambda p: int(p.stem.split("rank")[1]))
-            engine.optimizer.load_state_dict([torch.load(p, weights_only=True) for p in shards])
-        else:
-            engine.optimizer.load_state_dict(torch.load(latest / f"optimizer.rank{rank}.pt", weights_only=True))
-    engine.scheduler.load_state_dict(torch.load(latest / "scheduler.pt", weights_only=True))
-    torch.set_rng_state(torch.load(latest / "rng.pt", weights_only=True)["cpu"])
-    return json.loads((latest / "state.json").read_text())
+    if _zero_sharded(engine):
+        shards = sorted(latest.glob("optimizer.rank*.pt"), key=lambda p: int(p.stem.split("rank")[1]))
+        # The fp32 master weights come from the checkpoint, not from the (maybe 16-bit) model weights.
+        engine.optimizer.load_state_dict([safe_load(p) for p in shards], load_from_fp32_weights=True)
+    else:
+        engine.optimizer.load_state_dict(safe_load(latest / f"optimizer.rank{rank}.pt"))
+    engine.scheduler.load_state_dict(safe_load(latest / "scheduler.pt"))
+    rng = safe_load(latest / f"rng.rank{rank}.pt")
+    state = json.loads((latest / "state.json").read_text())
+    engine.load_state(state["engine"])
+    loop = _join_tensors(state["loop"], load_file(str(latest / "loop.safetensors")))
+    set_rng_state(rng)
+    return {"step": state["step"], "loop": loop}

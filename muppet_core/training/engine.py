@@ -14,6 +14,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+# The DeepSpeed engine's own progress, checkpointed beside the optimizer and scheduler.
+DEEPSPEED_COUNTERS = ("global_steps", "global_samples", "micro_steps", "skipped_steps")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -95,6 +98,14 @@ class TorchEngine:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def state(self) -> dict[str, int]:
+        """The engine's own counters, for checkpoints."""
+        return {"micro_steps": self.micro_steps}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        """Put back the counters saved by ``state``."""
+        self.micro_steps = state["micro_steps"]
+
 
 class DeepSpeedEngine:
     """DeepSpeed's engine behind the same interface (it averages ranks and divides by the accumulation itself).
@@ -122,3 +133,12 @@ class DeepSpeedEngine:
 
     def step(self) -> None:
         self.ds.step()
+
+    def state(self) -> dict[str, int]:
+        """DeepSpeed's counters (updates, samples, micro-batches, skipped updates), for checkpoints."""
+        return {k: int(getattr(self.ds, k)) for k in DEEPSPEED_COUNTERS}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        """Put back the counters saved by ``state``."""
+        for k in DEEPSPEED_COUNTERS:
+            setattr(self.ds, k, state[k])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,12 +92,14 @@ def _validation_score(model, spec, features, tokenizer) -> float:
     return value if metric.higher_is_better else -value
 
 
-def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str) -> ResultRecord:
+def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str, checkpoint_dir: Path | None = None) -> ResultRecord:
     """Fine-tune on the benchmark's train split and evaluate on validation.
 
     The head starts from the pre-finetuned one when the variant was pre-finetuned with it and
     ``head_reuse`` is on; with ``eval_every`` the validation score is tracked during training,
     training stops after ``patience`` passes without improvement, and the best weights are kept.
+    With ``checkpoint_dir``, a checkpoint is written there every ``config.checkpoint_every``
+    updates and a run that finds one resumes from it, ending exactly as an uninterrupted run.
     """
     started = time.perf_counter()
     spec = get_task(run.benchmark)
@@ -124,6 +127,8 @@ def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline:
         weight_decay=config.weight_decay,
         loss_scaling=False,
         seed=run.seed,
+        checkpoint_every=config.checkpoint_every,
+        checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
     )
     callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
     stopper = None
@@ -161,15 +166,10 @@ def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> Resul
     )
 
 
-def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> StageOutput:
-    """One fine-tune through the store; the key hashes variant, data, run settings, seed, learning
-    rate, fraction, experiment and code, not the pipeline's name: pipelines that ask for the same
-    run (an ablation's base model, a backbone already evaluated) share its result.
-
-    A run that raises returns a ``finetune-failed`` output whose record says why; nothing is
-    published under the key, so the next run of the pipeline tries it again.
-    """
-    key = store.key(
+def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) -> str:
+    """The content key: variant, data, run settings, seed, learning rate, fraction, experiment and
+    code, not the pipeline's name nor settings that only shape the fan-out or its execution."""
+    return ArtifactStore.key(
         STAGE,
         variant=run.variant.name,
         variant_key=run.variant.key,
@@ -184,14 +184,29 @@ def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: F
         code=code_version(*CODE),
     )
 
+
+def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> StageOutput:
+    """One fine-tune through the store (see ``finetune_key``): pipelines that ask for the same run
+    (an ablation's base model, a backbone already evaluated) share its result.
+
+    A run's checkpoints live in the store's scratch area under its key, so a killed run started
+    again resumes from its last checkpoint; they are removed once the result is published.
+    A run that raises returns a ``finetune-failed`` output whose record says why; nothing is
+    published under the key, so the next run of the pipeline tries it again.
+    """
+    key = finetune_key(run, data, config)
+    checkpoints = store.scratch(STAGE, key)
+
     def build(out: Path) -> dict:
-        record = finetune(run, store.fetch("data", data.key), config, pipeline)
+        record = finetune(run, store.fetch("data", data.key), config, pipeline, checkpoints)
         (out / "record.json").write_text(record.model_dump_json(indent=1))
         return {"benchmark": run.benchmark, "variant": run.variant.name, "seed": run.seed}
 
     started = time.perf_counter()
     try:
-        return run_cached(store, STAGE, run.name, key, build)
+        output = run_cached(store, STAGE, run.name, key, build)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return output
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
         log.exception("fine-tune %s failed", run.name)
         record = _record(

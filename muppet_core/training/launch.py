@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,12 +36,15 @@ def launch_command(config: PrefinetuneConfig, job_file: Path) -> list[str]:
 
 
 def run_workers(config: PrefinetuneConfig, job: dict, log: Callable[[str], None]) -> None:
-    """Write the job file beside the output, start the workers and stream their output to ``log``.
+    """Write the job file beside the checkpoints, start the workers and stream their output to ``log``.
+
+    The job file is named per launch: two runs of the same key (on machines sharing a store)
+    never read each other's output folder.
 
     Raises:
         LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
     """
-    job_file = Path(job["checkpoint_dir"]) / "job.json"
+    job_file = Path(job["checkpoint_dir"]) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
     job_file.parent.mkdir(parents=True, exist_ok=True)
     job_file.write_text(json.dumps(job, indent=1))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -51,5 +55,6 @@ def run_workers(config: PrefinetuneConfig, job: dict, log: Callable[[str], None]
             if line:
                 tail.append(line)
                 log(line)
+    job_file.unlink(missing_ok=True)
     if proc.returncode:
         raise LaunchError(f"pre-finetuning workers exited with status {proc.returncode}; last output:\n" + "\n".join(tail))

@@ -3,12 +3,20 @@
 Each optimizer update accumulates the gradients of the micro-batches the TaskSchedule assigns
 to this rank, each from its drawn task (heterogeneous batches); each task's loss is scaled by its
 1/log n(i) factor when loss scaling is on. Checkpoints every ``checkpoint_every`` updates hold
-everything needed to resume exactly where a killed run stopped.
+everything needed to resume exactly where a killed run stopped: a resumed run ends with the same
+weights, history and summary counts as one never stopped.
+
+Test-only fault injection: with ``MUPPET_TEST_SIGKILL_AT_UPDATE=N`` in its environment, a training
+process SIGKILLs itself in the middle of update N (after the first micro-batch's backward pass), as
+an out-of-memory kill or a lost node would; the fault tests use it to kill the real code at a
+chosen step. Unset, which it always is outside those tests, it does nothing.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +32,8 @@ from muppet_core.training.callbacks import Callback
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
 from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config
 from muppet_core.training.sampling import BatchStream, TaskSchedule
+
+KILL_ENV = "MUPPET_TEST_SIGKILL_AT_UPDATE"
 
 
 @dataclass
@@ -86,6 +96,12 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
     return TorchEngine(model, optimizer, scheduler, accumulation, settings.max_grad_norm)
 
 
+def _kill_switch() -> int | None:
+    """The update during which this process SIGKILLs itself: test-only, None unless KILL_ENV is set."""
+    value = os.environ.get(KILL_ENV)
+    return int(value) if value else None
+
+
 def padding_efficiency(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
     """(real tokens, computed tokens) of a collated batch."""
     mask = batch["attention_mask"]
@@ -120,12 +136,19 @@ def train(
     }
     checkpoint_dir = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
     resumed = load_checkpoint(checkpoint_dir, engine, rank)
-    start, history = (resumed["step"], resumed["history"]) if resumed else (0, [])
-    for name, position in (resumed or {}).get("positions", {}).items():
-        batches[name].restore(position)
+    start, history = 0, []
+    seen, real, computed = collections.Counter(), 0, 0
+    if resumed:
+        loop = resumed["loop"]
+        start, history = resumed["step"], loop["history"]
+        seen, (real, computed) = collections.Counter(loop["seen"]), loop["tokens"]
+        for name, position in loop["positions"].items():
+            batches[name].restore(position)
+        for cb, state in zip(callbacks, loop["callbacks"]):  # rank 0's callbacks and counters; other ranks report nothing
+            cb.restore(state)
     for cb in callbacks:
         cb.on_train_start(settings.steps, start)
-    seen, real, computed = collections.Counter(), 0, 0
+    kill_at = _kill_switch()
     started = time.perf_counter()
     for step in range(start, settings.steps):
         losses: dict[str, list[float]] = collections.defaultdict(list)
@@ -139,6 +162,8 @@ def train(
             if settings.r3f_eps > 0:
                 loss = loss + settings.r3f_lambda * r3f_penalty(engine.module, stream.head, stream.family, batch, logits, settings.r3f_eps)
             engine.backward(loss)
+            if kill_at == step + 1:
+                os.kill(os.getpid(), signal.SIGKILL)
             engine.step()
             losses[name].append(loss.item())
             seen[name] += len(batch["labels"])
@@ -148,12 +173,14 @@ def train(
                 "tasks": {k: sum(v) / len(v) for k, v in losses.items()}, "order": order,
                 "examples": sum(seen.values()) - examples_before}
         history.append(logs)
-        stop = [cb.on_step_end(step, logs) for cb in callbacks]
+        stop = [cb.on_step_end(step, logs) for cb in callbacks]  # every callback sees every update
+        if any(stop):
+            break  # before any checkpoint: a run resumed after this point redoes these updates and stops here again
         due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps
         if checkpoint_dir and due:
-            save_checkpoint(checkpoint_dir, step + 1, engine, {n: b.state() for n, b in batches.items()}, history, rank)
-        if any(stop):
-            break
+            loop = {"positions": {n: b.state() for n, b in batches.items()}, "history": history, "seen": dict(seen),
+                    "tokens": [real, computed], "callbacks": [cb.state() for cb in callbacks]}
+            save_checkpoint(checkpoint_dir, step + 1, engine, loop, rank)
     wall = time.perf_counter() - started
     recent = [h["loss"] for h in history[-20:]]
     summary = {

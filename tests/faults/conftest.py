@@ -4,7 +4,6 @@ did, and the run ends with one table of them (also written to test-output/faults
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 

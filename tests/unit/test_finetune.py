@@ -6,7 +6,7 @@ from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import prepare_task
 from muppet_core.models.backbone import Variant
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.finetune import FinetuneRun, finetune, plan_runs
+from muppet_core.training.finetune import FinetuneRun, finetune, finetune_key, plan_runs
 
 
 def test_plan_covers_the_grid_and_the_experiments():
@@ -20,6 +20,18 @@ def test_plan_covers_the_grid_and_the_experiments():
     assert {r.learning_rate for r in runs if r.experiment} == {1e-5}
     assert len([r for r in runs if r.experiment == "task_count"]) == 3 * 2
     assert len({r.name for r in runs} | {r.variant.name + r.name for r in runs}) >= len(runs)
+
+
+def test_the_key_ignores_execution_settings_but_not_what_changes_the_result():
+    from muppet_core.artifacts.stage import StageOutput
+
+    config = FinetuneConfig(benchmarks=["rte"])
+    data = StageOutput("data", "rte", "dk", "store/data/dk", False)
+    run = FinetuneRun(Variant("base", "k", "/b"), "rte", 0, 3e-5)
+    key = finetune_key(run, data, config)
+    for execution in ({"checkpoint_every": 5}, {"checkpoint_every": None}, {"concurrency": 4}):
+        assert finetune_key(run, data, config.model_copy(update=execution)) == key
+    assert finetune_key(run, data, config.model_copy(update={"epochs": 2.0})) != key
 
 
 def test_multiple_choice_benchmark_is_fine_tuned_deterministically(tiny_backbone, mirror, tmp_path):

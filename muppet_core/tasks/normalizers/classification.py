@@ -8,7 +8,19 @@ from muppet_core.tasks.catalog import TaskSpec
 
 
 def _label(spec: TaskSpec, value: str) -> int:
-    return (spec.labels or []).index(value)
+    """The index of a class name; ValueError naming the task's label set for any other value."""
+    labels = spec.labels or []
+    if value not in labels:
+        raise ValueError(f"label {str(value)[:40]!r} is not one of {labels}")
+    return labels.index(value)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def label_prefixed_line(row: dict, spec: TaskSpec) -> ClassificationRecord:
@@ -94,6 +106,8 @@ def from_hub_fields(row: dict, spec: TaskSpec) -> ClassificationRecord | Regress
     label = row[fields.get("label", "label")]
     if isinstance(label, str) and label.strip() in (spec.labels or []):
         label = spec.labels.index(label.strip())
+    elif isinstance(label, str) and spec.labels and not _number(label):
+        raise ValueError(f"label {label[:40]!r} is not one of {spec.labels}")
     if label is None or float(label) < 0:
         return None
     text_a = row[fields.get("text_a", "sentence")].strip()

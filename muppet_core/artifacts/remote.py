@@ -1,0 +1,94 @@
+"""Calls to a remote store: bounded retries of transient failures, and the one-line errors they
+end in (which name the URI and the cause, never a credential)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import fsspec
+
+from muppet_core.errors import MuppetError, StoreError, first_line
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+S3_CONFIG = {"retries": {"max_attempts": 2, "mode": "standard"}, "connect_timeout": 10, "read_timeout": 120}
+"""botocore settings of a store on s3: one quick retry inside botocore and none inside s3fs, so
+the store's own retries (with backoff) are the bound a caller can count on."""
+
+
+def open_filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and path of a store root."""
+    if fsspec.core.split_protocol(root)[0] not in ("s3", "s3a"):
+        return fsspec.core.url_to_fs(root)
+    fs, path = fsspec.core.url_to_fs(root, config_kwargs=S3_CONFIG)
+    fs.retries = 1  # this instance is the store's own (its options differ from a plain one's)
+    return fs, path
+
+
+CREDENTIAL_HINT = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, AWS_SESSION_TOKEN) and AWS_ENDPOINT_URL"
+SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PREFECT_API_KEY")
+_PERMANENT = (PermissionError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, MuppetError)
+_TRANSIENT_ERRNO = {errno.EIO, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.EPIPE, getattr(errno, "EREMOTEIO", errno.EIO)}
+_NETWORK_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3")
+
+
+def redact(text: str) -> str:
+    """``text`` without the values of credential variables or a URI's ``user:password@`` part."""
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 8:  # shorter values are words (a bucket named like its key), not secrets
+            text = text.replace(value, "***")
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+
+
+def cause(exc: BaseException) -> str:
+    """The first line of an exception, without secrets."""
+    return redact(first_line(exc))
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether trying again may help: a dropped connection, a timeout, a server error or
+    throttling; not a refusal, a missing object or a bad request."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in _TRANSIENT_ERRNO or exc.errno is None
+    return type(exc).__module__.split(".")[0] in _NETWORK_MODULES
+
+
+def denied(root: str, exc: BaseException) -> StoreError:
+    """The error for refused credentials."""
+    return StoreError(f"access to the artifact store {redact(root)} was denied ({cause(exc)}): {CREDENTIAL_HINT}")
+
+
+def with_retries(call: Callable[[], T], what: str, uri: str, root: str, attempts: int, backoff_s: float) -> T:
+    """``call()``, tried up to ``attempts`` times while it fails transiently, waiting ``backoff_s``,
+    then twice that, and so on.
+
+    Raises:
+        StoreError: access was denied, or the last attempt failed transiently.
+        FileNotFoundError: (and other permanent errors) as raised.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except PermissionError as exc:
+            raise denied(root, exc) from exc
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if attempt == attempts:
+                raise StoreError(f"could not {what} {redact(uri)} after {attempts} attempts: {cause(exc)}") from exc
+            delay = backoff_s * 2 ** (attempt - 1)
+            log.warning("could not %s %s (%s); attempt %d of %d in %.1fs", what, redact(uri), cause(exc), attempt + 1, attempts, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,95 @@
+"""A local Prefect server as a child process: `muppet serve --with-server` and the tests use it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from muppet_core.errors import MuppetError
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether the Prefect API at ``api_url`` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class LocalServer:
+    """``prefect server start`` on 127.0.0.1 (SQLite under ``home``), started and stopped by us.
+
+    Args:
+        port: the port of the API and the UI.
+        home: PREFECT_HOME of the server (its database lives there).
+        log: file that receives the server's output.
+    """
+
+    def __init__(self, port: int = 4200, home: str | os.PathLike[str] | None = None, log: str | os.PathLike[str] | None = None):
+        self.port = port
+        self.home = Path(home) if home else None
+        self.log_path = Path(log) if log else None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables a client (or this server) needs to talk to this server."""
+        env = {"PREFECT_API_URL": self.api_url, "PREFECT_UI_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        if self.home:
+            env["PREFECT_HOME"] = str(self.home)
+        return env
+
+    def start(self, timeout: float = 120.0) -> LocalServer:
+        """Start the server and wait until its API is healthy.
+
+        Raises:
+            MuppetError: the port is taken by something else, or the server did not come up.
+        """
+        if healthy(self.api_url):
+            raise MuppetError(f"a Prefect server already answers on {self.api_url}; set PREFECT_API_URL to use it instead")
+        env = {**os.environ, **self.environment()}
+        env.pop("PREFECT_API_KEY", None)
+        prefect = Path(sys.executable).with_name("prefect")
+        command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not healthy(self.api_url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                where = f"; its log: {self.log_path}" if self.log_path else ""
+                raise MuppetError(f"the Prefect server did not come up on {self.api_url}{where}")
+            time.sleep(0.5)
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server (SIGTERM, SIGKILL after 15 s; ``kill``: SIGKILL at once) and its children."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        group = os.getpgid(self.process.pid)
+        os.killpg(group, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(group, signal.SIGKILL)
+            self.process.wait(timeout=15)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,186 @@
+"""Operating muppet as an operator does: `muppet serve --with-server` starts a real Prefect server
+and serves the deployments, `prefect deployment run` triggers one, the API shows the finished run
+and its leaderboard artifact, and headless Chromium renders the run and the artifact in the UI.
+
+The served pipeline watches a list file naming a second backbone; its backbone was evaluated
+before (the store starts as a copy of the session's tiny run), so the run computes the new backbone
+only, and the leaderboard and its history hold both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from muppet_core.models.backbone import backbone_label
+from tests.conftest import REPO
+from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, write_pipeline
+from tests.servers.seaweed import free_ports
+
+SCREENSHOTS = REPO / "test-output" / "screenshots"
+PIPELINE = "ops"
+SCHEDULE = "0 3 1 1 *"  # registered on the deployment, never due while the test runs
+
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("chromium is missing: `apt-get install -y chromium` (.ci/run installs it)")
+    return found
+
+
+def browse(url: str, screenshot: Path) -> str:
+    """Render ``url`` in headless Chromium: save a screenshot and return the rendered DOM."""
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic", "--hide-scrollbars", "--window-size=1400,1100",
+        "--virtual-time-budget=15000", f"--user-data-dir={screenshot.parent / 'chromium-profile'}",
+    ]
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([chromium(), *flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
+    return dom.stdout
+
+
+def second_backbone(path: Path, tokenizer_from: str) -> str:
+    """Another tiny random BERT (different weights, same tokenizer): the watch list's new backbone."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(config).save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def served(first_run, tiny_backbone, mirror, tmp_path_factory):
+    """`muppet serve --with-server` on a free port, serving the `ops` pipeline: (root, api url, ui url, env)."""
+    root = tmp_path_factory.mktemp("operations")
+    shutil.copytree(first_run[0] / "store", root / "store")  # the tiny backbone, evaluated before
+    new = second_backbone(root / "second-bert", tiny_backbone)
+    (root / "backbones.txt").write_text(f"# backbones re-evaluated on schedule\n{new}\n")
+    config = write_pipeline(root / "pipelines.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name=PIPELINE)
+    doc = yaml.safe_load(config.read_text())
+    doc["pipelines"][PIPELINE].update(schedule=SCHEDULE, watch={"list_file": "backbones.txt"})
+    config.write_text(yaml.safe_dump(doc))
+
+    port = free_ports(1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(root / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", MUPPET_CACHE=str(root / "cache"))
+    log = open(root / "serve.log", "w")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "muppet_core.cli", "serve", PIPELINE, "--with-server", "--port", str(port),
+         "--config", str(config), "--server-log", str(root / "server.log")],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # served once the deployment exists
+            try:
+                if httpx.get(f"{api}/deployments/name/muppet-reproduce/{PIPELINE}", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if serve.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`muppet serve --with-server` did not serve the deployment:\n{(root / 'serve.log').read_text()[-3000:]}")
+            time.sleep(1)
+        yield root, api, f"http://127.0.0.1:{port}", {**env, "PREFECT_API_URL": api}
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGINT)  # serve pauses its schedules and stops the server it started
+            try:
+                serve.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(serve.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def triggered(served):
+    """`prefect deployment run muppet-reproduce/ops --watch`, as an operator types it: the run's id,
+    and the store's artifacts before and after."""
+    root, api, _, env = served
+    store = root / "store"
+    before = {stage: artifact_keys(store, stage) for stage in ("data", "prefinetune", "finetune")}
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("prefect")), "deployment", "run", f"muppet-reproduce/{PIPELINE}", "--watch", "--watch-timeout", "900"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=960,
+    )
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n{(root / 'serve.log').read_text()[-3000:]}"
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout).group(1)
+    run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+    after = {stage: artifact_keys(store, stage) for stage in before}
+    return run, before, after, time.monotonic() - started
+
+
+def test_the_deployment_has_a_typed_run_form_and_the_pipelines_schedule(served):
+    _, api, _, _ = served
+    deployment = httpx.get(f"{api}/deployments/name/muppet-reproduce/{PIPELINE}", timeout=10).json()
+    schema = deployment["parameter_openapi_schema"]["properties"]
+    assert schema["pipeline"]["type"] == "string" and "pipelines.yaml" in schema["pipeline"]["description"]
+    assert schema["finetune"]["type"] == "boolean"
+    assert {"type": "array", "items": {"type": "string"}} in schema["backbones"]["anyOf"]
+    assert {"type": "boolean"} in schema["prefinetune"]["anyOf"] and {"type": "string"} in schema["store"]["anyOf"]
+    assert deployment["parameters"]["pipeline"] == PIPELINE
+    assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [SCHEDULE]
+
+
+def test_a_run_triggered_from_the_cli_completes_and_computes_only_the_new_backbone(served, triggered, tiny_backbone):
+    root, api, _, _ = served
+    run, before, after, _ = triggered
+    assert run["state"]["type"] == "COMPLETED"
+    # the tiny backbone's artifacts were all taken from the store ...
+    for stage in before:
+        assert {k: after[stage][k] for k in before[stage]} == before[stage], stage
+    # ... and only the second backbone's were computed: its datasets, one pre-finetune, its fine-tunes
+    assert len(after["data"]) - len(before["data"]) == len(PRETRAIN_TASKS) + len(BENCHMARKS)
+    assert len(after["prefinetune"]) - len(before["prefinetune"]) == 1
+    new = [json.loads((root / "store" / "finetune" / k / "record.json").read_text()) for k in set(after["finetune"]) - set(before["finetune"])]
+    assert sorted((r["backbone"], r["variant"], r["benchmark"]) for r in new) == sorted(
+        ("second-bert", v, b) for v in ("base", "prefinetuned") for b in BENCHMARKS
+    )
+    # the leaderboard and its history hold both backbones
+    labels = {backbone_label(tiny_backbone), "second-bert"}
+    board = json.loads((root / "store" / "pipelines" / PIPELINE / "leaderboard.json").read_text())
+    assert {row["backbone"] for row in board["rows"]} == labels
+    (entry,) = [json.loads(p.read_text()) for p in (root / "store" / "pipelines" / PIPELINE / "history").glob("*.json")]
+    assert entry["run"] == run["id"] and {row["backbone"] for row in entry["board"]["rows"]} == labels
+
+
+def test_the_leaderboard_artifact_is_on_the_server_and_renders_in_the_ui(served, triggered, tiny_backbone):
+    _, api, ui, _ = served
+    run = triggered[0]
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"leaderboard-{PIPELINE}-table"]}}}, timeout=10).json()
+    (table,) = artifacts
+    assert table["type"] == "table"
+    leaderboard_run = httpx.get(f"{api}/flow_runs/{table['flow_run_id']}", timeout=10).json()  # the run's leaderboard subflow
+    parent = httpx.get(f"{api}/task_runs/{leaderboard_run['parent_task_run_id']}", timeout=10).json()
+    assert parent["flow_run_id"] == run["id"]
+    models = [row["model"] for row in json.loads(table["data"])]
+    label = backbone_label(tiny_backbone)
+    assert {f"{label} / base", f"{label} / prefinetuned", "second-bert / base", "second-bert / prefinetuned"} <= set(models)
+
+    run_page = browse(f"{ui}/runs/flow-run/{run['id']}", SCREENSHOTS / "flow-run.png")
+    assert run["name"] in run_page and "muppet-reproduce" in run_page and "Completed" in run_page
+    (markdown,) = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"leaderboard-{PIPELINE}"]}}}, timeout=10).json()
+    artifact_page = browse(f"{ui}/artifacts/artifact/{markdown['id']}", SCREENSHOTS / "leaderboard-artifact.png")
+    assert f"Leaderboard: {PIPELINE}" in artifact_page
+    for model in ("second-bert / base", "second-bert / prefinetuned", f"{label} / base", f"{label} / prefinetuned"):
+        assert model in artifact_page, model
+    assert (SCREENSHOTS / "flow-run.png").stat().st_size > 10_000 and (SCREENSHOTS / "leaderboard-artifact.png").stat().st_size > 10_000

@@ -1,0 +1,99 @@
+"""Checkpoints hold everything a resumed run needs: every RNG, the engine's counters, the loop's
+counters and its callbacks' state (early stopping's best weights included)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from muppet_core.data.encoding import encode
+from muppet_core.data.records import ClassificationRecord
+from muppet_core.models.backbone import load_encoder
+from muppet_core.models.multitask import build_multitask_model
+from muppet_core.tasks.catalog import get_task
+from muppet_core.training.callbacks import EarlyStopping
+from muppet_core.training.checkpoint import LATEST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from muppet_core.training.loop import KILL_ENV, LoopSettings, TaskStream, build_engine, train
+
+SETTINGS = LoopSettings(steps=8, tasks_per_step=1, micro_batch_size=4, learning_rate=1e-3, warmup_ratio=0.25, weight_decay=0.01, seed=1)
+
+
+def _draws() -> tuple:
+    return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]
+
+
+def test_rng_states_of_torch_numpy_and_python_round_trip():
+    saved = rng_state()
+    first = _draws()
+    set_rng_state(saved)
+    assert _draws() == first
+
+
+def _model(backbone: str):
+    torch.manual_seed(0)
+    encoder, tokenizer = load_encoder(backbone)
+    return build_multitask_model(encoder, [get_task("sst2")]), tokenizer
+
+
+def test_checkpoint_restores_weights_optimizer_scheduler_counters_rng_and_loop_tensors(tiny_backbone, tmp_path):
+    model, _ = _model(tiny_backbone)
+    engine = build_engine(model, SETTINGS, 1, 1)
+    engine.micro_steps = 5
+    loop = {"history": [{"loss": 0.1 + 0.2}], "best": float("-inf"), "nested": {"w": torch.arange(4.0), "none": None}}
+    save_checkpoint(tmp_path, 5, engine, loop)
+    expected = _draws()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    other, _ = _model(tiny_backbone)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    fresh = build_engine(other, SETTINGS, 1, 1)
+    resumed = load_checkpoint(tmp_path, fresh)
+    assert resumed["step"] == 5 and fresh.micro_steps == 5
+    assert resumed["loop"]["history"] == loop["history"] and resumed["loop"]["best"] == float("-inf")
+    assert torch.equal(resumed["loop"]["nested"]["w"], torch.arange(4.0)) and resumed["loop"]["nested"]["none"] is None
+    assert all(torch.equal(state[k], v) for k, v in other.state_dict().items())
+    assert fresh.scheduler.state_dict() == engine.scheduler.state_dict()
+    assert _draws() == expected
+    assert sorted(p.name for p in (tmp_path / LATEST).iterdir()) == [
+        "loop.safetensors", "model.safetensors", "optimizer.rank0.pt", "rng.rank0.pt", "scheduler.pt", "state.json",
+    ]
+
+
+def _run(backbone: str, checkpoint_dir):
+    """Train 8 updates with early stopping scored every 2 updates; the first score is the best."""
+    model, tokenizer = _model(backbone)
+    records = [ClassificationRecord(f"good film {i}" if i % 2 else f"bad film {i}", None, i % 2) for i in range(24)]
+    features, _ = encode("classification", records, tokenizer, 32)
+    stopper = EarlyStopping(model, lambda: 0.0, every=2, patience=100)
+    stopper.score = lambda: 0.0 if stopper.scores else 1.0
+    settings = dataclasses.replace(SETTINGS, checkpoint_every=3, checkpoint_dir=str(checkpoint_dir))
+    summary = train(model, {"sst2": TaskStream("classification", "sst2", features, 1.0)}, settings, tokenizer.pad_token_id, [stopper])
+    stopper.keep_best()
+    return model, summary, stopper
+
+
+def test_a_resumed_loop_ends_exactly_as_an_uninterrupted_one_early_stopping_included(tiny_backbone, tmp_path, monkeypatch):
+    monkeypatch.delenv(KILL_ENV, raising=False)
+    straight, summary, stopper = _run(tiny_backbone, tmp_path)  # leaves its last checkpoint, at update 6
+    assert stopper.scores[0] == (2, 1.0)
+    resumed, again, resumed_stopper = _run(tiny_backbone, tmp_path)  # a run that finds it resumes at update 6
+    assert again["resumed_from_step"] == 6 and resumed_stopper.scores == stopper.scores
+    volatile = {"wall_seconds", "examples_per_second", "resumed_from_step"}
+    assert {k: v for k, v in again.items() if k not in volatile} == {k: v for k, v in summary.items() if k not in volatile}
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the best weights (update 2) came back from the checkpoint
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_the_kill_switch_is_inert_unless_set(tiny_backbone, tmp_path, monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(KILL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(KILL_ENV, value)
+    _, summary, _ = _run(tiny_backbone, tmp_path)
+    assert summary["steps"] == 8
