@@ -31,8 +31,11 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/muppet serve --with-server --server-log muppet-server.log
 
+# Two pytest workers (a test file stays on one worker); each test process uses one core.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 clean-store:
 	rm -rf muppet-store

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults import report
 from tests.servers.seaweed import seaweed  # noqa: F401  (the SeaweedFS fixture, for every test module)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +56,21 @@ def prefect_harness():
 
     with prefect_test_harness():
         yield
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: one core each, in-process and in the processes it starts
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without workers)
+        report.clear()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """End the run with the table of faults injected and inputs tried."""
+    report.summarize(terminalreporter)

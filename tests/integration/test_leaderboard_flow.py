@@ -84,11 +84,11 @@ def test_markdown_artifact_links_the_csv_and_the_chart_in_the_store(first_run):
     assert (root / "store" / "pipelines" / "tiny" / "leaderboard.png").read_bytes() == open(chart, "rb").read()
 
 
-def test_a_failed_fine_tune_is_a_missing_cell_with_its_reason_and_the_next_run_retries_it(first_run, tiny_backbone, mirror, monkeypatch):
+def test_a_failed_fine_tune_is_a_missing_cell_with_its_reason_and_the_next_run_retries_it(prefect_harness, tiny_backbone, mirror, monkeypatch, tmp_path):
     import muppet_core.training.finetune as finetune_module
     from flows.reproduce import reproduce
 
-    root, _, _ = first_run
+    root = tmp_path  # a store of its own: the runs it fails must not be found finished in another pipeline's store
     config = write_pipeline(root / "fail.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name="tiny-fail", prefinetune=False)
     real = finetune_module.finetune
 
