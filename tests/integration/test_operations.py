@@ -102,7 +102,7 @@ def served(first_run, tiny_backbone, mirror, tmp_path_factory):
         yield root, api, f"http://127.0.0.1:{port}", {**env, "PREFECT_API_URL": api}
     finally:
         if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGINT)  # serve pauses its schedules and stops the server it started
+            os.killpg(serve.pid, signal.SIGTERM)  # serve pauses its schedules and stops the server it started
             try:
                 serve.wait(timeout=60)
             except subprocess.TimeoutExpired:
