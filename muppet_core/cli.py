@@ -94,18 +94,11 @@ def _preflight(name: str, config: str, backbones: list[str] | None = None, store
     its watch list's, or those given on the command line), datasets found neither in the mirror
     nor on the hub."""
     from muppet_core.data.sources import hub_reachable_or_raise
-    from muppet_core.errors import ConfigError
-    from muppet_core.pipelines import backbone_problem, check_backbone, open_store, pipeline_backbones
+    from muppet_core.pipelines import check_backbones, open_store
     from muppet_core.tasks.catalog import get_task
 
     pipeline = load_pipeline(name, config)
-    if backbones:
-        problems = [f"--backbone {b}: {p}" for b in backbones if (p := backbone_problem(b))]
-    else:
-        check_backbone(pipeline, name, os.path.basename(config))
-        problems = [f"pipelines.{name}.watch: backbone '{b}': {p}" for b in pipeline_backbones(pipeline)[1:] if (p := backbone_problem(b))]
-    if problems:
-        raise ConfigError(problems, os.path.basename(config))
+    check_backbones(pipeline, name, os.path.basename(config), backbones)
     for task in pipeline.data_tasks():
         hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
     open_store(pipeline.model_copy(update={"store": store}) if store else pipeline).check_access()

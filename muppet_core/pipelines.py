@@ -66,15 +66,21 @@ def backbone_problem(spec: str) -> str | None:
     return None
 
 
-def check_backbone(pipeline: PipelineConfig, name: str, source: str = DEFAULT_FILE) -> None:
-    """Refuse, before any work starts, a pipeline whose backbone cannot be found (see ``backbone_problem``).
+def check_backbones(pipeline: PipelineConfig, name: str, source: str = DEFAULT_FILE, override: list[str] | None = None) -> None:
+    """Refuse, before any work starts, backbones that cannot be found (see ``backbone_problem``): the
+    pipeline's own and its watch list's, or ``override`` (the command line's) instead.
 
     Raises:
-        ConfigError: naming ``pipelines.<name>.backbone`` and the reason.
+        ConfigError: one line per backbone, naming where it came from and the reason.
     """
-    problem = backbone_problem(pipeline.backbone)
-    if problem:
-        raise ConfigError([f"pipelines.{name}.backbone: {problem}"], source)
+    if override:
+        named = [(f"--backbone {b}", b) for b in override]
+    else:
+        own, *watched = pipeline_backbones(pipeline)
+        named = [(f"pipelines.{name}.backbone", own), *((f"pipelines.{name}.watch: backbone '{b}'", b) for b in watched)]
+    problems = [f"{where}: {p}" for where, spec in named if (p := backbone_problem(spec))]
+    if problems:
+        raise ConfigError(problems, source)
 
 
 def open_store(pipeline: PipelineConfig) -> ArtifactStore:

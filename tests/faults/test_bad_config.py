@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from muppet_core.errors import ConfigError
-from muppet_core.pipelines import check_backbone, load_pipeline
+from muppet_core.pipelines import check_backbones, load_pipeline
 
 BASE = """\
 pipelines:
@@ -223,7 +223,7 @@ def test_unknown_backbone_is_refused_by_the_run_preflight(case, backbone, proble
     path = _write(tmp_path, text)
     problem = f"pipelines.demo.backbone: {problem.format(base=tmp_path.resolve())}"
     with pytest.raises(ConfigError) as info:
-        check_backbone(load_pipeline("demo", path), "demo")
+        check_backbones(load_pipeline("demo", path), "demo")
     assert info.value.problems == [problem]
     for command in (["run", "demo"], ["data", "prepare", "demo"]):
         _assert_refused(_muppet(tmp_path, *command, "--config", "pipelines.yaml"), [problem])
@@ -232,4 +232,4 @@ def test_unknown_backbone_is_refused_by_the_run_preflight(case, backbone, proble
 
 
 def test_the_repository_backbone_passes_the_preflight_check(mirror, tmp_path):
-    check_backbone(load_pipeline("demo", _write(tmp_path, BASE.format(mirror=mirror))), "demo")
+    check_backbones(load_pipeline("demo", _write(tmp_path, BASE.format(mirror=mirror))), "demo")
