@@ -11,7 +11,7 @@ export MUPPET_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
-.PHONY: bootstrap demo test serve clean-store
+.PHONY: bootstrap demo test test-fast serve clean-store browser
 
 bootstrap: $(STAMP)
 
@@ -31,11 +31,22 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/muppet serve --with-server --server-log muppet-server.log
 
+# The browser tests drive Debian's chromium: installed here when missing (apt-get, as root or through sudo).
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 # Two pytest workers (a test file stays on one worker); each test process uses one core.
 TEST_WORKERS ?= 2
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+# The inner loop: unit tests only (no servers, no pipelines), one worker per core.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/unit
 
 clean-store:
 	rm -rf muppet-store

@@ -8,20 +8,72 @@ import re
 from pathlib import Path
 
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.config import PipelineConfig, PipelinesFile, get_pipeline, load_pipelines
+from muppet_core.config import PipelineConfig, PipelinesFile, get_pipeline, parse_pipelines
 from muppet_core.errors import ConfigError, first_line
-from muppet_core.tasks.catalog import check_pipeline_tasks
+from muppet_core.tasks.catalog import check_pipeline_tasks, use_catalog_dirs
+from muppet_core.yamlfile import load_yaml
 
 DEFAULT_FILE = "pipelines.yaml"
+MIRROR_ENV = "MUPPET_DATA_MIRROR"
+STORE_ENV = "MUPPET_STORE"
 PACKAGE_PREFIX = "package:"
 PACKAGE_MODEL_DIR = "model"
 """Where a ``package:NAME`` backbone ships its model (as muppet_core.models.backbone expects it)."""
 HUB_ID = r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?)?"
 
 
+def load_pipelines(path: str | os.PathLike[str]) -> PipelinesFile:
+    """Load and validate a pipelines file; relative paths inside it are made absolute.
+
+    Raises:
+        ConfigError: with one line per problem, each naming the YAML path of the field.
+    """
+    path = Path(path)
+    parsed = parse_pipelines(load_yaml(path), path.name)
+    base = path.resolve().parent
+    return PipelinesFile(
+        catalog=[_absolute(d, base) for d in parsed.catalog],
+        pipelines={name: _anchor(p, base) for name, p in parsed.pipelines.items()},
+    )
+
+
+def _absolute(location: str | None, base: Path) -> str | None:
+    if location is None or "://" in location or os.path.isabs(location):
+        return location
+    return str((base / location).resolve())
+
+
+def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
+    """Resolve relative paths against pipelines.yaml's folder and apply environment overrides."""
+    mirror = os.environ.get(MIRROR_ENV) or _absolute(pipeline.data.mirror, base)
+    store = os.environ.get(STORE_ENV) or _absolute(pipeline.store, base)
+    backbone = pipeline.backbone
+    if backbone.startswith((".", "/")):
+        backbone = _absolute(backbone, base) or backbone
+    pft = pipeline.prefinetune
+    watch = pipeline.watch.model_copy(
+        update={
+            "list_file": _absolute(pipeline.watch.list_file, base),
+            "backbones": [_absolute(b, base) if b.startswith((".", "/")) else b for b in pipeline.watch.backbones],
+        }
+    )
+    files = {"deepspeed_config": _absolute(pft.deepspeed_config, base), "hostfile": _absolute(pft.hostfile, base)}
+    return pipeline.model_copy(
+        update={
+            "store": store,
+            "backbone": backbone,
+            "data": pipeline.data.model_copy(update={"mirror": mirror}),
+            "watch": watch,
+            "prefinetune": pft.model_copy(update=files),
+        }
+    )
+
+
 def load_validated(path: str | os.PathLike[str] = DEFAULT_FILE) -> PipelinesFile:
-    """Every pipeline in the file, schema- and catalog-checked."""
+    """Every pipeline in the file, schema- and catalog-checked; the file's own catalog folders
+    (``catalog:``) join the package's catalog for this process and the processes it starts."""
     pipelines = load_pipelines(path)
+    use_catalog_dirs(pipelines.catalog, os.path.basename(path))
     check_pipeline_tasks(pipelines, os.path.basename(path))
     return pipelines
 
@@ -113,3 +165,22 @@ def pipeline_backbones(pipeline: PipelineConfig) -> list[str]:
     if pipeline.watch.list_file:
         listed += read_watch_list(pipeline.watch.list_file)
     return list(dict.fromkeys(listed))
+
+
+def preflight(name: str, config: str, backbones: list[str] | None = None, store: str | None = None) -> None:
+    """Refuse before any work starts: bad config, backbones that cannot be found (the pipeline's,
+    its watch list's, or ``backbones`` given on the command line), datasets found neither in the
+    mirror nor on the hub, and a store that refuses access.
+
+    Raises:
+        ConfigError, DataSourceError, StoreError: one line per problem.
+    """
+    from muppet_core.data.sources import hub_reachable_or_raise
+    from muppet_core.tasks.catalog import get_task
+
+    pipeline = load_pipeline(name, config)
+    check_backbones(pipeline, name, os.path.basename(config), backbones)
+    for task in pipeline.data_tasks():
+        hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
+    open_store(pipeline.model_copy(update={"store": store}) if store else pipeline).check_access()
+

@@ -24,6 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from muppet_core.artifacts.fingerprints import code_version, digest, file_sha256, files_digest
 from muppet_core.artifacts.local import install
+from muppet_core.artifacts.named import NamedFiles
 from muppet_core.artifacts.manifest import MANIFEST, build_manifest, forget, parse_manifest, verify_folder
 from muppet_core.artifacts.remote import cause, open_filesystem, redact, with_retries
 from muppet_core.errors import MuppetError, StoreError
@@ -36,7 +37,7 @@ CORRUPT = "_corrupt"
 """Where a local store moves corrupt artifacts aside (``<root>/_corrupt/<stage>/<key>-<id>``)."""
 
 
-class ArtifactStore:
+class ArtifactStore(NamedFiles):
     """Stage outputs keyed by content, on any fsspec filesystem.
 
     Args:
@@ -244,23 +245,6 @@ class ArtifactStore:
         """Read back a record published with write_json (checked against the manifest)."""
         return json.loads((self.fetch(stage, key) / "record.json").read_text())
 
-    def write_text(self, relpath: str, text: str) -> str:
-        """Write a named (not content-addressed) file, such as a pipeline's latest leaderboard; a
-        reader sees the old content or the new, never part of it."""
-        path = self._path(relpath)
-        if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-            Path(tmp).write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-        else:  # one PUT: atomic
-            self._call("write", f"{self.root}/{relpath}", lambda: self.fs.pipe_file(path, text.encode()))
-        return f"{self.root}/{relpath}"
-
-    def read_text(self, relpath: str) -> str:
-        """Read a named file written with write_text."""
-        return self._call("read", f"{self.root}/{relpath}", lambda: self.fs.cat_file(self._path(relpath))).decode()
-
     def scratch(self, stage: str, key: str) -> Path:
         """A local working folder for a stage's unfinished work (checkpoints): under the store for
         a local store, under the cache folder for a remote one."""
@@ -270,10 +254,6 @@ class ArtifactStore:
     def lock_path(self, stage: str, key: str) -> Path:
         """The local file that serializes builds of one key on this machine."""
         return self.scratch(stage, key).parent.parent / ".locks" / stage / f"{key}.lock"
-
-    def exists(self, relpath: str) -> bool:
-        """Whether a named file exists."""
-        return self._call("look up", f"{self.root}/{relpath}", lambda: self.fs.exists(self._path(relpath)))
 
     def check_access(self) -> None:
         """Write, read back and delete a small probe object under the root, so refused credentials

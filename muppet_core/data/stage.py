@@ -14,20 +14,14 @@ from muppet_core.registry import safe_name
 from muppet_core.tasks.catalog import get_task
 
 STAGE = "data"
-CODE = (
-    "muppet_core.data.prepare",
-    "muppet_core.data.records",
-    "muppet_core.data.sources",
-    "muppet_core.data.splits",
-    "muppet_core.tasks",
-)
 
 
 def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Variant | None = None) -> StageOutput:
     """Normalize ``task`` into the store (or find it there).
 
     The key hashes the catalog entry, the raw files' contents (or the hub id), the carving
-    settings, the tokenizer used for the length statistics and the data code's version.
+    settings, the tokenizer used for the length statistics and the version of the code this
+    module imports (transitively) and of the entry's normalizers.
 
     Args:
         task: catalog name.
@@ -46,7 +40,7 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
         fraction=data.validation_fraction,
         seed=data.split_seed,
         tokenizer=tokenizer.key if tokenizer else None,
-        code=code_version(*CODE),
+        code=code_version(__name__, *normalizer_modules(spec)),
     )
 
     def build(out):
@@ -54,6 +48,11 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
         return {"stats": prepare_task(spec, data.mirror, data.validation_fraction, data.split_seed, out, tok)}
 
     return run_cached(store, STAGE, task, key, build)
+
+
+def normalizer_modules(spec) -> list[str]:
+    """The modules of an entry's normalizers (its own, and the one for hub rows): their code is part of the data key."""
+    return sorted({target.partition(":")[0] for target in (spec.normalizer, spec.hub_normalizer()) if target})
 
 
 def read_stats(store: ArtifactStore, output: StageOutput) -> dict:

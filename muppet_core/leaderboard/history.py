@@ -50,12 +50,8 @@ def append_history(store: ArtifactStore, board: Leaderboard, run: str | None = N
 
 def read_history(store: ArtifactStore, pipeline: str) -> list[HistoryEntry]:
     """Every history entry of a pipeline, oldest first."""
-    paths = sorted(store.fs.glob(f"{store.root}/{history_dir(pipeline)}/*.json"), key=lambda p: p.rsplit("/", 1)[-1])
-    entries = []
-    for path in paths:
-        with store.fs.open(path, "r") as fh:
-            entries.append(HistoryEntry.model_validate_json(fh.read()))
-    return entries
+    folder = history_dir(pipeline)
+    return [HistoryEntry.model_validate_json(store.read_text(f"{folder}/{name}")) for name in store.list(folder, ".json")]
 
 
 def history_frame(entries: list[HistoryEntry], backbone: str | None = None) -> pd.DataFrame:

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import ValidationError, field_validator
 
-from muppet_core.config import yaml_path
 from muppet_core.errors import ConfigError
 from muppet_core.leaderboard.schema import Reference, Schema
+from muppet_core.schema import describe_errors
+from muppet_core.yamlfile import load_yaml
 
 PAPER_FILE = Path(__file__).with_name("paper.yaml")
 
@@ -87,6 +87,6 @@ def load_references(path: str | None = None) -> PaperReferences:
     """
     file = Path(path) if path else PAPER_FILE
     try:
-        return PaperReferences.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")))
+        return PaperReferences.model_validate(load_yaml(file))
     except ValidationError as exc:
-        raise ConfigError([f"{yaml_path(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()], file.name) from None
+        raise ConfigError(describe_errors(PaperReferences, exc.errors()), file.name) from None

@@ -20,7 +20,6 @@ from muppet_core.models.backbone import backbone_label
 from muppet_core.registry import safe_name
 
 STAGE = "leaderboard"
-CODE = ("muppet_core.leaderboard", "muppet_core.evaluation.results")
 CHART = "leaderboard.png"
 
 
@@ -55,14 +54,6 @@ class Published:
     history_uri: str
 
 
-def _write_bytes(store: ArtifactStore, relpath: str, data: bytes) -> str:
-    uri = f"{store.root}/{relpath}"
-    store.fs.makedirs(uri.rsplit("/", 1)[0], exist_ok=True)
-    with store.fs.open(uri, "wb") as fh:
-        fh.write(data)
-    return uri
-
-
 def leaderboard_stage(
     pipeline: str,
     backbones: list[str],
@@ -94,7 +85,7 @@ def leaderboard_stage(
     records = [r if r.backbone else r.model_copy(update={"backbone": backbone_label(backbones[0])}) for r in records]
     key = store.key(
         STAGE, pipeline=pipeline, backbones=backbones, benchmarks=benchmarks, selection=selection,
-        records=sorted(r.model_dump_json() for r in records), code=code_version(*CODE),
+        records=sorted(r.model_dump_json() for r in records), code=code_version(__name__),
     )
     board = aggregate(records, benchmarks, pipeline, selection, labels, load_references())
     charts = {CHART: bar_chart(board), **{f"curves-{name}.png": png for name, png in curve_charts(records, selection).items()}}
@@ -118,6 +109,6 @@ def leaderboard_stage(
     for name, text in texts.items():
         store.write_text(f"pipelines/{pipeline}/{name}", text)
     for name, png in charts.items():
-        _write_bytes(store, f"pipelines/{pipeline}/{name}", png)
+        store.write_bytes(f"pipelines/{pipeline}/{name}", png)
     history_uri = append_history(store, board, run)
     return Published(output, board, texts["leaderboard.md"], table_rows(board), f"{store.root}/{published_path(pipeline, 'csv')}", history_uri)

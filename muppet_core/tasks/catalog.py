@@ -7,18 +7,24 @@ where its raw rows need it, a normalizer of a few lines); no library code change
 from __future__ import annotations
 
 import functools
+import importlib
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from muppet_core.config import PipelinesFile, Strict, _describe
+from muppet_core.config import PipelinesFile
 from muppet_core.errors import ConfigError
 from muppet_core.registry import did_you_mean
+from muppet_core.schema import Strict, describe_error
+from muppet_core.yamlfile import load_yaml
 
 ENTRIES_DIR = Path(__file__).with_name("entries")
+CATALOG_ENV = "MUPPET_CATALOG"
+"""Folders of extra catalog files (separated by ``os.pathsep``), read beside the package's; set by
+``use_catalog_dirs`` from a pipelines file's ``catalog:``, inherited by the processes it starts."""
 Family = Literal["classification", "regression", "multiple_choice", "span", "summarization"]
 MirrorFiles = str | list[str] | dict[str, str]
 
@@ -111,6 +117,38 @@ class TaskSpec(Strict):
         return 1.0 / math.log(n) if n and n > 1 else 1.0
 
 
+def normalizer_problem(target: str) -> str | None:
+    """Why a ``module:function`` normalizer cannot be used (with a did-you-mean), or None."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        return f"'{target}' is not of the form 'module:function'"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return f"module '{module_name}' cannot be imported ({exc})"
+    if not callable(getattr(module, attr, None)):
+        functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        return f"module '{module_name}' has no function '{attr}'{did_you_mean(attr, functions)}"
+    return None
+
+
+def name_problems(spec: TaskSpec) -> list[tuple[str, str]]:
+    """(field, problem) for every metric, reader and normalizer name of an entry that resolves to nothing."""
+    from muppet_core.evaluation.metrics import METRICS
+    from muppet_core.tasks.readers import READERS
+
+    problems = []
+    for field, name in [("metric", spec.metric), *(("secondary_metrics", m) for m in spec.secondary_metrics)]:
+        if name not in METRICS:
+            problems.append((field, f"unknown metric '{name}'{did_you_mean(name, METRICS.names())}"))
+    if spec.reader and spec.reader not in READERS:
+        problems.append(("reader", f"unknown reader '{spec.reader}'{did_you_mean(spec.reader, READERS.names())}"))
+    for field, target in (("normalizer", spec.normalizer), ("hub.normalizer", spec.hub.normalizer)):
+        if target and (problem := normalizer_problem(target)):
+            problems.append((field, problem))
+    return problems
+
+
 def parse_catalog(raw: Any, source: str = "catalog.yaml") -> dict[str, TaskSpec]:
     """Validate the catalog document; problems carry the YAML path of the field."""
     if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), dict):
@@ -121,26 +159,59 @@ def parse_catalog(raw: Any, source: str = "catalog.yaml") -> dict[str, TaskSpec]
             specs[name] = TaskSpec.model_validate({"name": name, **(entry or {})})
         except ValidationError as exc:
             for err in exc.errors():
-                problems.append(_describe({**err, "loc": ("tasks", name, *err["loc"])}))
+                problems.append(describe_error(TaskSpec, {**err, "loc": ("tasks", name, *err["loc"])}))
+            continue
+        problems += [f"tasks.{name}.{field}: {problem}" for field, problem in name_problems(specs[name])]
     if problems:
         raise ConfigError(problems, source)
     return specs
 
 
-@functools.cache
-def load_catalog(directory: str | None = None) -> dict[str, TaskSpec]:
-    """The task catalog: every ``*.yaml`` of the entries folder (the package's by default).
+def catalog_dirs() -> tuple[str, ...]:
+    """The package's entries folder, then the folders added by ``use_catalog_dirs`` (``CATALOG_ENV``)."""
+    extra = [d for d in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if d]
+    return (str(ENTRIES_DIR), *dict.fromkeys(extra))
+
+
+def use_catalog_dirs(dirs: list[str], source: str = "pipelines.yaml") -> None:
+    """Read the catalog files of ``dirs`` beside the package's, in this process and the processes
+    it starts (through ``CATALOG_ENV``); their entries are checked at once.
 
     Raises:
-        ConfigError: an entry is invalid, or a task name is defined twice.
+        ConfigError: a folder is missing, or an entry there is invalid or redefines a task.
     """
+    missing = [d for d in dirs if not Path(d).is_dir()]
+    if missing:
+        raise ConfigError([f"catalog: no such folder: {d}" for d in missing], source)
+    current = [d for d in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if d]
+    added = [d for d in dirs if d not in current]
+    if added:
+        os.environ[CATALOG_ENV] = os.pathsep.join([*current, *added])
+    load_catalog()
+
+
+def load_catalog(directory: str | None = None) -> dict[str, TaskSpec]:
+    """The task catalog: every ``*.yaml`` of the package's entries folder and of the folders added
+    with ``use_catalog_dirs`` (or of ``directory`` alone).
+
+    Raises:
+        ConfigError: an entry is invalid (its metric, reader or normalizer names nothing known, with
+            a did-you-mean), or a task name is defined twice.
+    """
+    return _load_dirs((directory,) if directory else catalog_dirs())
+
+
+@functools.cache
+def _load_dirs(dirs: tuple[str, ...]) -> dict[str, TaskSpec]:
     specs: dict[str, TaskSpec] = {}
-    for file in sorted(Path(directory or ENTRIES_DIR).glob("*.yaml")):
-        parsed = parse_catalog(yaml.safe_load(file.read_text(encoding="utf-8")), file.name)
-        twice = sorted(set(parsed) & set(specs))
-        if twice:
-            raise ConfigError([f"tasks.{name}: defined in more than one catalog file" for name in twice], file.name)
-        specs.update(parsed)
+    for directory in dirs:
+        for file in sorted(Path(directory).glob("*.yaml")):
+            source = file.name if directory == str(ENTRIES_DIR) else str(file)
+            parsed = parse_catalog(load_yaml(file, source), source)
+            twice = sorted(set(parsed) & set(specs))
+            if twice:
+                raise ConfigError([f"tasks.{name}: defined in more than one catalog file" for name in twice], source)
+            specs.update(parsed)
     return specs
 
 

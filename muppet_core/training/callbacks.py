@@ -1,4 +1,9 @@
-"""Training-loop callbacks: progress and logging live here, not in the loop."""
+"""Training-loop callbacks: progress and logging live here, not in the loop.
+
+Besides those the stages install, a stage can be given ``CallbackSpec``s (``"module:Class"`` and
+its options): they are built where the loop runs, in the worker processes too. The fault tests
+install their kill switch that way; nothing else in the code knows of it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,12 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
+
+from muppet_core.registry import resolve
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +25,9 @@ class Callback:
     """Hooks called by the training loop; override what you need."""
 
     def on_train_start(self, total_steps: int, start_step: int = 0) -> None: ...
+
+    def on_backward(self, step: int) -> None:
+        """After each micro-batch's backward pass of update ``step`` (0-based), before the engine steps."""
 
     def on_step_end(self, step: int, logs: dict) -> bool | None:
         """Return True to stop training after this update."""
@@ -28,6 +40,22 @@ class Callback:
 
     def restore(self, state: dict) -> None:
         """Continue from a ``state()`` read back from a checkpoint."""
+
+
+class CallbackSpec(BaseModel):
+    """A callback to build where the loop runs: ``target`` is ``"module:Class"``, called with ``options``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str
+    """The callback class (or factory), as ``"module:attr"``."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the call."""
+
+
+def build_callbacks(specs: list[CallbackSpec] | tuple[CallbackSpec, ...]) -> list[Callback]:
+    """The callbacks that ``specs`` name, built in order."""
+    return [resolve(spec.target)(**spec.options) for spec in specs]
 
 
 class ProgressBar(Callback):

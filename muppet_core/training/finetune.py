@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from muppet_core.artifacts.stage import StageOutput, run_cached
+from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.encoding import encode
@@ -24,27 +25,16 @@ from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import ResultRecord
 from muppet_core.models.backbone import Variant, load_encoder
 from muppet_core.models.multitask import build_multitask_model, head_name
+from muppet_core.schema import result_settings
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.callbacks import EarlyStopping, LossLogger, ProgressBar
-from muppet_core.training.loop import LoopSettings, TaskStream, train
+from muppet_core.training.callbacks import CallbackSpec, EarlyStopping, LossLogger, ProgressBar, build_callbacks
+from muppet_core.training.loop import TaskStream, train
+from muppet_core.training.settings import finetune_settings
 
 log = logging.getLogger(__name__)
 STAGE = "finetune"
 # A failed run is recorded here, outside the content-addressed artifacts, so a re-run retries it.
 FAILED_STAGE = "finetune-failed"
-CODE = (
-    "muppet_core.data.encoding",
-    "muppet_core.evaluation",
-    "muppet_core.models",
-    "muppet_core.training.callbacks",
-    "muppet_core.training.checkpoint",
-    "muppet_core.training.engine",
-    "muppet_core.training.finetune",
-    "muppet_core.training.loop",
-    "muppet_core.training.sampling",
-)
-# Settings that decide a single run's outcome (the rest only shape the fan-out).
-RUN_SETTINGS = {"epochs", "batch_size", "warmup_ratio", "weight_decay", "max_length", "max_train_examples", "max_eval_examples", "eval_every", "patience"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +82,10 @@ def _validation_score(model, spec, features, tokenizer) -> float:
     return value if metric.higher_is_better else -value
 
 
-def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str, checkpoint_dir: Path | None = None) -> ResultRecord:
+def finetune(
+    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str, checkpoint_dir: Path | None = None,
+    extra_callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
+) -> ResultRecord:
     """Fine-tune on the benchmark's train split and evaluate on validation.
 
     The head starts from the pre-finetuned one when the variant was pre-finetuned with it and
@@ -100,6 +93,7 @@ def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline:
     training stops after ``patience`` passes without improvement, and the best weights are kept.
     With ``checkpoint_dir``, a checkpoint is written there every ``config.checkpoint_every``
     updates and a run that finds one resumes from it, ending exactly as an uninterrupted run.
+    ``extra_callbacks`` are installed besides progress, logging and early stopping (see ``CallbackSpec``).
     """
     started = time.perf_counter()
     spec = get_task(run.benchmark)
@@ -118,23 +112,14 @@ def finetune(run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline:
     train_features, _ = encode(spec.family, train_records, tokenizer, config.max_length)
     eval_features, _ = encode(spec.family, eval_records, tokenizer, config.max_length)
     stream = TaskStream(spec.family, head_name(spec), train_features, 1.0)
-    settings = LoopSettings(
-        steps=max(1, math.ceil(config.epochs * len(train_features) / config.batch_size)),
-        tasks_per_step=1,
-        micro_batch_size=config.batch_size,
-        learning_rate=run.learning_rate,
-        warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        loss_scaling=False,
-        seed=run.seed,
-        checkpoint_every=config.checkpoint_every,
-        checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-    )
+    steps = max(1, math.ceil(config.epochs * len(train_features) / config.batch_size))
+    settings = finetune_settings(config, steps, run.learning_rate, run.seed, str(checkpoint_dir) if checkpoint_dir else None)
     callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
     stopper = None
     if config.eval_every:
         stopper = EarlyStopping(model, lambda: _validation_score(model, spec, eval_features, tokenizer), config.eval_every, config.patience)
         callbacks.append(stopper)
+    callbacks += build_callbacks(extra_callbacks)
     summary = train(model, {run.benchmark: stream}, settings, tokenizer.pad_token_id, callbacks)
     if stopper:
         stopper.keep_best()
@@ -158,7 +143,7 @@ def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> Resul
         learning_rate=run.learning_rate,
         main_metric=get_task(run.benchmark).metric,
         wall_seconds=round(time.perf_counter() - started, 2),
-        code_version=code_version(*CODE),
+        code_version=code_version(__name__),
         experiment=run.experiment,
         prefinetune_tasks=len(run.variant.tasks) or None,
         backbone=run.variant.label,
@@ -167,25 +152,30 @@ def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> Resul
 
 
 def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) -> str:
-    """The content key: variant, data, run settings, seed, learning rate, fraction, experiment and
-    code, not the pipeline's name nor settings that only shape the fan-out or its execution."""
+    """The content key: variant, data, every setting but those marked execution or plan (they shape
+    the fan-out or its execution), the run's own seed, learning rate, fraction, experiment and head
+    reuse, the code this module imports and the training libraries' versions; not the pipeline's name."""
     return ArtifactStore.key(
         STAGE,
         variant=run.variant.name,
         variant_key=run.variant.key,
         data=data.key,
         benchmark=run.benchmark,
-        config=config.model_dump(include=RUN_SETTINGS),
+        config=result_settings(config),
         head_reuse=config.head_reuse and bool(run.variant.tasks),
         seed=run.seed,
         learning_rate=run.learning_rate,
         fraction=run.fraction,
         experiment=run.experiment,
-        code=code_version(*CODE),
+        code=code_version(__name__),
+        libraries=library_versions(),
     )
 
 
-def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> StageOutput:
+def finetune_stage(
+    pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
+    callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
+) -> StageOutput:
     """One fine-tune through the store (see ``finetune_key``): pipelines that ask for the same run
     (an ablation's base model, a backbone already evaluated) share its result.
 
@@ -198,7 +188,7 @@ def finetune_stage(pipeline: str, run: FinetuneRun, data: StageOutput, config: F
     checkpoints = store.scratch(STAGE, key)
 
     def build(out: Path) -> dict:
-        record = finetune(run, store.fetch("data", data.key), config, pipeline, checkpoints)
+        record = finetune(run, store.fetch("data", data.key), config, pipeline, checkpoints, callbacks)
         (out / "record.json").write_text(record.model_dump_json(indent=1))
         return {"benchmark": run.benchmark, "variant": run.variant.name, "seed": run.seed}
 

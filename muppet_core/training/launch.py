@@ -7,7 +7,6 @@ failed launch raises with the last lines of that output.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.errors import MuppetError
+from muppet_core.training.worker import WorkerJob
 
 WORKER = "muppet_core.training.worker"
 
@@ -35,7 +35,7 @@ def launch_command(config: PrefinetuneConfig, job_file: Path) -> list[str]:
     return [sys.executable, "-m", WORKER, str(job_file)]
 
 
-def run_workers(config: PrefinetuneConfig, job: dict, log: Callable[[str], None]) -> None:
+def run_workers(job: WorkerJob, log: Callable[[str], None]) -> None:
     """Write the job file beside the checkpoints, start the workers and stream their output to ``log``.
 
     The job file is named per launch: two runs of the same key (on machines sharing a store)
@@ -44,12 +44,12 @@ def run_workers(config: PrefinetuneConfig, job: dict, log: Callable[[str], None]
     Raises:
         LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
     """
-    job_file = Path(job["checkpoint_dir"]) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    job_file = Path(job.checkpoint_dir) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
     job_file.parent.mkdir(parents=True, exist_ok=True)
-    job_file.write_text(json.dumps(job, indent=1))
+    job_file.write_text(job.model_dump_json(indent=1))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     tail: collections.deque[str] = collections.deque(maxlen=15)
-    with subprocess.Popen(launch_command(config, job_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+    with subprocess.Popen(launch_command(job.config, job_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         for line in proc.stdout:
             line = line.rstrip()
             if line:

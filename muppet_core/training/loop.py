@@ -4,19 +4,13 @@ Each optimizer update accumulates the gradients of the micro-batches the TaskSch
 to this rank, each from its drawn task (heterogeneous batches); each task's loss is scaled by its
 1/log n(i) factor when loss scaling is on. Checkpoints every ``checkpoint_every`` updates hold
 everything needed to resume exactly where a killed run stopped: a resumed run ends with the same
-weights, history and summary counts as one never stopped.
-
-Test-only fault injection: with ``MUPPET_TEST_SIGKILL_AT_UPDATE=N`` in its environment, a training
-process SIGKILLs itself in the middle of update N (after the first micro-batch's backward pass), as
-an out-of-memory kill or a lost node would; the fault tests use it to kill the real code at a
-chosen step. Unset, which it always is outside those tests, it does nothing.
+weights, history and summary counts as one never stopped. Progress, logging, early stopping (and,
+in the fault tests, a kill in the middle of an update) are callbacks.
 """
 
 from __future__ import annotations
 
 import collections
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +26,7 @@ from muppet_core.training.callbacks import Callback
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
 from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config
 from muppet_core.training.sampling import BatchStream, TaskSchedule
-
-KILL_ENV = "MUPPET_TEST_SIGKILL_AT_UPDATE"
+from muppet_core.training.settings import LoopSettings
 
 
 @dataclass
@@ -46,60 +39,27 @@ class TaskStream:
     loss_scale: float
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    """Optimisation settings of one run."""
-
-    steps: int
-    tasks_per_step: int
-    micro_batch_size: int
-    learning_rate: float
-    warmup_ratio: float
-    weight_decay: float
-    sampling: str = "proportional"
-    temperature: float = 1.0
-    schedule: str = "heterogeneous"
-    loss_scaling: bool = True
-    max_grad_norm: float = 1.0
-    group_by_length: bool = True
-    max_tokens_per_batch: int | None = None
-    r3f_eps: float = 0.0
-    r3f_lambda: float = 1.0
-    seed: int = 0
-    engine: str = "torch"
-    zero_stage: int = 0
-    precision: str = "fp32"
-    deepspeed_config: str | None = None
-    checkpoint_every: int | None = None
-    checkpoint_dir: str | None = None
-
-
 def _optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for _, param in sorted(model.named_parameters()):
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": settings.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=settings.learning_rate)
 
 
 def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: int, world_size: int):
     """The engine that owns optimizer and scheduler for this run."""
     optimizer = _optimizer(model, settings)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
-    if settings.engine == "deepspeed":
+    optim = settings.optim
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * settings.steps), settings.steps)
+    if optim.engine == "deepspeed":
         config = deepspeed_config(
-            settings.micro_batch_size, accumulation, world_size, settings.max_grad_norm,
-            settings.zero_stage, settings.precision, settings.deepspeed_config,
+            settings.micro_batch_size, accumulation, world_size, optim.max_grad_norm,
+            optim.zero_stage, optim.precision, optim.deepspeed_config,
         )
         return DeepSpeedEngine(model, optimizer, scheduler, config)
-    return TorchEngine(model, optimizer, scheduler, accumulation, settings.max_grad_norm)
-
-
-def _kill_switch() -> int | None:
-    """The update during which this process SIGKILLs itself: test-only, None unless KILL_ENV is set."""
-    value = os.environ.get(KILL_ENV)
-    return int(value) if value else None
+    return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm)
 
 
 def padding_efficiency(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
@@ -124,14 +84,15 @@ def train(
         examples per task, and the per-step history (loss per task).
     """
     model.train()
+    optim, mixing = settings.optim, settings.mixing
     schedule = TaskSchedule(
-        {n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, settings.sampling,
-        settings.seed, settings.schedule, settings.temperature, settings.steps,
+        {n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, mixing.sampling,
+        settings.seed, mixing.schedule, mixing.temperature, settings.steps,
     )
     accumulation = settings.tasks_per_step // world_size
     engine = build_engine(model, settings, accumulation, world_size)
     batches = {
-        name: BatchStream(s.features, settings.micro_batch_size, settings.seed + i, settings.group_by_length, settings.max_tokens_per_batch)
+        name: BatchStream(s.features, settings.micro_batch_size, settings.seed + i, optim.group_by_length, optim.max_tokens_per_batch)
         for i, (name, s) in enumerate(sorted(streams.items()))
     }
     checkpoint_dir = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
@@ -148,7 +109,6 @@ def train(
             cb.restore(state)
     for cb in callbacks:
         cb.on_train_start(settings.steps, start)
-    kill_at = _kill_switch()
     started = time.perf_counter()
     for step in range(start, settings.steps):
         losses: dict[str, list[float]] = collections.defaultdict(list)
@@ -158,12 +118,12 @@ def train(
             stream = streams[name]
             batch = collate(stream.family, [stream.features[i] for i in batches[name].next_batch()], pad_id)
             logits = engine(stream.head, stream.family, batch)
-            loss = scaled_loss(family_loss(stream.family, logits, batch["labels"]), stream.loss_scale, settings.loss_scaling)
-            if settings.r3f_eps > 0:
-                loss = loss + settings.r3f_lambda * r3f_penalty(engine.module, stream.head, stream.family, batch, logits, settings.r3f_eps)
+            loss = scaled_loss(family_loss(stream.family, logits, batch["labels"]), stream.loss_scale, mixing.loss_scaling)
+            if optim.r3f_eps > 0:
+                loss = loss + optim.r3f_lambda * r3f_penalty(engine.module, stream.head, stream.family, batch, logits, optim.r3f_eps)
             engine.backward(loss)
-            if kill_at == step + 1:
-                os.kill(os.getpid(), signal.SIGKILL)
+            for cb in callbacks:
+                cb.on_backward(step)
             engine.step()
             losses[name].append(loss.item())
             seen[name] += len(batch["labels"])
@@ -176,7 +136,7 @@ def train(
         stop = [cb.on_step_end(step, logs) for cb in callbacks]  # every callback sees every update
         if any(stop):
             break  # before any checkpoint: a run resumed after this point redoes these updates and stops here again
-        due = settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps
+        due = optim.checkpoint_every and (step + 1) % optim.checkpoint_every == 0 and step + 1 < settings.steps
         if checkpoint_dir and due:
             loop = {"positions": {n: b.state() for n, b in batches.items()}, "history": history, "seen": dict(seen),
                     "tokens": [real, computed], "callbacks": [cb.state() for cb in callbacks]}

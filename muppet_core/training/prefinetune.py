@@ -5,40 +5,35 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from muppet_core.artifacts.stage import StageOutput, run_cached
+from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.models.backbone import Variant
+from muppet_core.schema import result_settings
+from muppet_core.training.callbacks import CallbackSpec
 from muppet_core.training.launch import run_workers
+from muppet_core.training.worker import WorkerJob
 
 log = logging.getLogger(__name__)
 STAGE = "prefinetune"
-CODE = (
-    "muppet_core.data.encoding",
-    "muppet_core.models",
-    "muppet_core.training.callbacks",
-    "muppet_core.training.checkpoint",
-    "muppet_core.training.engine",
-    "muppet_core.training.loop",
-    "muppet_core.training.sampling",
-    "muppet_core.training.streams",
-    "muppet_core.training.worker",
-)
-# Settings that change how a run executes, not what it computes.
-EXECUTION_SETTINGS = {"enabled", "checkpoint_every", "launcher", "nproc_per_node", "hostfile", "task_counts"}
+WORKER = "muppet_core.training.worker"
 
 
 def prefinetune_key(config: PrefinetuneConfig, backbone_key: str, data: dict[str, StageOutput]) -> str:
-    """The content key: backbone, data, the settings that change the result, code."""
+    """The content key: backbone, data, every setting but those marked execution or plan, the code
+    the workers run (and this module), and the training libraries' versions."""
     return ArtifactStore.key(
         STAGE,
         backbone=backbone_key,
         data={t: data[t].key for t in config.tasks},
-        config=config.model_dump(exclude=EXECUTION_SETTINGS),
-        code=code_version(*CODE),
+        config=result_settings(config),
+        code=code_version(WORKER, __name__),
+        libraries=library_versions(),
     )
 
 
@@ -48,26 +43,23 @@ def prefinetune_stage(
     data: dict[str, StageOutput],
     store: ArtifactStore,
     log_line: Callable[[str], None] = log.info,
+    callbacks: list[CallbackSpec] = (),
 ) -> StageOutput:
     """Pre-finetune through the store.
 
     A run's checkpoints live in the store's scratch area under the same key, so a killed run
     re-launched with the same pipeline resumes from its last checkpoint; they are removed once
-    the model is published.
+    the model is published. ``callbacks`` are installed in every worker (see ``CallbackSpec``).
     """
     key = prefinetune_key(config, base.key, data)
     checkpoints = store.scratch(STAGE, key)
 
     def build(out) -> dict:
-        job = {
-            "config": config.model_dump(),
-            "backbone_path": base.encoder_path,
-            "store": store.root,
-            "data_keys": {t: data[t].key for t in config.tasks},
-            "out_dir": str(out),
-            "checkpoint_dir": str(checkpoints),
-        }
-        run_workers(config, job, log_line)
+        job = WorkerJob(
+            config=config, backbone_path=base.encoder_path, store=store.root, data_keys={t: data[t].key for t in config.tasks},
+            out_dir=str(out), checkpoint_dir=str(checkpoints), callbacks=list(callbacks),
+        )
+        run_workers(job, log_line)
         return {"tasks": config.tasks, "steps": config.steps}
 
     output = run_cached(store, STAGE, "+".join(config.tasks), key, build)
@@ -75,12 +67,14 @@ def prefinetune_stage(
     return output
 
 
-def prefinetuned_variant(
-    output: StageOutput, store: ArtifactStore, tasks: list[str], name: str = "prefinetuned", experiment: str | None = None,
-    backbone: str | None = None,
-) -> Variant:
-    """The pre-finetuned encoder as a variant to fine-tune (``backbone``: the base's, as configured)."""
-    return Variant(name, output.key, str(store.fetch(STAGE, output.key) / "encoder"), tuple(tasks), experiment, backbone)
+@dataclass(frozen=True)
+class PlannedPrefinetune:
+    """One pre-finetune of a pipeline: the variant it makes, its settings, and its experiment (None
+    for the pipeline's own pre-finetuned variant)."""
+
+    name: str
+    config: PrefinetuneConfig
+    experiment: str | None = None
 
 
 def nested_task_subsets(config: PrefinetuneConfig) -> dict[int, list[str]]:
@@ -88,3 +82,18 @@ def nested_task_subsets(config: PrefinetuneConfig) -> dict[int, list[str]]:
     contains every smaller one."""
     order = [config.tasks[i] for i in np.random.default_rng([config.seed, 7]).permutation(len(config.tasks))]
     return {k: sorted(order[:k]) for k in sorted(set(config.task_counts)) if 0 < k <= len(order)}
+
+
+def plan_prefinetunes(config: PrefinetuneConfig) -> list[PlannedPrefinetune]:
+    """The pipeline's pre-finetune, then one per count of the task-count experiment (the count of
+    all tasks is the pipeline's own run, taken from the store)."""
+    planned = [PlannedPrefinetune("prefinetuned", config)]
+    for k, tasks in nested_task_subsets(config).items():
+        subset = config if k == len(config.tasks) else config.model_copy(update={"tasks": tasks, "task_counts": []})
+        planned.append(PlannedPrefinetune(f"prefinetuned-{k}tasks", subset, "task_count"))
+    return planned
+
+
+def prefinetuned_variant(output: StageOutput, store: ArtifactStore, planned: PlannedPrefinetune, backbone: str | None = None) -> Variant:
+    """The pre-finetuned encoder as a variant to fine-tune (``backbone``: the base's, as configured)."""
+    return Variant(planned.name, output.key, str(store.fetch(STAGE, output.key) / "encoder"), tuple(planned.config.tasks), planned.experiment, backbone)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PrefinetuneConfig
@@ -20,62 +21,58 @@ from muppet_core.models.backbone import load_encoder
 from muppet_core.models.export import export_model
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.callbacks import LossLogger, ProgressBar
+from muppet_core.training.callbacks import CallbackSpec, LossLogger, ProgressBar, build_callbacks
 from muppet_core.training.engine import init_distributed
-from muppet_core.training.loop import LoopSettings, train
+from muppet_core.training.loop import train
+from muppet_core.training.settings import prefinetune_settings
 from muppet_core.training.streams import build_streams
 
 
-def loop_settings(config: PrefinetuneConfig, checkpoint_dir: str | None) -> LoopSettings:
-    """The loop's settings for a pre-finetuning config."""
-    return LoopSettings(
-        steps=config.steps,
-        tasks_per_step=config.tasks_per_step,
-        micro_batch_size=config.micro_batch_size,
-        learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        sampling=config.sampling,
-        temperature=config.temperature,
-        schedule=config.schedule,
-        loss_scaling=config.loss_scaling,
-        max_grad_norm=config.max_grad_norm,
-        group_by_length=config.group_by_length,
-        max_tokens_per_batch=config.max_tokens_per_batch,
-        r3f_eps=config.r3f_eps,
-        r3f_lambda=config.r3f_lambda,
-        seed=config.seed,
-        engine=config.engine,
-        zero_stage=config.zero_stage,
-        precision=config.precision,
-        deepspeed_config=config.deepspeed_config,
-        checkpoint_every=config.checkpoint_every,
-        checkpoint_dir=checkpoint_dir,
-    )
+class WorkerJob(BaseModel):
+    """What every rank of a pre-finetuning run is given, validated when a worker reads it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: PrefinetuneConfig
+    """The pre-finetuning settings."""
+    backbone_path: str
+    """The base encoder's local directory (or hub id)."""
+    store: str
+    """The artifact store's root, where the data artifacts are read."""
+    data_keys: dict[str, str]
+    """Task -> key of its data artifact."""
+    out_dir: str
+    """Where rank 0 exports the model."""
+    checkpoint_dir: str
+    """Where the run checkpoints and resumes from."""
+    trace: str | None = None
+    """A file each rank writes its per-step tasks to (``<trace>.rank<r>``), for tests."""
+    callbacks: list[CallbackSpec] = Field(default_factory=list)
+    """Callbacks every rank installs besides progress and logging (see ``CallbackSpec``)."""
+
+    @classmethod
+    def read(cls, path: str | Path) -> WorkerJob:
+        """The job of a job file."""
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
 
 
-def run(job: dict) -> dict | None:
-    """Train this rank's share; rank 0 exports the model into ``job['out_dir']`` and returns the summary.
-
-    Args:
-        job: ``config`` (PrefinetuneConfig as a dict), ``backbone_path``, ``store`` (root URI),
-            ``data_keys`` (task -> data artifact key), ``out_dir``, ``checkpoint_dir``, ``trace``
-            (optional: a file each rank appends its per-step tasks to).
-    """
-    config = PrefinetuneConfig.model_validate(job["config"])
+def run(job: WorkerJob) -> dict | None:
+    """Train this rank's share; rank 0 exports the model into ``job.out_dir`` and returns the summary."""
+    config = job.config
     rank, world_size = init_distributed() if config.engine == "deepspeed" or config.launcher != "local" else (0, 1)
     torch.manual_seed(config.seed)
-    encoder, tokenizer = load_encoder(job["backbone_path"])
+    encoder, tokenizer = load_encoder(job.backbone_path)
     model = build_multitask_model(encoder, [get_task(t) for t in config.tasks])
-    store = ArtifactStore(job["store"])
-    data_dirs = {t: store.fetch("data", key) for t, key in job["data_keys"].items()}
+    store = ArtifactStore(job.store)
+    data_dirs = {t: store.fetch("data", key) for t, key in job.data_keys.items()}
     streams, dropped = build_streams(
         config.tasks, data_dirs, tokenizer, config.max_length, config.max_train_examples, config.seed, config.max_target_length
     )
     callbacks = [ProgressBar("pre-finetune"), LossLogger("pre-finetune", every=max(config.steps // 10, 1))] if rank == 0 else []
-    summary = train(model, streams, loop_settings(config, job["checkpoint_dir"]), tokenizer.pad_token_id, callbacks, rank, world_size)
-    if job.get("trace"):
-        with open(f"{job['trace']}.rank{rank}", "w", encoding="utf-8") as fh:
+    callbacks += build_callbacks(job.callbacks)
+    summary = train(model, streams, prefinetune_settings(config, job.checkpoint_dir), tokenizer.pad_token_id, callbacks, rank, world_size)
+    if job.trace:
+        with open(f"{job.trace}.rank{rank}", "w", encoding="utf-8") as fh:
             json.dump({"rank": rank, "world_size": world_size, "order": [h["order"] for h in summary["history"]]}, fh)
     if rank != 0:
         return None
@@ -84,7 +81,7 @@ def run(job: dict) -> dict | None:
         "world_size": world_size,
         "tasks": {t: {"examples": len(s.features), "dropped_by_truncation": dropped[t], "loss_scale": s.loss_scale} for t, s in streams.items()},
     }
-    export_model(model, tokenizer, Path(job["out_dir"]), config, info, summary["history"])
+    export_model(model, tokenizer, Path(job.out_dir), config, info, summary["history"])
     return info
 
 
@@ -92,8 +89,7 @@ def main() -> int:
     # Libraries speak at WARNING and above; the project's own progress at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger("muppet_core").setLevel(logging.INFO)
-    with open(sys.argv[1], encoding="utf-8") as fh:
-        run(json.load(fh))
+    run(WorkerJob.read(sys.argv[1]))
     return 0
 
 

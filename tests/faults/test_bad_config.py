@@ -137,7 +137,7 @@ def _environment() -> dict[str, str]:
 
 def _muppet(tmp_path, *args: str) -> subprocess.CompletedProcess:
     """The `muppet` command in a subprocess, run where pipelines.yaml lies."""
-    code = "import sys; from muppet_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=_environment(),
                           capture_output=True, text=True, timeout=120)
 

@@ -30,7 +30,7 @@ def _leaks(label: str, data: bytes) -> list[str]:
 
 
 def _run(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "muppet_core.cli", "run", "tiny", "--config", str(config)],
+    return subprocess.run([sys.executable, "-m", "flows.cli", "run", "tiny", "--config", str(config)],
                           capture_output=True, cwd=REPO, env=env, timeout=600, check=False)
 
 

@@ -1,8 +1,8 @@
 """SIGKILL in the middle of training, then the same stage again: it resumes from the last checkpoint
 and ends bit for bit where an uninterrupted run ends (weights, history, metrics), on CPU.
 
-The kill is the loop's test-only switch (``MUPPET_TEST_SIGKILL_AT_UPDATE``): the training process
-SIGKILLs itself in the middle of a seeded random update. Pre-finetuning is killed in its worker
+The kill is the fault tests' own callback (``tests/faults/killswitch.py``), installed through the
+stages' ``callbacks``: the training process SIGKILLs itself in the middle of a seeded random update. Pre-finetuning is killed in its worker
 process under DeepSpeed, as ``prefinetune_stage`` launches it; a fine-tune runs ``finetune_stage``
 in a child process (``_finetune_child``) that is killed, and is then resumed in this process.
 """
@@ -38,9 +38,9 @@ from muppet_core.training.finetune import (
     read_result,
 )
 from muppet_core.training.launch import LaunchError
-from muppet_core.training.loop import KILL_ENV
 from muppet_core.training.prefinetune import prefinetune_key, prefinetune_stage
 from tests.conftest import REPO
+from tests.faults.killswitch import kill_at as kill_switch
 
 PRETRAIN_TASKS = ["rotten_tomatoes", "snli"]
 BENCHMARK = "rte"
@@ -98,10 +98,8 @@ def test_prefinetune_worker_killed_at_a_random_update_resumes_bit_exact(data_tem
 
     store, data = _fresh_store(data_template, tmp_path / "killed", mirror)
     key = prefinetune_key(config, base.key, data)
-    monkeypatch.setenv(KILL_ENV, str(kill_at))
     with pytest.raises(LaunchError, match=r"exited with status -9"):
-        prefinetune_stage(config, base, data, store, lambda line: None)
-    monkeypatch.delenv(KILL_ENV)
+        prefinetune_stage(config, base, data, store, lambda line: None, callbacks=[kill_switch(kill_at)])
     scratch = store.scratch(prefinetune_module.STAGE, key)
     assert not store.has(prefinetune_module.STAGE, key)
     assert json.loads((scratch / "latest" / "state.json").read_text())["step"] == resume_at
@@ -125,9 +123,9 @@ def test_prefinetune_worker_killed_at_a_random_update_resumes_bit_exact(data_tem
     )
 
 
-def _finetune_job(run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> dict:
+def _finetune_job(run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore, kill_at: int) -> dict:
     return {"variant": asdict(run.variant), "benchmark": run.benchmark, "seed": run.seed, "learning_rate": run.learning_rate,
-            "data": asdict(data), "config": config.model_dump(), "store": store.root}
+            "data": asdict(data), "config": config.model_dump(), "store": store.root, "kill_at": kill_at}
 
 
 def _finetune_child(job_file: str) -> None:
@@ -135,7 +133,9 @@ def _finetune_child(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
     variant = Variant(**{**job["variant"], "tasks": tuple(job["variant"]["tasks"])})
     run = FinetuneRun(variant, job["benchmark"], job["seed"], job["learning_rate"])
-    finetune_stage("faults", run, StageOutput(**job["data"]), FinetuneConfig(**job["config"]), ArtifactStore(job["store"]))
+    finetune_stage(
+        "faults", run, StageOutput(**job["data"]), FinetuneConfig(**job["config"]), ArtifactStore(job["store"]), callbacks=[kill_switch(job["kill_at"])]
+    )
 
 
 def _spy_final_weights(monkeypatch) -> list[dict[str, torch.Tensor]]:
@@ -169,10 +169,10 @@ def test_finetune_killed_at_a_random_update_resumes_bit_exact(data_template, mir
     store, data = _fresh_store(data_template, tmp_path / "killed", mirror)
     key = finetune_key(run, data[BENCHMARK], config)
     job_file = tmp_path / "job.json"
-    job_file.write_text(json.dumps(_finetune_job(run, data[BENCHMARK], config, store)))
+    job_file.write_text(json.dumps(_finetune_job(run, data[BENCHMARK], config, store, kill_at)))
     child = "import sys; from tests.faults.test_kill_resume import _finetune_child; _finetune_child(sys.argv[1])"
     killed = subprocess.run(
-        [sys.executable, "-c", child, str(job_file)], cwd=REPO, env={**os.environ, KILL_ENV: str(kill_at)},
+        [sys.executable, "-c", child, str(job_file)], cwd=REPO, env=os.environ,
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]

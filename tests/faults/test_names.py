@@ -26,7 +26,7 @@ RULE = "a name is 1-128 letters, digits, '.', '_' or '-', starting with a letter
 
 def _muppet(cwd, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MUPPET_STORE", "MUPPET_DATA_MIRROR")}
-    code = "import sys; from muppet_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env={**env, "HF_HUB_OFFLINE": "1"},
                           capture_output=True, text=True, timeout=120)
 

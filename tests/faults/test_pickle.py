@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.config import DataConfig, FinetuneConfig
+from muppet_core.config import DataConfig, FinetuneConfig, Optimization
 from muppet_core.data.stage import data_stage
 from muppet_core.errors import BackboneError
 from muppet_core.models.backbone import base_variant, load_encoder
@@ -31,7 +31,8 @@ from muppet_core.training.finetune import (
     finetune_stage,
     read_result,
 )
-from muppet_core.training.loop import LoopSettings, build_engine
+from muppet_core.training.loop import build_engine
+from muppet_core.training.settings import LoopSettings
 
 
 class Payload:
@@ -100,7 +101,7 @@ def _plant_checkpoint(directory: Path, backbone: str) -> None:
     """A genuine checkpoint of the rte fine-tune's model, as the loop writes it."""
     encoder, _ = load_encoder(backbone)
     model = build_multitask_model(encoder, [get_task("rte")])
-    settings = LoopSettings(steps=10, tasks_per_step=1, micro_batch_size=4, learning_rate=1e-3, warmup_ratio=0.1, weight_decay=0.01)
+    settings = LoopSettings(Optimization(warmup_ratio=0.1, weight_decay=0.01), steps=10, tasks_per_step=1, micro_batch_size=4, learning_rate=1e-3)
     engine = build_engine(model, settings, 1, 1)
     loop = {"positions": {"rte": [0, 2]}, "history": [], "seen": {"rte": 8}, "tokens": [1, 1], "callbacks": [{}, {}]}
     save_checkpoint(directory, 2, engine, loop)
@@ -133,5 +134,5 @@ def test_checkpoint_file_with_a_pickle_payload_is_refused(rte_store, tiny_backbo
 def _plant_engine_and_load(directory: Path, backbone: str):
     encoder, _ = load_encoder(backbone)
     model = build_multitask_model(encoder, [get_task("rte")])
-    settings = LoopSettings(steps=10, tasks_per_step=1, micro_batch_size=4, learning_rate=1e-3, warmup_ratio=0.1, weight_decay=0.01)
+    settings = LoopSettings(Optimization(warmup_ratio=0.1, weight_decay=0.01), steps=10, tasks_per_step=1, micro_batch_size=4, learning_rate=1e-3)
     return load_checkpoint(directory, build_engine(model, settings, 1, 1))

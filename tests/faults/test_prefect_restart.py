@@ -28,7 +28,7 @@ def test_a_run_survives_a_prefect_server_restart(tmp_path, tiny_backbone, mirror
     server = LocalServer(free_ports(1)[0], home=tmp_path / "prefect", log=tmp_path / "server.log").start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(server.environment(), MUPPET_CACHE=str(tmp_path / "cache"))
-    command = [sys.executable, "-m", "muppet_core.cli", "run", "restart", "--config", str(config)]
+    command = [sys.executable, "-m", "flows.cli", "run", "restart", "--config", str(config)]
     try:
         first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 240

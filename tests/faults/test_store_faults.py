@@ -175,7 +175,7 @@ def test_two_runs_of_one_pipeline_at_once_on_one_store(tiny_backbone, mirror, tm
     for i in range(2):
         env = {**base, "PREFECT_HOME": str(tmp_path / f"prefect-{i}"), "MUPPET_CACHE": str(tmp_path / f"cache-{i}")}
         out = open(tmp_path / f"run-{i}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, "-m", "muppet_core.cli", "run", "tiny", "--config", str(config)],
+        procs.append((subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "tiny", "--config", str(config)],
                                        stdout=out, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env), out))
     started = time.monotonic()
     for proc, out in procs:

@@ -41,7 +41,7 @@ def artifact_keys(store: Path, stage: str) -> dict[str, float]:
 
 def muppet(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
     """The `muppet` command in a fresh process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "muppet_core.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 
 def muppet(*args: str, env: dict | None = None, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "muppet_core.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def test_validate_accepts_the_repository_file():

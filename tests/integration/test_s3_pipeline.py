@@ -77,7 +77,7 @@ def test_refused_credentials_stop_the_run_in_one_line_and_write_nothing(seaweed,
     config = write_pipeline(tmp_path / "pipelines.yaml", tiny_backbone, mirror, store, seeds=[0])
     env = {k: v for k, v in os.environ.items() if k not in ("MUPPET_STORE", "PREFECT_API_URL")}
     env.update(seaweed.env(secret="not-the-secret-of-muppet"), PREFECT_HOME=str(tmp_path / "prefect"), MUPPET_CACHE=str(tmp_path / "cache"))
-    result = subprocess.run([sys.executable, "-m", "muppet_core.cli", "run", "tiny", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "tiny", "--config", str(config)],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("muppet: error:")]

@@ -13,7 +13,9 @@ from muppet_core.models.backbone import load_encoder
 from muppet_core.models.losses import family_loss
 from muppet_core.models.multitask import RANKING_HEAD, SPAN_HEAD, build_multitask_model, head_name
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.loop import LoopSettings, TaskStream, train
+from muppet_core.config import Optimization
+from muppet_core.training.loop import TaskStream, train
+from muppet_core.training.settings import LoopSettings
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_training_reduces_loss_and_heads_round_trip(tiny, tiny_backbone, tmp_pat
     model, tok = tiny
     records = [ClassificationRecord(f"good {i}" if i % 2 else f"bad {i}", None, i % 2) for i in range(32)]
     features, _ = encode("classification", records, tok, 32)
-    settings = LoopSettings(steps=30, tasks_per_step=1, micro_batch_size=16, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, seed=0)
+    settings = LoopSettings(Optimization(warmup_ratio=0.0, weight_decay=0.0), steps=30, tasks_per_step=1, micro_batch_size=16, learning_rate=1e-2, seed=0)
     summary = train(model, {"sst2": TaskStream("classification", "sst2", features, 1.0)}, settings, tok.pad_token_id)
     assert summary["examples_seen"] == 30 * 16
     assert summary["final_loss"] < 0.5
@@ -102,7 +104,7 @@ def test_summarization_decoder_is_warm_started_and_trains(tiny_backbone, tmp_pat
     logits = model("generation", "summarization", batch)
     assert logits.shape == (*batch["labels"].shape, tok.vocab_size)
     assert get_task("xsum").loss_scale(128, tok.vocab_size) == pytest.approx(1 / math.log(tok.vocab_size))
-    settings = LoopSettings(steps=40, tasks_per_step=1, micro_batch_size=8, learning_rate=5e-3, warmup_ratio=0.0, weight_decay=0.0)
+    settings = LoopSettings(Optimization(warmup_ratio=0.0, weight_decay=0.0), steps=40, tasks_per_step=1, micro_batch_size=8, learning_rate=5e-3)
     summary = train(model, {"xsum": TaskStream("summarization", "generation", features, 1.0)}, settings, tok.pad_token_id)
     first, last = summary["history"][0]["loss"], summary["history"][-1]["loss"]
     assert last < first * 0.7

@@ -7,7 +7,6 @@ import dataclasses
 import random
 
 import numpy as np
-import pytest
 import torch
 
 from muppet_core.data.encoding import encode
@@ -15,11 +14,13 @@ from muppet_core.data.records import ClassificationRecord
 from muppet_core.models.backbone import load_encoder
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.callbacks import EarlyStopping
+from muppet_core.config import Optimization
+from muppet_core.training.callbacks import Callback, CallbackSpec, EarlyStopping, build_callbacks
 from muppet_core.training.checkpoint import LATEST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from muppet_core.training.loop import KILL_ENV, LoopSettings, TaskStream, build_engine, train
+from muppet_core.training.loop import TaskStream, build_engine, train
+from muppet_core.training.settings import LoopSettings
 
-SETTINGS = LoopSettings(steps=8, tasks_per_step=1, micro_batch_size=4, learning_rate=1e-3, warmup_ratio=0.25, weight_decay=0.01, seed=1)
+SETTINGS = LoopSettings(Optimization(warmup_ratio=0.25, weight_decay=0.01), steps=8, tasks_per_step=1, micro_batch_size=4, learning_rate=1e-3, seed=1)
 
 
 def _draws() -> tuple:
@@ -71,14 +72,13 @@ def _run(backbone: str, checkpoint_dir):
     features, _ = encode("classification", records, tokenizer, 32)
     stopper = EarlyStopping(model, lambda: 0.0, every=2, patience=100)
     stopper.score = lambda: 0.0 if stopper.scores else 1.0
-    settings = dataclasses.replace(SETTINGS, checkpoint_every=3, checkpoint_dir=str(checkpoint_dir))
+    settings = dataclasses.replace(SETTINGS, optim=SETTINGS.optim.model_copy(update={"checkpoint_every": 3}), checkpoint_dir=str(checkpoint_dir))
     summary = train(model, {"sst2": TaskStream("classification", "sst2", features, 1.0)}, settings, tokenizer.pad_token_id, [stopper])
     stopper.keep_best()
     return model, summary, stopper
 
 
-def test_a_resumed_loop_ends_exactly_as_an_uninterrupted_one_early_stopping_included(tiny_backbone, tmp_path, monkeypatch):
-    monkeypatch.delenv(KILL_ENV, raising=False)
+def test_a_resumed_loop_ends_exactly_as_an_uninterrupted_one_early_stopping_included(tiny_backbone, tmp_path):
     straight, summary, stopper = _run(tiny_backbone, tmp_path)  # leaves its last checkpoint, at update 6
     assert stopper.scores[0] == (2, 1.0)
     resumed, again, resumed_stopper = _run(tiny_backbone, tmp_path)  # a run that finds it resumes at update 6
@@ -89,11 +89,23 @@ def test_a_resumed_loop_ends_exactly_as_an_uninterrupted_one_early_stopping_incl
     assert all(torch.equal(a[k], b[k]) for k in a)  # the best weights (update 2) came back from the checkpoint
 
 
-@pytest.mark.parametrize("value", [None, ""])
-def test_the_kill_switch_is_inert_unless_set(tiny_backbone, tmp_path, monkeypatch, value):
-    if value is None:
-        monkeypatch.delenv(KILL_ENV, raising=False)
-    else:
-        monkeypatch.setenv(KILL_ENV, value)
-    _, summary, _ = _run(tiny_backbone, tmp_path)
-    assert summary["steps"] == 8
+def test_callbacks_from_specs_see_every_backward_pass(tiny_backbone, tmp_path):
+    """A CallbackSpec is built where the loop runs, and on_backward runs once per micro-batch."""
+    spec = CallbackSpec(target="tests.unit.training.test_checkpoint:BackwardCounter", options={"label": "x"})
+    counter = build_callbacks([spec])[0]
+    model, tokenizer = _model(tiny_backbone)
+    records = [ClassificationRecord(f"film {i}", None, i % 2) for i in range(16)]
+    features, _ = encode("classification", records, tokenizer, 32)
+    settings = dataclasses.replace(SETTINGS, steps=3, tasks_per_step=2)
+    train(model, {"sst2": TaskStream("classification", "sst2", features, 1.0)}, settings, tokenizer.pad_token_id, [counter])
+    assert counter.label == "x" and counter.steps == [0, 0, 1, 1, 2, 2]
+
+
+class BackwardCounter(Callback):
+    """Records the update of every backward pass."""
+
+    def __init__(self, label: str):
+        self.label, self.steps = label, []
+
+    def on_backward(self, step: int) -> None:
+        self.steps.append(step)

@@ -16,6 +16,7 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import DataConfig, PrefinetuneConfig
 from muppet_core.data.stage import data_stage
 from muppet_core.training.launch import run_workers
+from muppet_core.training.worker import WorkerJob
 
 TASKS = ["rotten_tomatoes", "snli", "commonsenseqa", "squad"]
 
@@ -27,13 +28,11 @@ def store_with_data(mirror, tmp_path_factory):
     return store, keys
 
 
-def _job(store, keys, backbone, tmp: Path, name: str, **overrides) -> tuple[PrefinetuneConfig, dict]:
+def _job(store, keys, backbone, tmp: Path, name: str, **overrides) -> WorkerJob:
     settings = {"tasks": TASKS, "steps": 6, "micro_batch_size": 4, "tasks_per_step": 4, "max_length": 48, "max_train_examples": 64,
                 "checkpoint_every": 2, "engine": "torch", **overrides}
-    config = PrefinetuneConfig(**settings)
-    job = {"config": config.model_dump(), "backbone_path": backbone, "store": store.root, "data_keys": keys,
-           "out_dir": str(tmp / name / "out"), "checkpoint_dir": str(tmp / name / "ckpt"), "trace": str(tmp / name / "trace")}
-    return config, job
+    return WorkerJob(config=PrefinetuneConfig(**settings), backbone_path=backbone, store=store.root, data_keys=keys,
+                     out_dir=str(tmp / name / "out"), checkpoint_dir=str(tmp / name / "ckpt"), trace=str(tmp / name / "trace"))
 
 
 def _weights(out: str) -> dict[str, torch.Tensor]:
@@ -43,17 +42,17 @@ def _weights(out: str) -> dict[str, torch.Tensor]:
 def test_world_size_one_and_two_train_the_same_tasks_in_the_same_order(store_with_data, tiny_backbone, tmp_path):
     store, keys = store_with_data
     lines: list[str] = []
-    config, job = _job(store, keys, tiny_backbone, tmp_path, "w1")
-    run_workers(config, job, lines.append)
-    config2, job2 = _job(store, keys, tiny_backbone, tmp_path, "w2", launcher="torchrun", nproc_per_node=2)
-    run_workers(config2, job2, lines.append)
-    one = json.loads(Path(job["trace"] + ".rank0").read_text())
-    ranks = [json.loads(Path(job2["trace"] + f".rank{r}").read_text()) for r in range(2)]
+    job = _job(store, keys, tiny_backbone, tmp_path, "w1")
+    run_workers(job, lines.append)
+    job2 = _job(store, keys, tiny_backbone, tmp_path, "w2", launcher="torchrun", nproc_per_node=2)
+    run_workers(job2, lines.append)
+    one = json.loads(Path(job.trace + ".rank0").read_text())
+    ranks = [json.loads(Path(job2.trace + f".rank{r}").read_text()) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2] and one["world_size"] == 1
     merged = [[ranks[i % 2]["order"][step][i // 2] for i in range(4)] for step in range(6)]
     assert merged == one["order"]
     assert sum(len(set(step)) > 1 for step in one["order"]) >= 4, "updates should mix several tasks"
-    summary = json.loads(Path(job2["out_dir"], "train_summary.json").read_text())
+    summary = json.loads(Path(job2.out_dir, "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["summary"]["examples_seen"] == 6 * 2 * 4  # rank 0's share
     assert any("pre-finetune done" in line for line in lines)
 
@@ -66,9 +65,9 @@ def test_export_loads_with_automodel_and_heads_load_back(store_with_data, tiny_b
     from muppet_core.tasks.catalog import get_task
 
     store, keys = store_with_data
-    config, job = _job(store, keys, tiny_backbone, tmp_path, "export", r3f_eps=1e-5)
-    run_workers(config, job, lambda line: None)
-    out = Path(job["out_dir"])
+    job = _job(store, keys, tiny_backbone, tmp_path, "export", r3f_eps=1e-5)
+    run_workers(job, lambda line: None)
+    out = Path(job.out_dir)
     assert AutoModel.from_pretrained(out / "encoder").config.num_hidden_layers == 2
     card = (out / "encoder" / "README.md").read_text()
     assert all(f"| {t} |" in card for t in TASKS) and "6 updates" in card
@@ -80,12 +79,12 @@ def test_export_loads_with_automodel_and_heads_load_back(store_with_data, tiny_b
 
 def test_deepspeed_zero2_run_resumes_from_its_sharded_checkpoint(store_with_data, tiny_backbone, tmp_path):
     store, keys = store_with_data
-    config, job = _job(store, keys, tiny_backbone, tmp_path, "zero2", engine="deepspeed", zero_stage=2, steps=4)
-    run_workers(config, job, lambda line: None)
-    first = _weights(job["out_dir"])
-    assert (Path(job["checkpoint_dir"]) / "latest" / "optimizer.rank0.pt").is_file()  # the step-2 checkpoint stays
+    job = _job(store, keys, tiny_backbone, tmp_path, "zero2", engine="deepspeed", zero_stage=2, steps=4)
+    run_workers(job, lambda line: None)
+    first = _weights(job.out_dir)
+    assert (Path(job.checkpoint_dir) / "latest" / "optimizer.rank0.pt").is_file()  # the step-2 checkpoint stays
     lines: list[str] = []
-    run_workers(config, job, lines.append)  # the same job again resumes at step 2 and redoes steps 3-4
+    run_workers(job, lines.append)  # the same job again resumes at step 2 and redoes steps 3-4
     assert any("resumed from the checkpoint at step 2 of 4" in line for line in lines)
-    again = _weights(job["out_dir"])
+    again = _weights(job.out_dir)
     assert all(torch.equal(first[k], again[k]) for k in first)

@@ -1,0 +1,145 @@
+"""The `muppet` console script: the library's subcommands (``muppet_core.cli``) plus those that
+start flows: run, serve, deploy and data prepare."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from muppet_core.cli import build_parser, run_command
+from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, preflight
+
+RUNTIME_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "muppet_core",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+def _runtime_defaults() -> None:
+    """Environment for Prefect and tokenizers, set before Prefect is imported."""
+    for key, value in RUNTIME_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("muppet_core").setLevel(logging.INFO)
+
+
+def _run(args: argparse.Namespace) -> int:
+    preflight(args.pipeline, args.config, args.backbone, args.store)
+    _runtime_defaults()
+    from flows.reproduce import reproduce
+
+    csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store)
+    print(f"leaderboard: {csv_uri}")
+    return 0
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    preflight(args.pipeline, args.config)
+    _runtime_defaults()
+    from flows.data import prepare_data
+    from muppet_core.data.stage import read_stats
+    from muppet_core.models.backbone import base_variant
+    from muppet_core.pipelines import open_store
+
+    pipeline = load_pipeline(args.pipeline, args.config)
+    store = open_store(pipeline)
+    outputs = prepare_data(pipeline, base_variant(pipeline.backbone, store.cache_dir))
+    print(f"{'dataset':20} {'source':7} {'cache':5} {'dropped':>7}  rows")
+    for name, output in sorted(outputs.items()):
+        stats = read_stats(store, output)
+        dropped = sum(s["dropped"] for s in stats["normalization"].values())
+        rows = ", ".join(f"{k}={v}" for k, v in stats["rows"].items())
+        print(f"{name:20} {stats['source']:7} {'hit' if output.cache_hit else 'miss':5} {dropped:>7}  {rows}")
+    return 0
+
+
+def _deployments(args: argparse.Namespace, module_entrypoint: bool):
+    _runtime_defaults()
+    from flows.deployments import build_deployments
+
+    return build_deployments(args.config, args.pipeline or None, module_entrypoint)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    deployments = _deployments(args, module_entrypoint=bool(args.work_pool))
+    from flows.deployments import deploy_to_pool, deployment_name
+
+    if args.work_pool:
+        deploy_to_pool(deployments, args.work_pool, args.image)
+    else:
+        for d in deployments:
+            d.apply()
+    where = f"work pool '{args.work_pool}'" if args.work_pool else "no work pool (run `muppet serve` to execute their runs)"
+    for d in deployments:
+        schedule = f"  schedule: {d.schedules[0].schedule.cron}" if d.schedules else ""
+        print(f"deployed {deployment_name(d.name)} on {where}{schedule}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from muppet_core.server import LocalServer
+
+    server = None
+    if args.with_server and not os.environ.get("PREFECT_API_URL"):
+        server = LocalServer(args.port, log=args.server_log)
+        print(f"starting a Prefect server on {server.ui_url} ...", flush=True)
+        server.start()
+        os.environ.update(server.environment())
+        print(f"Prefect UI: {server.ui_url}", flush=True)
+    try:
+        deployments = _deployments(args, module_entrypoint=False)
+        from flows.deployments import serve
+
+        serve(deployments, limit=args.limit)
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
+def build_command() -> argparse.ArgumentParser:
+    """The whole `muppet` parser: the library's subcommands and the flows'."""
+    parser, sub = build_parser()
+
+    p = sub.add_parser("run", help="run a pipeline end to end (Prefect ephemeral mode unless PREFECT_API_URL is set)")
+    p.add_argument("pipeline")
+    p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--backbone", action="append", help="evaluate this backbone instead of the pipeline's own and its watch list (repeatable)")
+    p.add_argument("--store", help="artifact store root (directory or s3:// URI) instead of the pipeline's")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("deploy", help="create one Prefect deployment per pipeline (with its schedule) on the server of PREFECT_API_URL")
+    p.add_argument("pipeline", nargs="*", help="only these pipelines (default: all)")
+    p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--work-pool", help="register on this work pool (process, docker or kubernetes workers); default: none, for `muppet serve`")
+    p.add_argument("--image", help="worker image for docker/kubernetes pools (build it from docker/Dockerfile)")
+    p.set_defaults(func=_deploy)
+
+    p = sub.add_parser("serve", help="serve the pipelines' deployments from this machine: UI-triggered and scheduled runs execute here")
+    p.add_argument("pipeline", nargs="*", help="only these pipelines (default: all)")
+    p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--with-server", action="store_true", help="also start a local Prefect server (unless PREFECT_API_URL is set)")
+    p.add_argument("--port", type=int, default=4200, help="port of the local server's API and UI (with --with-server)")
+    p.add_argument("--server-log", help="file for the local server's output (with --with-server)")
+    p.add_argument("--limit", type=int, help="flow runs executing at once (default: no limit)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("data", help="the data stage")
+    data = p.add_subparsers(dest="data_command", required=True)
+    d = data.add_parser("prepare", help="normalize every dataset a pipeline uses into the store")
+    d.add_argument("pipeline")
+    d.add_argument("--config", default=DEFAULT_FILE)
+    d.set_defaults(func=_data_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `muppet` console script."""
+    return run_command(build_command(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
