@@ -11,6 +11,7 @@ import sys
 import yaml
 
 from muppet_core.errors import MuppetError
+from muppet_core.families import FAMILIES
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, load_validated
 
 RUNTIME_DEFAULTS = {
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", help="the task catalog")
     tasks = p.add_subparsers(dest="tasks_command", required=True)
     t = tasks.add_parser("ls", help="list catalog entries")
-    t.add_argument("--family", choices=["classification", "regression", "multiple_choice", "span", "summarization"])
+    t.add_argument("--family", choices=FAMILIES.names())
     t.add_argument("--json", action="store_true", help="one JSON list (name, family, hub, metric, n, mirror splits)")
     t.set_defaults(func=_tasks_ls)
     t = tasks.add_parser("show", help="one catalog entry as YAML")

@@ -19,6 +19,7 @@ CODE = (
     "muppet_core.data.records",
     "muppet_core.data.sources",
     "muppet_core.data.splits",
+    "muppet_core.families",
     "muppet_core.tasks",
 )
 

@@ -73,8 +73,10 @@ def columns_for(benchmarks: list[str]) -> list[Column]:
     """Benchmark columns (family and main metric from the catalog), family averages, the average."""
     specs = [get_task(b) for b in benchmarks]
     columns = [Column(name=s.name, kind="benchmark", family=s.family, metric=s.metric, benchmarks=[s.name]) for s in specs]
-    for family in dict.fromkeys(s.family for s in specs):
-        members = [s.name for s in specs if s.family == family]
+    by_family: dict[str, list[str]] = {}
+    for s in specs:
+        by_family.setdefault(s.family, []).append(s.name)
+    for family, members in by_family.items():
         columns.append(Column(name=f"avg.{family}", kind="family_average", family=family, benchmarks=members))
     columns.append(Column(name="average", kind="average", benchmarks=list(benchmarks)))
     return columns

@@ -25,8 +25,7 @@ from typing import Any
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from muppet_core.data.encoding import collate
-from muppet_core.models.losses import family_loss, r3f_penalty, scaled_loss
+from muppet_core.families.base import Family
 from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.training.callbacks import Callback
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
@@ -38,9 +37,10 @@ KILL_ENV = "MUPPET_TEST_SIGKILL_AT_UPDATE"
 
 @dataclass
 class TaskStream:
-    """One task's training examples as the loop sees them."""
+    """One task's training examples as the loop sees them, with the family that collates them and
+    gives their loss."""
 
-    family: str
+    family: Family
     head: str
     features: list[dict[str, Any]]
     loss_scale: float
@@ -96,6 +96,11 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
     return TorchEngine(model, optimizer, scheduler, accumulation, settings.max_grad_norm)
 
 
+def scaled_loss(loss: torch.Tensor, scale: float, enabled: bool) -> torch.Tensor:
+    """Apply a task's 1/log n(i) factor when loss scaling is on."""
+    return loss * scale if enabled else loss
+
+
 def _kill_switch() -> int | None:
     """The update during which this process SIGKILLs itself: test-only, None unless KILL_ENV is set."""
     value = os.environ.get(KILL_ENV)
@@ -131,7 +136,10 @@ def train(
     accumulation = settings.tasks_per_step // world_size
     engine = build_engine(model, settings, accumulation, world_size)
     batches = {
-        name: BatchStream(s.features, settings.micro_batch_size, settings.seed + i, settings.group_by_length, settings.max_tokens_per_batch)
+        name: BatchStream(
+            [s.family.length(f) for f in s.features], settings.micro_batch_size, settings.seed + i,
+            settings.group_by_length, settings.max_tokens_per_batch,
+        )
         for i, (name, s) in enumerate(sorted(streams.items()))
     }
     checkpoint_dir = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
@@ -156,11 +164,12 @@ def train(
         examples_before = sum(seen.values())
         for name in order:
             stream = streams[name]
-            batch = collate(stream.family, [stream.features[i] for i in batches[name].next_batch()], pad_id)
-            logits = engine(stream.head, stream.family, batch)
-            loss = scaled_loss(family_loss(stream.family, logits, batch["labels"]), stream.loss_scale, settings.loss_scaling)
+            family = stream.family
+            batch = family.collate([stream.features[i] for i in batches[name].next_batch()], pad_id)
+            logits = engine(stream.head, family, batch)
+            loss = scaled_loss(family.loss(logits, batch["labels"]), stream.loss_scale, settings.loss_scaling)
             if settings.r3f_eps > 0:
-                loss = loss + settings.r3f_lambda * r3f_penalty(engine.module, stream.head, stream.family, batch, logits, settings.r3f_eps)
+                loss = loss + settings.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, settings.r3f_eps)
             engine.backward(loss)
             if kill_at == step + 1:
                 os.kill(os.getpid(), signal.SIGKILL)

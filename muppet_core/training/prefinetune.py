@@ -17,7 +17,7 @@ from muppet_core.training.launch import run_workers
 log = logging.getLogger(__name__)
 STAGE = "prefinetune"
 CODE = (
-    "muppet_core.data.encoding",
+    "muppet_core.families",
     "muppet_core.models",
     "muppet_core.training.callbacks",
     "muppet_core.training.checkpoint",
