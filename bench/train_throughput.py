@@ -62,14 +62,12 @@ def main() -> int:
 
     from muppet_core.artifacts.store import ArtifactStore
     from muppet_core.config import DataConfig
-    from muppet_core.data.encoding import collate
     from muppet_core.data.stage import data_stage
     from muppet_core.models.backbone import base_variant, load_encoder
-    from muppet_core.models.losses import family_loss, scaled_loss
     from muppet_core.models.multitask import build_multitask_model
     from muppet_core.tasks.catalog import get_task
     from muppet_core.training.engine import init_distributed
-    from muppet_core.training.loop import LoopSettings, _optimizer, train
+    from muppet_core.training.loop import LoopSettings, _optimizer, scaled_loss, train
     from muppet_core.training.sampling import BatchStream, TaskSchedule
     from muppet_core.training.streams import build_streams
 
@@ -89,7 +87,10 @@ def main() -> int:
 
     # The exact micro-batches the engine draws (same schedule, same batch streams).
     schedule = TaskSchedule({n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, settings.sampling, settings.seed, total_steps=args.steps)
-    batch_streams = {n: BatchStream(s.features, settings.micro_batch_size, settings.seed + i) for i, (n, s) in enumerate(sorted(streams.items()))}
+    batch_streams = {
+        n: BatchStream([s.family.length(f) for f in s.features], settings.micro_batch_size, settings.seed + i)
+        for i, (n, s) in enumerate(sorted(streams.items()))
+    }
     plan = [[(n, batch_streams[n].next_batch()) for n in schedule.tasks_for_step(step)] for step in range(args.steps)]
 
     def fresh_model():
@@ -110,8 +111,8 @@ def main() -> int:
                 feats = [s.features[i] for i in idx]
                 if pad_to:
                     feats = [_pad_to(f, pad_to, pad) for f in feats]
-                batch = collate(s.family, feats, pad)
-                loss = scaled_loss(family_loss(s.family, model(s.head, s.family, batch), batch["labels"]), s.loss_scale, True)
+                batch = s.family.collate(feats, pad)
+                loss = scaled_loss(s.family.loss(model(s.head, s.family, batch), batch["labels"]), s.loss_scale, True)
                 (loss / len(step)).backward()
                 n_ex += len(idx)
                 real += int((batch["input_ids"] != pad).sum())

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import yaml
 
 from muppet_core.errors import MuppetError
+from muppet_core.families import FAMILIES, get_family
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, load_validated
 
 
@@ -30,8 +31,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _task_row(spec) -> dict:
-    from muppet_core.families import get_family
-
     return {
         "name": spec.name,
         "family": spec.family,
@@ -87,8 +86,6 @@ def _results(args: argparse.Namespace) -> int:
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """The parser with the library subcommands, and its subparsers for the flows' own."""
-    from muppet_core.families import FAMILIES
-
     parser = argparse.ArgumentParser(prog="muppet", description="Pre-finetuning pipelines (Muppet) on Prefect.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -79,3 +79,19 @@ class Registry:
         if name not in self._loaded:
             self._loaded[name] = resolve(self._targets[name])
         return self._loaded[name]
+
+    def register_object(self, name: str, obj: Any) -> None:
+        """Register an object already built under ``name`` (a plugin's, or one a test defines).
+
+        Raises:
+            ValueError: ``name`` is already registered.
+        """
+        if name in self._targets:
+            raise ValueError(f"{self.kind} '{name}' is already registered as {self._targets[name]}")
+        self._targets[name] = f"{type(obj).__module__}:{type(obj).__qualname__} object"
+        self._loaded[name] = obj
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a plugin or test taking back its own registration); unknown names are ignored."""
+        self._targets.pop(name, None)
+        self._loaded.pop(name, None)

@@ -1,1 +1,2 @@
-"""Canonical examples, loading from mirror or hub, splitting, encoding and task mixing."""
+"""Loading from mirror or hub, record storage and checks, splitting and the data stage (each family's
+record type and encoding are in muppet_core.families)."""

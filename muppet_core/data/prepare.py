@@ -7,26 +7,22 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from muppet_core.data.records import (
-    MultipleChoiceRecord,
-    Record,
-    SpanRecord,
-    SummarizationRecord,
-    from_row,
-    problem,
-    to_row,
-)
+from muppet_core.data.records import Record, problem, to_row
 from muppet_core.data.sources import mirror_files, raw_splits
 from muppet_core.data.splits import complete_splits
 from muppet_core.errors import DataSourceError
+from muppet_core.families import get_family
 from muppet_core.registry import resolve, safe_name
 from muppet_core.tasks.catalog import TaskSpec
+
+if TYPE_CHECKING:
+    from muppet_core.families.base import Family
 
 MAX_DROP_EXAMPLES = 5
 
@@ -44,7 +40,7 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
     records: list[Record] = []
     drops: collections.Counter[str] = collections.Counter()
     examples: list[str] = []
-    num_labels = len(spec.labels) if spec.labels else None
+    family = get_family(spec.family)
     total = 0
     for i, row in enumerate(rows):
         total += 1
@@ -58,7 +54,7 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
             except (KeyError, ValueError, IndexError, TypeError, AttributeError, ArithmeticError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:160]
         for k, record in enumerate(produced):
-            reason = reason or problem(record, num_labels)
+            reason = reason or problem(record, family, spec)
             if reason:
                 break
             if not record.id:
@@ -87,22 +83,12 @@ def _label_counts(records: list[Record]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(collections.Counter(labels).items())}
 
 
-def _model_inputs(record: Record) -> tuple[str, str | None]:
-    """The text pair the model reads for a record (for multiple choice, with its longest choice)."""
-    if isinstance(record, MultipleChoiceRecord):
-        return record.context, max(record.choices, key=len)
-    if isinstance(record, SpanRecord):
-        return record.question, record.context
-    if isinstance(record, SummarizationRecord):
-        return record.document, None
-    return record.text_a, record.text_b
-
-
-def length_percentiles(records: list[Record], tokenizer, chunk: int = 2048) -> dict[str, int]:
-    """Percentiles (50, 90, 99, max) of input length in tokens, special tokens included, untruncated."""
+def length_percentiles(family: Family, records: list[Record], tokenizer, chunk: int = 2048) -> dict[str, int]:
+    """Percentiles (50, 90, 99, max) of input length in tokens, special tokens included, untruncated,
+    of the text each record shows the model (the family's ``model_inputs``)."""
     lengths: list[int] = []
     for start in range(0, len(records), chunk):
-        pairs = [_model_inputs(r) for r in records[start : start + chunk]]
+        pairs = [family.model_inputs(r) for r in records[start : start + chunk]]
         firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
         encoded = tokenizer(firsts, seconds if seconds[0] is not None else None, add_special_tokens=True, verbose=False)
         lengths.extend(len(ids) for ids in encoded["input_ids"])
@@ -160,15 +146,16 @@ def prepare_task(
         "labels": {s: _label_counts(r) for s, r in splits.items()},
         "normalization": drop_stats,
         "carved": carved,
-        "tokens": {s: length_percentiles(r, tokenizer) for s, r in splits.items()} if tokenizer is not None else {},
+        "tokens": {s: length_percentiles(get_family(spec.family), r, tokenizer) for s, r in splits.items()} if tokenizer is not None else {},
     }
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=1))
     return stats
 
 
 def load_split(directory: Path, family: str, split: str) -> list[Record]:
-    """Read a normalized split back as records."""
+    """Read a normalized split back as records of ``family`` (its name)."""
     frame = pd.read_parquet(Path(directory) / f"{split}.parquet")
-    return [from_row(family, row) for row in frame.to_dict("records")]
+    rebuild = get_family(family).from_row
+    return [rebuild(row) for row in frame.to_dict("records")]
 
 

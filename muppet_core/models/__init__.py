@@ -1,1 +1,1 @@
-"""Backbone loading, heads, the multi-task model and its losses."""
+"""Backbone loading, heads and the multi-task model (each family's loss is in muppet_core.families)."""

@@ -11,12 +11,13 @@ import importlib
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from muppet_core.config import PipelinesFile
 from muppet_core.errors import ConfigError
+from muppet_core.families import FAMILIES, get_family
 from muppet_core.registry import did_you_mean
 from muppet_core.schema import Strict, describe_error
 from muppet_core.yamlfile import load_yaml
@@ -25,7 +26,6 @@ ENTRIES_DIR = Path(__file__).with_name("entries")
 CATALOG_ENV = "MUPPET_CATALOG"
 """Folders of extra catalog files (separated by ``os.pathsep``), read beside the package's; set by
 ``use_catalog_dirs`` from a pipelines file's ``catalog:``, inherited by the processes it starts."""
-Family = Literal["classification", "regression", "multiple_choice", "span", "summarization"]
 MirrorFiles = str | list[str] | dict[str, str]
 
 
@@ -49,8 +49,8 @@ class TaskSpec(Strict):
 
     name: str
     """Catalog name (filled from the YAML key)."""
-    family: Family
-    """Task family, which decides the record type, head and loss."""
+    family: str
+    """Task family (see muppet_core.families), which decides the record type, encoding, head, loss and evaluation."""
     hub: HubSpec
     """Hub location, used when the mirror lacks the files."""
     mirror: dict[str, MirrorFiles] = Field(default_factory=dict)
@@ -75,41 +75,39 @@ class TaskSpec(Strict):
     max_bad_fraction: float = Field(0.001, ge=0, le=1)
     """Share of a split's rows that may be malformed (dropped and reported) before the data stage fails."""
 
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        if value not in FAMILIES:
+            raise ValueError(f"unknown task family{did_you_mean(value, FAMILIES.names())}; the families are {', '.join(FAMILIES.names())}")
+        return value
+
     @model_validator(mode="after")
     def _family_fields(self) -> "TaskSpec":
-        if self.family == "classification" and not self.labels:
-            raise ValueError("classification tasks need 'labels'")
-        if self.family == "multiple_choice" and not self.num_choices:
-            raise ValueError("multiple_choice tasks need 'num_choices'")
+        problem = get_family(self.family).spec_problem(self)
+        if problem:
+            raise ValueError(problem)
         if self.mirror and not (self.reader and self.normalizer):
             raise ValueError("entries with mirror files need a 'reader' and a 'normalizer'")
         return self
 
     def hub_normalizer(self) -> str:
-        """The normalizer applied to rows loaded from the hub."""
-        module = "classification" if self.family == "regression" else self.family
-        return self.hub.normalizer or f"muppet_core.tasks.normalizers.{module}:from_hub_fields"
+        """The normalizer applied to rows loaded from the hub: the entry's, else its family's."""
+        return self.hub.normalizer or get_family(self.family).hub_normalizer
 
     def loss_n_value(self, max_length: int, vocab_size: int | None = None) -> int | None:
         """n(i) of the paper's loss scaling, or None where the loss is not scaled (regression).
 
-        Classes for classification, choices for multiple choice, candidate positions (the
-        sequence length) for spans, the vocabulary for summarization; ``loss_n`` overrides.
+        The family's (classes for classification, choices for multiple choice, candidate positions
+        (the sequence length) for spans, the vocabulary for summarization); ``loss_n`` overrides.
         """
         if self.loss_n:
             return self.loss_n
-        return {
-            "classification": len(self.labels or []),
-            "multiple_choice": self.num_choices,
-            "span": max_length,
-            "summarization": vocab_size,
-        }.get(self.family)
+        return get_family(self.family).loss_n(self, max_length, vocab_size)
 
     def loss_n_rule(self) -> int | str | None:
         """n(i) as listed in the catalog: a number, or the rule that gives it at run time."""
-        if self.loss_n or self.family in ("classification", "multiple_choice"):
-            return self.loss_n_value(0)
-        return {"span": "sequence length", "summarization": "vocabulary size"}.get(self.family)
+        return self.loss_n or get_family(self.family).loss_n_rule(self)
 
     def loss_scale(self, max_length: int, vocab_size: int | None = None) -> float:
         """1 / log n(i); 1.0 where n(i) is undefined."""

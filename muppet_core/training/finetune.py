@@ -16,15 +16,15 @@ from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
-from muppet_core.data.encoding import encode
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import subsample
 from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import ResultRecord
+from muppet_core.families import get_family
 from muppet_core.models.backbone import Variant, load_encoder
-from muppet_core.models.multitask import build_multitask_model, head_name
+from muppet_core.models.multitask import build_multitask_model
 from muppet_core.schema import result_settings
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.callbacks import CallbackSpec, EarlyStopping, LossLogger, ProgressBar, build_callbacks
@@ -78,7 +78,8 @@ def plan_runs(config: FinetuneConfig, variants: list[Variant]) -> list[FinetuneR
 def _validation_score(model, spec, features, tokenizer) -> float:
     """The main metric, oriented so that higher is better."""
     metric = METRICS.get(spec.metric)
-    value = evaluate(model, head_name(spec), spec, features, tokenizer.pad_token_id, tokenizer=tokenizer)[spec.metric]
+    head = get_family(spec.family).head_name(spec)
+    value = evaluate(model, head, spec, features, tokenizer.pad_token_id, tokenizer=tokenizer)[spec.metric]
     return value if metric.higher_is_better else -value
 
 
@@ -97,21 +98,23 @@ def finetune(
     """
     started = time.perf_counter()
     spec = get_task(run.benchmark)
+    family = get_family(spec.family)
+    head = family.head_name(spec)
     torch.manual_seed(run.seed)
     encoder, tokenizer = load_encoder(run.variant.encoder_path)
     model = build_multitask_model(encoder, [spec])
     label = run.name
     if config.head_reuse and run.variant.tasks:
-        reused = model.load_heads(Path(run.variant.encoder_path).parent, [head_name(spec)])
+        reused = model.load_heads(Path(run.variant.encoder_path).parent, [head])
         if reused:
             log.info("%s starts from the pre-finetuned head %s", label, reused[0])
     train_records = subsample(load_split(data_dir, spec.family, "train"), config.max_train_examples, run.seed)
     if run.fraction < 1:
         train_records = subsample(train_records, max(1, round(run.fraction * len(train_records))), run.seed)
     eval_records = subsample(load_split(data_dir, spec.family, "validation"), config.max_eval_examples, 0)
-    train_features, _ = encode(spec.family, train_records, tokenizer, config.max_length)
-    eval_features, _ = encode(spec.family, eval_records, tokenizer, config.max_length)
-    stream = TaskStream(spec.family, head_name(spec), train_features, 1.0)
+    train_features, _ = family.encode(train_records, tokenizer, config.max_length)
+    eval_features, _ = family.encode(eval_records, tokenizer, config.max_length)
+    stream = TaskStream(family, head, train_features, 1.0)
     steps = max(1, math.ceil(config.epochs * len(train_features) / config.batch_size))
     settings = finetune_settings(config, steps, run.learning_rate, run.seed, str(checkpoint_dir) if checkpoint_dir else None)
     callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
@@ -123,7 +126,7 @@ def finetune(
     summary = train(model, {run.benchmark: stream}, settings, tokenizer.pad_token_id, callbacks)
     if stopper:
         stopper.keep_best()
-    metrics = evaluate(model, head_name(spec), spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
+    metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return _record(
         pipeline, run, started, metrics=metrics, train_examples=len(train_features),

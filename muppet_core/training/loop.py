@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from muppet_core.data.encoding import collate
-from muppet_core.models.losses import family_loss, r3f_penalty, scaled_loss
+from muppet_core.families.base import Family
 from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.training.callbacks import Callback
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
@@ -31,9 +30,10 @@ from muppet_core.training.settings import LoopSettings
 
 @dataclass
 class TaskStream:
-    """One task's training examples as the loop sees them."""
+    """One task's training examples as the loop sees them, with the family that collates them and
+    gives their loss."""
 
-    family: str
+    family: Family
     head: str
     features: list[dict[str, Any]]
     loss_scale: float
@@ -60,6 +60,11 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
         )
         return DeepSpeedEngine(model, optimizer, scheduler, config)
     return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm)
+
+
+def scaled_loss(loss: torch.Tensor, scale: float, enabled: bool) -> torch.Tensor:
+    """Apply a task's 1/log n(i) factor when loss scaling is on."""
+    return loss * scale if enabled else loss
 
 
 def padding_efficiency(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
@@ -92,7 +97,10 @@ def train(
     accumulation = settings.tasks_per_step // world_size
     engine = build_engine(model, settings, accumulation, world_size)
     batches = {
-        name: BatchStream(s.features, settings.micro_batch_size, settings.seed + i, optim.group_by_length, optim.max_tokens_per_batch)
+        name: BatchStream(
+            [s.family.length(f) for f in s.features], settings.micro_batch_size, settings.seed + i,
+            optim.group_by_length, optim.max_tokens_per_batch,
+        )
         for i, (name, s) in enumerate(sorted(streams.items()))
     }
     checkpoint_dir = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
@@ -116,11 +124,12 @@ def train(
         examples_before = sum(seen.values())
         for name in order:
             stream = streams[name]
-            batch = collate(stream.family, [stream.features[i] for i in batches[name].next_batch()], pad_id)
-            logits = engine(stream.head, stream.family, batch)
-            loss = scaled_loss(family_loss(stream.family, logits, batch["labels"]), stream.loss_scale, mixing.loss_scaling)
+            family = stream.family
+            batch = family.collate([stream.features[i] for i in batches[name].next_batch()], pad_id)
+            logits = engine(stream.head, family, batch)
+            loss = scaled_loss(family.loss(logits, batch["labels"]), stream.loss_scale, mixing.loss_scaling)
             if optim.r3f_eps > 0:
-                loss = loss + optim.r3f_lambda * r3f_penalty(engine.module, stream.head, stream.family, batch, logits, optim.r3f_eps)
+                loss = loss + optim.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, optim.r3f_eps)
             engine.backward(loss)
             for cb in callbacks:
                 cb.on_backward(step)

@@ -74,12 +74,6 @@ class TaskSchedule:
         return self.tasks_for_step(step)[rank::world_size]
 
 
-def _length(feature: dict) -> int:
-    if "choices" in feature:
-        return sum(len(c["input_ids"]) for c in feature["choices"])
-    return len(feature["input_ids"])
-
-
 class BatchStream:
     """Endless micro-batches of one task, reshuffled every epoch with a fixed seed.
 
@@ -91,7 +85,7 @@ class BatchStream:
     The position (epoch, batch) is the stream's whole state, for checkpoints.
 
     Args:
-        features: the task's encoded examples.
+        lengths: the size in tokens of each of the task's encoded examples (its family's ``length``).
         batch_size: examples per micro-batch (the most, with a token budget).
         seed: seed of the shuffles.
         group_by_length: sort by length inside pools.
@@ -101,14 +95,14 @@ class BatchStream:
 
     def __init__(
         self,
-        features: list[dict],
+        lengths: list[int],
         batch_size: int,
         seed: int,
         group_by_length: bool = True,
         max_tokens: int | None = None,
         pool_batches: int = 50,
     ):
-        self.lengths = [_length(f) for f in features]
+        self.lengths = list(lengths)
         self.batch_size, self.seed = batch_size, seed
         self.group_by_length, self.max_tokens, self.pool_batches = group_by_length, max_tokens, pool_batches
         self.epoch, self.cursor = 0, 0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from muppet_core.data.encoding import encode
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import subsample
-from muppet_core.models.multitask import head_name
+from muppet_core.families import get_family
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.loop import TaskStream
 
@@ -19,7 +18,8 @@ def build_streams(
     streams, dropped = {}, {}
     for task in tasks:
         spec = get_task(task)
+        family = get_family(spec.family)
         records = subsample(load_split(data_dirs[task], spec.family, "train"), cap, seed)
-        features, dropped[task] = encode(spec.family, records, tokenizer, max_length, max_target_length)
-        streams[task] = TaskStream(spec.family, head_name(spec), features, spec.loss_scale(max_length, tokenizer.vocab_size))
+        features, dropped[task] = family.encode(records, tokenizer, max_length, max_target_length)
+        streams[task] = TaskStream(family, family.head_name(spec), features, spec.loss_scale(max_length, tokenizer.vocab_size))
     return streams, dropped

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from muppet_core.data.prepare import load_split, prepare_task
-from muppet_core.data.records import ClassificationRecord, MultipleChoiceRecord, SpanRecord
+from muppet_core.families.classification import ClassificationRecord
+from muppet_core.families.multiple_choice import MultipleChoiceRecord
+from muppet_core.families.span import SpanRecord
 from muppet_core.data.splits import bucket, carve, complete_splits, subsample
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import load_catalog

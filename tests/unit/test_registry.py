@@ -29,3 +29,17 @@ def test_every_registered_reader_and_metric_imports():
         assert METRICS.get(name).name == name
     with pytest.raises(ValueError):
         resolve("no_colon_here")
+
+
+def test_an_object_registers_directly_and_can_be_taken_back():
+    reg = Registry("widget")
+    reg.register("lazy", "json:dumps")
+    widget = object()
+    reg.register_object("built", widget)
+    assert reg.get("built") is widget and reg.names() == ["built", "lazy"]
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register_object("lazy", widget)
+    reg.unregister("built")
+    assert "built" not in reg
+    with pytest.raises(KeyError, match="unknown widget 'built'"):
+        reg.get("built")

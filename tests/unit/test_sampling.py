@@ -57,14 +57,18 @@ def _features(lengths):
     return [{"input_ids": [1] * n, "attention_mask": [1] * n} for n in lengths]
 
 
+def _lengths(features):
+    return [len(f["input_ids"]) for f in features]
+
+
 def test_batch_stream_visits_every_example_once_per_epoch_and_resumes():
     features = _features([5, 50, 7, 9, 33, 12, 40, 3, 8, 21])
-    stream = BatchStream(features, 3, seed=3)
+    stream = BatchStream(_lengths(features), 3, seed=3)
     first = [i for _ in range(4) for i in stream.next_batch()]
     assert sorted(first) == list(range(10))
     state = stream.state()
     following = [stream.next_batch() for _ in range(5)]
-    again = BatchStream(features, 3, seed=3)
+    again = BatchStream(_lengths(features), 3, seed=3)
     again.restore(state)
     assert [again.next_batch() for _ in range(5)] == following
 
@@ -84,9 +88,9 @@ def test_length_grouping_and_token_budget_reduce_padding():
             computed += longest * len(batch)
         return real / computed
 
-    assert efficiency(BatchStream(features, 16, 0, group_by_length=True)) > 0.9
-    assert efficiency(BatchStream(features, 16, 0, group_by_length=False)) < 0.7
-    budget = BatchStream(features, 64, 0, max_tokens=1024)
+    assert efficiency(BatchStream(_lengths(features), 16, 0, group_by_length=True)) > 0.9
+    assert efficiency(BatchStream(_lengths(features), 16, 0, group_by_length=False)) < 0.7
+    budget = BatchStream(_lengths(features), 64, 0, max_tokens=1024)
     for _ in range(50):
         batch = budget.next_batch()
         assert len(batch) == 1 or len(batch) * max(len(features[i]["input_ids"]) for i in batch) <= 1024

@@ -3,7 +3,9 @@ regression (STS-B), whose hub rows also go through ``from_hub_fields``."""
 
 from __future__ import annotations
 
-from muppet_core.data.records import ClassificationRecord, RegressionRecord
+from muppet_core.families import get_family
+from muppet_core.families.classification import ClassificationRecord
+from muppet_core.families.regression import RegressionRecord
 from muppet_core.tasks.catalog import TaskSpec
 
 
@@ -101,6 +103,7 @@ def from_hub_fields(row: dict, spec: TaskSpec) -> ClassificationRecord | Regress
 
     The label is a class name of ``spec.labels``, a class index, a bool, or a score (family regression);
     a negative label (unlabelled test rows) is dropped. Map ``id`` only to a column unique within a split.
+    The record is the task family's, its label converted by the family's ``label_type``.
     """
     fields = spec.hub.fields
     label = row[fields.get("label", "label")]
@@ -113,6 +116,5 @@ def from_hub_fields(row: dict, spec: TaskSpec) -> ClassificationRecord | Regress
     text_a = row[fields.get("text_a", "sentence")].strip()
     text_b = row[fields["text_b"]].strip() if "text_b" in fields else None
     example_id = str(row[fields["id"]]) if "id" in fields else ""
-    if spec.family == "regression":
-        return RegressionRecord(text_a=text_a, text_b=text_b, label=float(label), id=example_id)
-    return ClassificationRecord(text_a=text_a, text_b=text_b, label=int(label), id=example_id)
+    family = get_family(spec.family)
+    return family.record_type(text_a=text_a, text_b=text_b, label=family.label_type(label), id=example_id)

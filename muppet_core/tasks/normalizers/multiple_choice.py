@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from muppet_core.data.records import MultipleChoiceRecord
+from muppet_core.families.multiple_choice import MultipleChoiceRecord
 from muppet_core.tasks.catalog import TaskSpec
 
 

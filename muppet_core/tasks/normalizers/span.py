@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from muppet_core.data.records import SpanRecord
+from muppet_core.families.span import SpanRecord
 from muppet_core.tasks.catalog import TaskSpec
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from muppet_core.data.records import SummarizationRecord
+from muppet_core.families.summarization import SummarizationRecord
 from muppet_core.tasks.catalog import TaskSpec
 
 

@@ -6,17 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from muppet_core.data.encoding import collate, encode
-from muppet_core.data.records import (
-    ClassificationRecord,
-    MultipleChoiceRecord,
-    RegressionRecord,
-    SpanRecord,
-    SummarizationRecord,
-)
-from muppet_core.evaluation.evaluate import best_spans, evaluate, predict_spans
+from muppet_core.evaluation.evaluate import evaluate
+from muppet_core.families import get_family
+from muppet_core.families.classification import ClassificationRecord
+from muppet_core.families.multiple_choice import MultipleChoiceRecord
+from muppet_core.families.regression import RegressionRecord
+from muppet_core.families.span import SpanRecord, best_spans
+from muppet_core.families.summarization import SummarizationRecord
 from muppet_core.models.backbone import load_encoder
-from muppet_core.models.multitask import build_multitask_model, head_name
+from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
 
 TASKS = {"classification": "sst2", "regression": "stsb", "multiple_choice": "commonsenseqa", "span": "squad", "summarization": "xsum"}
@@ -59,14 +57,15 @@ def tiny(tiny_backbone):
 def test_every_family_gives_its_metrics_in_range_and_deterministically(tiny, family):
     model, tok = tiny
     spec = get_task(TASKS[family])
-    features, dropped = encode(family, _records(family), tok, 64, max_target_length=16)
+    features, dropped = get_family(family).encode(_records(family), tok, 64, max_target_length=16)
     assert dropped == 0
+    head = get_family(family).head_name(spec)
     model.train()
-    first = evaluate(model, head_name(spec), spec, features, tok.pad_token_id, tokenizer=tok, batch_size=4, max_new_tokens=6)
+    first = evaluate(model, head, spec, features, tok.pad_token_id, tokenizer=tok, batch_size=4, max_new_tokens=6)
     assert model.training  # the caller's mode is restored
-    second = evaluate(model, head_name(spec), spec, features, tok.pad_token_id, tokenizer=tok, batch_size=4, max_new_tokens=6)
+    second = evaluate(model, head, spec, features, tok.pad_token_id, tokenizer=tok, batch_size=4, max_new_tokens=6)
     assert first == second
-    regrouped = evaluate(model, head_name(spec), spec, features, tok.pad_token_id, tokenizer=tok, batch_size=3, max_new_tokens=6)
+    regrouped = evaluate(model, head, spec, features, tok.pad_token_id, tokenizer=tok, batch_size=3, max_new_tokens=6)
     assert regrouped == pytest.approx(first, abs=1e-4)  # other batches, other padding: the same up to float noise
     assert list(first) == [spec.metric, *spec.secondary_metrics]
     low = -1.0 if family == "regression" or spec.metric == "matthews" else 0.0
@@ -76,13 +75,13 @@ def test_every_family_gives_its_metrics_in_range_and_deterministically(tiny, fam
 def test_classification_keeps_the_signature_without_a_tokenizer(tiny):
     model, tok = tiny
     spec = get_task("sst2")
-    features, _ = encode("classification", _records("classification"), tok, 64)
+    features, _ = get_family("classification").encode(_records("classification"), tok, 64)
     assert set(evaluate(model, "sst2", spec, features, tok.pad_token_id)) == {"accuracy"}
 
 
 def test_summarization_needs_the_tokenizer(tiny):
     model, tok = tiny
-    features, _ = encode("summarization", _records("summarization"), tok, 64)
+    features, _ = get_family("summarization").encode(_records("summarization"), tok, 64)
     with pytest.raises(ValueError, match="needs the tokenizer"):
         evaluate(model, "generation", get_task("xsum"), features, tok.pad_token_id)
 
@@ -120,15 +119,15 @@ class _OracleSpan(nn.Module):
 
 def test_span_answers_are_cut_from_the_context_at_the_token_offsets(tiny):
     _, tok = tiny
-    features, _ = encode("span", _span_records(), tok, 64)
-    assert predict_spans(_OracleSpan(), "span", features, tok.pad_token_id, batch_size=4) == ANSWERS  # punctuation and case kept
+    features, _ = get_family("span").encode(_span_records(), tok, 64)
+    assert get_family("span").predict(_OracleSpan(), "span", features, tok.pad_token_id, batch_size=4) == ANSWERS  # punctuation and case kept
     assert evaluate(_OracleSpan(), "span", get_task("squad"), features, tok.pad_token_id) == {"squad_f1": 1.0, "exact_match": 1.0}
 
 
 def test_random_span_predictions_are_context_substrings(tiny):
     model, tok = tiny
-    features, _ = encode("span", _span_records(), tok, 64)
-    for feature, text in zip(features, predict_spans(model, "span", features, tok.pad_token_id)):
+    features, _ = get_family("span").encode(_span_records(), tok, 64)
+    for feature, text in zip(features, get_family("span").predict(model, "span", features, tok.pad_token_id)):
         assert text and text in feature["context"]
         assert len(tok(text, add_special_tokens=False)["input_ids"]) <= 30
 
@@ -136,8 +135,9 @@ def test_random_span_predictions_are_context_substrings(tiny):
 def test_cached_greedy_decoding_matches_recomputing_the_whole_prefix(tiny):
     model, tok = tiny
     model.eval()
-    features, _ = encode("summarization", _records("summarization"), tok, 64)
-    batch = collate("summarization", features, tok.pad_token_id)
+    features, _ = get_family("summarization").encode(_records("summarization"), tok, 64)
+    summarization = get_family("summarization")
+    batch = summarization.collate(features, tok.pad_token_id)
     head = model.heads["generation"]
     with torch.no_grad():
         hidden = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -147,7 +147,7 @@ def test_cached_greedy_decoding_matches_recomputing_the_whole_prefix(tiny):
             seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], 1)
     expected = seq[:, 1:].tolist()
     never = next(t for t in range(tok.vocab_size) if all(t not in row for row in expected))
-    assert model.generate("generation", batch, tok.cls_token_id, never, 5) == expected
+    assert summarization.generate(model, "generation", batch, tok.cls_token_id, never, 5) == expected
     stop = expected[0][2]  # the first row stops before the first occurrence of its third token
-    assert model.generate("generation", batch, tok.cls_token_id, stop, 5)[0] == expected[0][: expected[0].index(stop)]
+    assert summarization.generate(model, "generation", batch, tok.cls_token_id, stop, 5)[0] == expected[0][: expected[0].index(stop)]
     model.train()

@@ -7,7 +7,8 @@ import collections
 import pytest
 
 from muppet_core.data.prepare import load_split
-from muppet_core.data.records import ClassificationRecord, RegressionRecord
+from muppet_core.families.classification import ClassificationRecord
+from muppet_core.families.regression import RegressionRecord
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import load_catalog
 

@@ -7,7 +7,7 @@ import collections
 import pytest
 
 from muppet_core.data.prepare import load_split
-from muppet_core.data.records import MultipleChoiceRecord
+from muppet_core.families.multiple_choice import MultipleChoiceRecord
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import load_catalog
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from muppet_core.data.prepare import load_split
-from muppet_core.data.records import SummarizationRecord
+from muppet_core.families.summarization import SummarizationRecord
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import load_catalog
 

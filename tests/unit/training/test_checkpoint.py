@@ -9,12 +9,12 @@ import random
 import numpy as np
 import torch
 
-from muppet_core.data.encoding import encode
-from muppet_core.data.records import ClassificationRecord
+from muppet_core.config import Optimization
+from muppet_core.families import get_family
+from muppet_core.families.classification import ClassificationRecord
 from muppet_core.models.backbone import load_encoder
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
-from muppet_core.config import Optimization
 from muppet_core.training.callbacks import Callback, CallbackSpec, EarlyStopping, build_callbacks
 from muppet_core.training.checkpoint import LATEST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from muppet_core.training.loop import TaskStream, build_engine, train
@@ -69,11 +69,11 @@ def _run(backbone: str, checkpoint_dir):
     """Train 8 updates with early stopping scored every 2 updates; the first score is the best."""
     model, tokenizer = _model(backbone)
     records = [ClassificationRecord(f"good film {i}" if i % 2 else f"bad film {i}", None, i % 2) for i in range(24)]
-    features, _ = encode("classification", records, tokenizer, 32)
+    features, _ = get_family("classification").encode(records, tokenizer, 32)
     stopper = EarlyStopping(model, lambda: 0.0, every=2, patience=100)
     stopper.score = lambda: 0.0 if stopper.scores else 1.0
     settings = dataclasses.replace(SETTINGS, optim=SETTINGS.optim.model_copy(update={"checkpoint_every": 3}), checkpoint_dir=str(checkpoint_dir))
-    summary = train(model, {"sst2": TaskStream("classification", "sst2", features, 1.0)}, settings, tokenizer.pad_token_id, [stopper])
+    summary = train(model, {"sst2": TaskStream(get_family("classification"), "sst2", features, 1.0)}, settings, tokenizer.pad_token_id, [stopper])
     stopper.keep_best()
     return model, summary, stopper
 
@@ -95,9 +95,9 @@ def test_callbacks_from_specs_see_every_backward_pass(tiny_backbone, tmp_path):
     counter = build_callbacks([spec])[0]
     model, tokenizer = _model(tiny_backbone)
     records = [ClassificationRecord(f"film {i}", None, i % 2) for i in range(16)]
-    features, _ = encode("classification", records, tokenizer, 32)
+    features, _ = get_family("classification").encode(records, tokenizer, 32)
     settings = dataclasses.replace(SETTINGS, steps=3, tasks_per_step=2)
-    train(model, {"sst2": TaskStream("classification", "sst2", features, 1.0)}, settings, tokenizer.pad_token_id, [counter])
+    train(model, {"sst2": TaskStream(get_family("classification"), "sst2", features, 1.0)}, settings, tokenizer.pad_token_id, [counter])
     assert counter.label == "x" and counter.steps == [0, 0, 1, 1, 2, 2]
 
 

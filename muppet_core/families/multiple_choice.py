@@ -1,0 +1,141 @@
+"""Multiple choice: a context with candidate answers, each pair scored by the one shared ``ranking`` head.
+
+The paper found per-dataset heads overfit here, so every multiple-choice dataset shares one head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from muppet_core.families.base import TEXT_KEYS, Family, pad_text, symmetric_kl, text_rows
+from muppet_core.models.heads import ClassificationHead
+
+if TYPE_CHECKING:
+    from muppet_core.models.multitask import MultiTaskModel
+    from muppet_core.tasks.catalog import TaskSpec
+
+RANKING_HEAD = "ranking"
+
+
+@dataclass(frozen=True)
+class MultipleChoiceRecord:
+    """A context (question, premise, passage + question) with candidate answers; label indexes choices."""
+
+    context: str
+    choices: list[str]
+    label: int
+    id: str = ""
+
+
+class MultipleChoiceFamily(Family):
+    """Cross-entropy over the choices' scores (padding choices at -inf); n(i) is the number of choices."""
+
+    name = "multiple_choice"
+    record_type = MultipleChoiceRecord
+    text_fields = ("context",)
+    hub_normalizer = "muppet_core.tasks.normalizers.multiple_choice:from_hub_fields"
+
+    def spec_problem(self, spec: TaskSpec) -> str | None:
+        """Multiple-choice entries need their number of choices."""
+        return None if spec.num_choices else "multiple_choice tasks need 'num_choices'"
+
+    def record_problem(self, record: MultipleChoiceRecord, spec: TaskSpec) -> str | None:
+        """Fewer than two non-empty choices, or an answer index outside them."""
+        if len(record.choices) < 2 or any(not c.strip() for c in record.choices):
+            return "fewer than two non-empty choices"
+        if not 0 <= record.label < len(record.choices):
+            return f"answer index {record.label} outside {len(record.choices)} choices"
+        return None
+
+    def from_row(self, row: dict[str, Any]) -> MultipleChoiceRecord:
+        """The record, its choices a list again (Parquet gives back an array)."""
+        return super().from_row({**row, "choices": list(row["choices"])})
+
+    def model_inputs(self, record: MultipleChoiceRecord) -> tuple[str, str | None]:
+        """The context with its longest choice."""
+        return record.context, max(record.choices, key=len)
+
+    def encode(self, records: list[Any], tokenizer, max_length: int, max_target_length: int = 64) -> tuple[list[dict[str, Any]], int]:
+        """One feature per record: a truncated (context, choice) sequence per choice under ``choices``."""
+        if not records:
+            return [], 0
+        firsts = [r.context for r in records for _ in r.choices]
+        seconds = [c for r in records for c in r.choices]
+        enc = text_rows(tokenizer(firsts, seconds, truncation=True, max_length=max_length), len(seconds))
+        features, i = [], 0
+        for r in records:
+            choices = enc[i : i + len(r.choices)]
+            i += len(r.choices)
+            features.append({"choices": choices, "labels": r.label})
+        return features, 0
+
+    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """[B, choices, L] inputs padded to the most choices and the longest sequence, a [B, choices]
+        ``choice_mask`` of the real choices, and [B] labels."""
+        n_choices = max(len(f["choices"]) for f in features)
+        length = max(len(c["input_ids"]) for f in features for c in f["choices"])
+        filler = {k: [pad_id if k == "input_ids" else 0] for k in features[0]["choices"][0]}
+        flat, mask = [], []
+        for f in features:
+            extra = n_choices - len(f["choices"])
+            flat.extend(f["choices"] + [filler] * extra)
+            mask.append([True] * len(f["choices"]) + [False] * extra)
+        batch = {k: v.view(len(features), n_choices, length) for k, v in pad_text(flat, pad_id, length).items()}
+        batch["choice_mask"] = torch.tensor(mask)
+        labels = [f["labels"] for f in features]
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+    def length(self, feature: dict[str, Any]) -> int:
+        """The tokens of all choices together."""
+        return sum(len(c["input_ids"]) for c in feature["choices"])
+
+    def longest(self, feature: dict[str, Any]) -> int:
+        """The longest choice's sequence."""
+        return max(len(c["input_ids"]) for c in feature["choices"])
+
+    def head_name(self, spec: TaskSpec) -> str:
+        """The shared ``ranking`` head."""
+        return RANKING_HEAD
+
+    def head_shape(self, spec: TaskSpec) -> dict:
+        """A classification head with one output, the choice's score."""
+        return {"kind": "classification", "outputs": 1}
+
+    def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
+        """Dense-tanh-projection over each pooled (context, choice) vector."""
+        return ClassificationHead(encoder.config.hidden_size, shape["outputs"])
+
+    def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, choices] scores, padding choices at -inf."""
+        b, c, length = batch["attention_mask"].shape
+        flat = {k: v.reshape(b * c, length, *v.shape[3:]) for k, v in batch.items() if k in (*TEXT_KEYS, "inputs_embeds")}
+        hidden = model.encode(flat)
+        scores = model.heads[head](model.pool(hidden, flat["attention_mask"])).view(b, c)
+        return scores.masked_fill(~batch["choice_mask"], float("-inf"))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the choices."""
+        return F.cross_entropy(logits, labels)
+
+    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+        """The number of choices."""
+        return spec.num_choices
+
+    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+        """The number of choices."""
+        return spec.num_choices
+
+    def divergence(self, logits: torch.Tensor, noisy_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Symmetric KL over the real choices (padding choices at -1e4, not -inf)."""
+        mask = batch["choice_mask"]
+        logits, noisy_logits = logits.masked_fill(~mask, -1e4), noisy_logits.masked_fill(~mask, -1e4)
+        return symmetric_kl(logits, noisy_logits)
+
+
+FAMILY = MultipleChoiceFamily()

@@ -1,0 +1,150 @@
+"""Summarization: a document and its summary, written by the one shared ``generation`` decoder,
+warm-started from the encoder and cross-attending to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from muppet_core.families.base import IGNORE_INDEX, MAX_NEW_TOKENS, Family, inference, pad, pad_text, text_rows
+from muppet_core.models.heads import DecoderHead
+
+if TYPE_CHECKING:
+    from muppet_core.models.multitask import MultiTaskModel
+    from muppet_core.tasks.catalog import TaskSpec
+
+GENERATION_HEAD = "generation"
+LABEL_SMOOTHING = 0.1
+
+
+@dataclass(frozen=True)
+class SummarizationRecord:
+    """A document and its reference summary (the decoder's target)."""
+
+    document: str
+    summary: str
+    id: str = ""
+
+
+def decoder_start_id(tokenizer) -> int:
+    """The token the summarization decoder starts from ([CLS], or <s>)."""
+    return tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+
+
+def decoder_stop_id(tokenizer) -> int:
+    """The token that ends a summary ([SEP], or </s>): the last token the tokenizer appends."""
+    return tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+
+
+class SummarizationFamily(Family):
+    """Label-smoothed (0.1) token cross-entropy over the summary; n(i) is the vocabulary size; no
+    R3F term; the prediction is the decoder's greedy output, as text."""
+
+    name = "summarization"
+    record_type = SummarizationRecord
+    text_fields = ("document", "summary")
+    hub_normalizer = "muppet_core.tasks.normalizers.summarization:from_hub_fields"
+
+    def model_inputs(self, record: SummarizationRecord) -> tuple[str, str | None]:
+        """The document alone."""
+        return record.document, None
+
+    def encode(self, records: list[Any], tokenizer, max_length: int, max_target_length: int = 64) -> tuple[list[dict[str, Any]], int]:
+        """The truncated document, and the summary cut to ``max_target_length`` tokens: the decoder
+        reads ``[CLS] summary`` and predicts ``summary [SEP]``. Evaluation also reads the whole
+        reference ``summary``, which ``collate`` ignores."""
+        if not records:
+            return [], 0
+        sources = text_rows(tokenizer([r.document for r in records], truncation=True, max_length=max_length), len(records))
+        targets = tokenizer([r.summary for r in records], truncation=True, max_length=max_target_length + 1)["input_ids"]
+        start = decoder_start_id(tokenizer)
+        return [
+            {**src, "decoder_input_ids": [start, *tgt[1:-1]], "labels": tgt[1:], "summary": r.summary}
+            for src, tgt, r in zip(sources, targets, records)
+        ], 0
+
+    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """Padded inputs, padded decoder inputs with their mask, and [B, T] labels (padding ignored by the loss)."""
+        batch = pad_text(features, pad_id, max(len(f["input_ids"]) for f in features))
+        target = max(len(f["labels"]) for f in features)
+        batch["decoder_input_ids"] = torch.tensor(pad([f["decoder_input_ids"] for f in features], pad_id, target))
+        batch["decoder_attention_mask"] = torch.tensor(pad([[1] * len(f["decoder_input_ids"]) for f in features], 0, target))
+        batch["labels"] = torch.tensor(pad([f["labels"] for f in features], IGNORE_INDEX, target))
+        return batch
+
+    def head_name(self, spec: TaskSpec) -> str:
+        """The shared ``generation`` decoder."""
+        return GENERATION_HEAD
+
+    def head_shape(self, spec: TaskSpec) -> dict:
+        """A decoder (its size is the encoder's)."""
+        return {"kind": "decoder", "outputs": 0}
+
+    def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
+        """A decoder warm-started from the encoder."""
+        return DecoderHead(encoder)
+
+    def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, T, vocabulary] next-token logits of the decoder over the encoder's states."""
+        hidden = model.encode(batch)
+        return model.heads[head](batch["decoder_input_ids"], batch["decoder_attention_mask"], hidden, batch["attention_mask"])
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Label-smoothed token cross-entropy, padding positions skipped."""
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, label_smoothing=LABEL_SMOOTHING)
+
+    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+        """The vocabulary size."""
+        return vocab_size
+
+    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+        """The vocabulary size, known at run time."""
+        return "vocabulary size"
+
+    def r3f(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], logits: Any, eps: float) -> torch.Tensor:
+        """Zero: R3F is defined for the classification-style heads."""
+        return torch.zeros((), device=batch["input_ids"].device)
+
+    @torch.no_grad()
+    def generate(
+        self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int
+    ) -> list[list[int]]:
+        """Greedy output of the decoder ``head`` for a collated batch (see ``DecoderHead.generate``)."""
+        hidden = model.encode(batch)
+        return model.heads[head].generate(hidden, batch["attention_mask"], start_id, stop_id, max_new_tokens)
+
+    def predict(
+        self,
+        model: MultiTaskModel,
+        head: str,
+        features: list[dict[str, Any]],
+        pad_id: int,
+        batch_size: int = 64,
+        tokenizer=None,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ) -> list[str]:
+        """Greedy summaries (at most ``max_new_tokens`` tokens, ending at [SEP]), decoded to text.
+
+        Raises:
+            ValueError: no tokenizer to decode the summaries with.
+        """
+        if tokenizer is None:
+            raise ValueError("evaluating a summarization task needs the tokenizer to decode summaries")
+        start_id, stop_id = decoder_start_id(tokenizer), decoder_stop_id(tokenizer)
+        out = [""] * len(features)
+        with inference(model):
+            for idx, batch in self.batches(model, features, pad_id, batch_size):
+                for i, tokens in zip(idx, self.generate(model, head, batch, start_id, stop_id, max_new_tokens)):
+                    out[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return out
+
+    def references(self, features: list[dict[str, Any]]) -> list[str]:
+        """Each feature's whole reference summary."""
+        return [f["summary"] for f in features]
+
+
+FAMILY = SummarizationFamily()
