@@ -61,13 +61,14 @@ def main() -> int:
     import torch
 
     from muppet_core.artifacts.store import ArtifactStore
-    from muppet_core.config import DataConfig
+    from muppet_core.config import DataConfig, Optimization
     from muppet_core.data.stage import data_stage
     from muppet_core.models.backbone import base_variant, load_encoder
     from muppet_core.models.multitask import build_multitask_model
     from muppet_core.tasks.catalog import get_task
     from muppet_core.training.engine import init_distributed
-    from muppet_core.training.loop import LoopSettings, _optimizer, scaled_loss, train
+    from muppet_core.training.loop import _optimizer, scaled_loss, train
+    from muppet_core.training.settings import LoopSettings
     from muppet_core.training.sampling import BatchStream, TaskSchedule
     from muppet_core.training.streams import build_streams
 
@@ -79,14 +80,14 @@ def main() -> int:
         streams, _ = build_streams(TASKS, dirs, tokenizer, args.max_length, 4000, 0)
     pad = tokenizer.pad_token_id
     settings = LoopSettings(
-        steps=args.steps, tasks_per_step=args.tasks_per_step, micro_batch_size=args.micro_batch, learning_rate=5e-5,
-        warmup_ratio=0.0, weight_decay=0.01, engine=args.engine, seed=0,
+        Optimization(warmup_ratio=0.0, weight_decay=0.01, engine=args.engine),
+        steps=args.steps, tasks_per_step=args.tasks_per_step, micro_batch_size=args.micro_batch, learning_rate=5e-5, seed=0,
     )
     if args.engine == "deepspeed":
         init_distributed()
 
     # The exact micro-batches the engine draws (same schedule, same batch streams).
-    schedule = TaskSchedule({n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, settings.sampling, settings.seed, total_steps=args.steps)
+    schedule = TaskSchedule({n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, settings.mixing.sampling, settings.seed, total_steps=args.steps)
     batch_streams = {
         n: BatchStream([s.family.length(f) for f in s.features], settings.micro_batch_size, settings.seed + i)
         for i, (n, s) in enumerate(sorted(streams.items()))

@@ -13,13 +13,15 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
+from muppet_core.config import Optimization
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.families import FAMILIES, get_family, register_family, unregister_family
 from muppet_core.families.base import Family
 from muppet_core.models.backbone import load_encoder
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import TaskSpec
-from muppet_core.training.loop import LoopSettings, TaskStream, train
+from muppet_core.training.loop import TaskStream, train
+from muppet_core.training.settings import LoopSettings
 
 BUCKETS = ["short", "long"]
 SHORT_WORDS = ["red", "blue", "green", "pink"]
@@ -166,8 +168,8 @@ def test_a_plugin_family_trains_through_the_loop_and_is_scored_by_evaluate(famil
     assert dropped == 0
     stream = TaskStream(family, family.head_name(spec), train_features, spec.loss_scale(32))
     assert stream.loss_scale == pytest.approx(1 / math.log(2))
-    settings = LoopSettings(steps=30, tasks_per_step=1, micro_batch_size=8, learning_rate=1e-2, warmup_ratio=0.0,
-                            weight_decay=0.0, seed=0, r3f_eps=1e-3)
+    settings = LoopSettings(Optimization(warmup_ratio=0.0, weight_decay=0.0, r3f_eps=1e-3), steps=30, tasks_per_step=1,
+                            micro_batch_size=8, learning_rate=1e-2, seed=0)
     summary = train(model, {"buckets": stream}, settings, tok.pad_token_id)
     losses = [h["loss"] for h in summary["history"]]
     assert summary["examples_seen"] == 30 * 8 and all(math.isfinite(v) for v in losses)
