@@ -15,13 +15,13 @@ from muppet_core.training.finetune import read_result
 
 @flow(name="leaderboard")
 def build_leaderboard(pipeline_name: str, pipeline: PipelineConfig, backbones: list[str], results: list[StageOutput]) -> str:
-    """Aggregate the fine-tune results of every backbone evaluated (failed runs included); returns
-    the published CSV's location."""
+    """Keep the fine-tune results of every backbone evaluated (failed runs included) and publish
+    the table of every backbone the pipeline keeps; returns the published CSV's location."""
     store = open_store(pipeline)
     records = [read_result(store, r) for r in results]
     published = leaderboard_stage(
         pipeline_name, backbones, pipeline.finetune.benchmarks, results, records, store,
-        selection=pipeline.finetune.selection, run=str(flow_run.root_flow_run_id),
+        selection=pipeline.finetune.selection, run=str(flow_run.root_flow_run_id), finetune=pipeline.finetune, own=pipeline.backbone,
     )
     logger = get_run_logger()
     logger.info(published.output.describe())
@@ -30,5 +30,7 @@ def build_leaderboard(pipeline_name: str, pipeline: PipelineConfig, backbones: l
     create_table_artifact(published.table, key=table_key, description=f"Leaderboard of {pipeline_name} (the CSV's rows)")
     for line in published.board.missing():
         logger.warning("missing cell: %s", line)
+    for out in published.board.left_out:
+        logger.warning("left out of the table: %s (%d rows): %s", out.backbone, out.rows, out.reason)
     logger.info("leaderboard CSV: %s; history: %s", published.csv_uri, published.history_uri)
     return published.csv_uri

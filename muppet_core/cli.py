@@ -75,6 +75,13 @@ def _results(args: argparse.Namespace) -> int:
     from muppet_core.leaderboard.read import results_text
 
     store = ArtifactStore(args.store or load_pipeline(args.pipeline, args.config).store)
+    if args.prune:
+        from muppet_core.leaderboard.stage import prune_backbone
+
+        published, entry = prune_backbone(store, args.pipeline, args.prune)
+        print(f"pruned '{args.prune}' ({entry.rows} row(s)) from the leaderboard of '{args.pipeline}': {published.csv_uri}; "
+              f"its results stay in the store, and evaluating it again brings it back. history: {published.history_uri}")
+        return 0
     text = results_text(store, args.pipeline, args.format, backbone=args.backbone, history=args.history)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -117,6 +124,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--output", help="write to this file instead of stdout")
     p.add_argument("--backbone", help="only the rows of this backbone label (the part of `model` before ' / ')")
     p.add_argument("--history", action="store_true", help="every run's scores, oldest first, instead of the latest table")
+    p.add_argument("--prune", metavar="BACKBONE", help="drop this backbone label from the table (recorded in the history; its results stay in the store)")
     p.set_defaults(func=_results)
     return parser, sub
 

@@ -29,6 +29,11 @@ class HistoryEntry(Schema):
     """The Prefect flow run that published it."""
     board: Leaderboard
     """The leaderboard as published."""
+    evaluated: list[str] | None = None
+    """Labels of the backbones the run evaluated (the board also holds those kept from earlier
+    runs); None in entries written before the table kept them: every row."""
+    pruned: str | None = None
+    """The backbone this entry dropped from the table (``muppet results --prune``)."""
 
 
 def history_dir(pipeline: str) -> str:
@@ -40,10 +45,22 @@ def history_dir(pipeline: str) -> str:
     return f"pipelines/{safe_name('pipeline', pipeline)}/history"
 
 
-def append_history(store: ArtifactStore, board: Leaderboard, run: str | None = None, now: datetime | None = None) -> str:
-    """Append the leaderboard of one run to the pipeline's history; returns the entry's location."""
+def append_history(
+    store: ArtifactStore, board: Leaderboard, run: str | None = None, now: datetime | None = None,
+    evaluated: list[str] | None = None, pruned: str | None = None,
+) -> str:
+    """Append the leaderboard of one run to the pipeline's history; returns the entry's location.
+
+    Args:
+        store: the artifact store.
+        board: the leaderboard as published.
+        run: the Prefect flow run.
+        now: the entry's time (default: now).
+        evaluated: labels of the backbones the run evaluated (None: every row of the board).
+        pruned: the backbone the entry dropped from the table.
+    """
     now = now or datetime.now(timezone.utc)
-    entry = HistoryEntry(time=now.isoformat(timespec="seconds"), run=run, board=board)
+    entry = HistoryEntry(time=now.isoformat(timespec="seconds"), run=run, board=board, evaluated=evaluated, pruned=pruned)
     name = f"{now:%Y%m%dT%H%M%S%fZ}-{board.key[:8] or 'nokey'}.json"
     return store.write_text(f"{history_dir(board.pipeline)}/{name}", entry.model_dump_json())
 
@@ -55,15 +72,21 @@ def read_history(store: ArtifactStore, pipeline: str) -> list[HistoryEntry]:
 
 
 def history_frame(entries: list[HistoryEntry], backbone: str | None = None) -> pd.DataFrame:
-    """One row per run and backbone variant: each column's value (a fraction) and, for benchmarks,
-    the number of finished runs behind it. Columns are the union over runs, in order of appearance."""
+    """One row per run and backbone variant it evaluated: each column's value (a fraction) and, for
+    benchmarks, the number of finished runs behind it; a pruning is one row ``<backbone> (pruned)``
+    without values. Columns are the union over runs, in order of appearance."""
     rows, names = [], {}
     for entry in entries:
         board = entry.board
         for column in board.columns:
             names.setdefault(column.name, column.kind == "benchmark")
+        if entry.pruned is not None and backbone in (None, entry.pruned):
+            rows.append({"time": entry.time, "run": entry.run, "leaderboard": board.key, "model": f"{entry.pruned} (pruned)",
+                         "backbone": entry.pruned, "variant": "pruned", "variant_key": None})
         for row in board.rows:
             if backbone is not None and row.backbone != backbone:
+                continue
+            if entry.evaluated is not None and row.backbone not in entry.evaluated:
                 continue
             out = {"time": entry.time, "run": entry.run, "leaderboard": board.key, "model": row.model,
                    "backbone": row.backbone, "variant": row.variant, "variant_key": row.variant_key}
@@ -89,7 +112,7 @@ def render_history(entries: list[HistoryEntry], fmt: str, backbone: str | None =
     """
     frame = history_frame(entries, backbone)
     if backbone is not None and frame.empty:
-        known = sorted({r.backbone for e in entries for r in e.board.rows})
+        known = sorted({r.backbone for e in entries for r in e.board.rows} | {e.pruned for e in entries if e.pruned})
         raise KeyError(f"no backbone '{backbone}' in the history; known: {', '.join(known) or 'none'}")
     if fmt == "csv":
         return frame.to_csv(index=False)
@@ -101,7 +124,7 @@ def render_history(entries: list[HistoryEntry], fmt: str, backbone: str | None =
     header = ["time", "model", "variant_key", *values]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for _, r in frame.iterrows():
-        cells = [r["time"], r["model"], str(r["variant_key"] or "")[:8]]
+        cells = [r["time"], r["model"], "" if pd.isna(r["variant_key"]) else str(r["variant_key"])[:8]]
         cells += [points(None if pd.isna(r[c]) else float(r[c])) for c in values]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([f"## Results history: {entries[0].board.pipeline if entries else ''}", "", *lines, ""])

@@ -1,4 +1,4 @@
-"""PNG charts of a leaderboard: base vs pre-finetuned per benchmark, and the curves of the
+"""PNG charts of a leaderboard: every backbone per benchmark, one panel per variant, and the curves of the
 sample-efficiency and task-count experiments when their records are present.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot state), so drawing is safe inside
@@ -8,13 +8,15 @@ a Prefect worker thread.
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from muppet_core.evaluation.results import ResultRecord
-from muppet_core.leaderboard.aggregate import SELECTIONS
-from muppet_core.leaderboard.schema import Leaderboard
+from muppet_core.leaderboard.aggregate import SELECTIONS, VARIANT_ORDER
+from muppet_core.leaderboard.schema import Leaderboard, Row
 
 # Experiment name -> (x axis label, how a record gives its x).
 EXPERIMENTS = {
@@ -30,35 +32,58 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _series(row: Row) -> str:
+    """The bar's legend entry: the backbone, with the variant key when one backbone has two of a variant."""
+    return row.model.replace(f" / {row.variant}", "", 1)
+
+
+def _legend_label(row: Row) -> str:
+    marks = [m for m, on in (("pipeline's own", row.own), ("older code", row.older_code)) if on]
+    return _series(row) + (f" ({', '.join(marks)})" if marks else "")
+
+
 def bar_chart(board: Leaderboard) -> bytes:
-    """Grouped bars: one group per benchmark (and the average), one bar per backbone variant, ×100,
-    with min–max whiskers over seeds; a missing cell has no bar, only the word ``missing``."""
+    """The PNG of ``bar_figure``."""
+    return _png(bar_figure(board))
+
+
+def bar_figure(board: Leaderboard) -> Figure:
+    """One panel per variant (base, pre-finetuned, ...), stacked; in each, one bar group per
+    benchmark and the average, one bar per backbone, ×100, with min–max whiskers over seeds. A
+    backbone keeps its colour in every panel, and the figure widens with the number of backbones,
+    so labels never overlap. A missing cell has no bar, only the word ``missing``."""
     names = [*board.benchmarks, "average"]
-    rows = board.rows
-    width = 0.8 / max(1, len(rows))
-    fig = Figure(figsize=(max(6.0, 1.6 * len(names) + 2), 4.6))
-    ax = fig.add_subplot()
+    variants = sorted({r.variant for r in board.rows}, key=lambda v: (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER), v)) or ["base"]
+    series = list(dict.fromkeys(_series(r) for r in board.rows))
+    colors = {name: (f"C{i}" if len(series) <= 10 else colormaps["tab20"](i % 20)) for i, name in enumerate(series)}
+    most = max([sum(r.variant == v for r in board.rows) for v in variants] + [1])
+    width = 0.8 / most
+    fig = Figure(figsize=(max(6.0, len(names) * (0.38 * most + 0.5) + 1.2), 2.9 * len(variants) + 0.4 + 0.22 * math.ceil(len(series) / 4)), layout="constrained")
     x = np.arange(len(names))
-    for i, row in enumerate(rows):
-        offsets = x - 0.4 + width * (i + 0.5)
-        cells = [row.cells[n] for n in names]
-        values = [100 * c.value if c.value is not None else np.nan for c in cells]
-        bars = ax.bar(offsets, np.nan_to_num(values), width * 0.92, label=row.model, color=f"C{i}")
-        for bar, cell, value in zip(bars, cells, values):
-            if cell.value is None:  # no bar at all: a missing cell must not read as a low score
-                ax.annotate("missing", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom", fontsize=8, rotation=90, color="dimgray", xytext=(0, 3), textcoords="offset points")
-                continue
-            if cell.n and cell.n > 1:
-                ax.errorbar(bar.get_x() + bar.get_width() / 2, value, yerr=[[value - 100 * cell.min], [100 * cell.max - value]], fmt="none", ecolor="black", capsize=3, lw=1)
-            ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(x, _tick_labels(board, names))
-    ax.set_ylabel("main metric ×100")
-    ax.set_ylim(0, 105)
-    ax.set_title(f"{board.pipeline}: base vs pre-finetuned ({board.selection_text})", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=min(len(rows), 3), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
+    legend: dict[str, object] = {}
+    for ax, variant in zip(fig.subplots(len(variants), 1, squeeze=False)[:, 0], variants):
+        for i, row in enumerate(r for r in board.rows if r.variant == variant):
+            cells = [row.cells[n] for n in names]
+            values = [100 * c.value if c.value is not None else np.nan for c in cells]
+            bars = ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width * 0.92, color=colors[_series(row)])
+            legend.setdefault(_legend_label(row), bars)
+            for bar, cell, value in zip(bars, cells, values):
+                middle = bar.get_x() + bar.get_width() / 2
+                if cell.value is None:  # no bar at all: a missing cell must not read as a low score
+                    ax.annotate("missing", (middle, 0), ha="center", va="bottom", fontsize=7, rotation=90, color="dimgray", xytext=(0, 3), textcoords="offset points")
+                    continue
+                if cell.n and cell.n > 1:
+                    ax.errorbar(middle, value, yerr=[[value - 100 * cell.min], [100 * cell.max - value]], fmt="none", ecolor="black", capsize=2, lw=1)
+                top = 100 * cell.max if cell.n and cell.n > 1 else value
+                ax.annotate(f"{value:.1f}", (middle, top), ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(x, _tick_labels(board, names))
+        ax.set_ylabel("main metric ×100")
+        ax.set_ylim(0, 112)
+        ax.set_title(variant, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{board.pipeline}: every kept backbone, by variant ({board.selection_text})", fontsize=10)
+    fig.legend(list(legend.values()), list(legend), fontsize=8, loc="outside lower center", ncol=min(len(legend), 4) or 1, frameon=False)
+    return fig
 
 
 def _tick_labels(board: Leaderboard, names: list[str]) -> list[str]:

@@ -16,6 +16,10 @@ from muppet_core.leaderboard.schema import Cell, Leaderboard, Row
 
 ID_COLUMNS = ["model", "backbone", "variant", "variant_key", "selection"]
 """The first columns of the CSV; ``model`` (``<backbone> / <variant>``) is its first column."""
+PROVENANCE = ["own", "computed_at", "run", "code_version", "older_code"]
+"""After the ids: whether the row is the pipeline's own backbone, and where its results come from."""
+OWN = "◆"
+"""Marks the pipeline's own backbone in the Markdown."""
 BENCHMARK_STATS = ["n", "min", "max", "failed", "note"]
 AVERAGE_STATS = ["note"]
 PAPER_STATS = ["paper", "paper_verified", "vs_paper", "paper_note"]
@@ -26,7 +30,7 @@ UNVERIFIED = "*"
 def flat_columns(board: Leaderboard) -> list[str]:
     """Column order of the flat table: ids, each column's value then its stats, then the paper's
     numbers per benchmark (only when the backbone matches a family of the paper)."""
-    names = list(ID_COLUMNS)
+    names = [*ID_COLUMNS, *PROVENANCE]
     for column in board.columns:
         stats = BENCHMARK_STATS if column.kind == "benchmark" else AVERAGE_STATS
         names += [column.name, *(f"{column.name}.{s}" for s in stats)]
@@ -37,6 +41,7 @@ def flat_columns(board: Leaderboard) -> list[str]:
 
 def _flat_row(board: Leaderboard, row: Row) -> dict:
     out = {"model": row.model, "backbone": row.backbone, "variant": row.variant, "variant_key": row.variant_key, "selection": board.selection}
+    out.update({name: getattr(row, name) for name in PROVENANCE})
     for column in board.columns:
         cell = row.cells[column.name]
         out[column.name] = cell.value
@@ -104,10 +109,24 @@ def _header(board: Leaderboard) -> list[str]:
     return ["model", *(f"{c.name} ({c.metric})" if c.metric else c.name for c in board.columns)]
 
 
+def ranked(rows: list[Row]) -> list[Row]:
+    """Rows by their average, best first; rows without one last, in their order."""
+    return sorted(rows, key=lambda r: (r.cells["average"].value is None, -(r.cells["average"].value or 0.0)))
+
+
+def provenance_text(computed_at: str | None, run: str | None, older_code: bool = False) -> str:
+    """``2026-01-03 09:12 UTC, run 1a2b3c4d`` (and ``, older code``); ``—`` when unknown."""
+    if computed_at is None:
+        return "—"
+    text = computed_at[:16].replace("T", " ") + " UTC" + (f", run {run[:8]}" if run else "")
+    return text + (", older code" if older_code else "")
+
+
 def _scored_table(board: Leaderboard, rows: list[Row], notes: list[str], signed: bool) -> list[str]:
     lines = []
+    computed = not signed and any(row.computed_at for row in rows)
     for row in rows:
-        cells = [row.model]
+        cells = [f"{row.model} {OWN}" if row.own and not signed else row.model]
         for column in board.columns:
             cell = row.cells[column.name]
             text = cell_text(cell, signed)
@@ -115,8 +134,39 @@ def _scored_table(board: Leaderboard, rows: list[Row], notes: list[str], signed:
                 notes.append(f"{row.model}, {column.name}: {cell.note}")
                 text += f" [{len(notes)}]"
             cells.append(text)
+        if computed:
+            cells.append(provenance_text(row.computed_at, row.run, row.older_code))
         lines.append(cells)
-    return _table(_header(board), lines)
+    return _table(_header(board) + (["computed"] if computed else []), lines)
+
+
+def _kept_lines(board: Leaderboard) -> list[str]:
+    """The caption's sentences on the rows kept from earlier runs, older code and what was left out."""
+    lines = []
+    if any(row.computed_at for row in board.rows):
+        lines.append("The table keeps the latest results of every backbone evaluated on this pipeline with its current "
+                     "benchmarks and fine-tune settings; `computed` says when and in which flow run.")
+    older = [row for row in board.rows if row.older_code]
+    if older:
+        lines.append(f"{len(older)} row(s) were computed by an older version of the fine-tuning code (`older code`): they stay "
+                     f"until their backbone is evaluated again (`muppet run {board.pipeline} --backbone ...`).")
+    if board.left_out:
+        rows = sum(x.rows for x in board.left_out)
+        unreadable = "" if all(x.reason.startswith("computed with other") for x in board.left_out) else " or can no longer be read"
+        lines.append(f"**{rows} row(s) of {len(board.left_out)} backbone(s) left out**: their results do not match the "
+                     f"pipeline's current settings{unreadable} (see *Left out*).")
+    return [" ".join(lines), ""] if lines else []
+
+
+def _left_out_section(board: Leaderboard) -> list[str]:
+    if not board.left_out:
+        return []
+    rows = sum(x.rows for x in board.left_out)
+    lines = ["### Left out", "", f"{rows} row(s) of {len(board.left_out)} backbone(s) are not in the table; evaluate a backbone "
+             f"again with the current settings to bring it back (`muppet run {board.pipeline} --backbone ...`).", ""]
+    for x in board.left_out:
+        lines.append(f"- `{x.backbone}` ({x.rows} row(s), {provenance_text(x.computed_at, x.run)}): {x.reason}")
+    return lines + [""]
 
 
 def _paper_section(board: Leaderboard) -> list[str]:
@@ -146,14 +196,18 @@ def to_markdown(board: Leaderboard) -> str:
     backbones = ", ".join(f"`{label}` ({spec})" if spec != label else f"`{label}`" for label, spec in board.backbones.items())
     lines = [
         f"## Leaderboard: {board.pipeline}", "",
-        f"Backbone: {backbones}. Each cell: the {board.selection_text} of the benchmark's main metric, ×100, "
+        f"Backbone{'s' if len(board.backbones) > 1 else ''}: {backbones}. Each cell: the {board.selection_text} of the benchmark's main metric, ×100, "
         "with the number of finished runs (n) and their min–max. — marks a missing cell (never a zero): "
         "the notes say why; an average is missing when one of its benchmarks is.", "",
     ]
+    own = f"; {OWN} marks the pipeline's own backbone (`{board.own}`)" if board.own in board.backbones else ""
+    lines += [f"Rows are ranked by the average, best first{own}.", ""]
+    lines += _kept_lines(board)
     notes: list[str] = []
-    lines += _scored_table(board, board.rows, notes, signed=False) + [""]
+    lines += _scored_table(board, ranked(board.rows), notes, signed=False) + [""]
     if board.deltas:
         lines += ["### Pre-finetuned minus base (points)", ""] + _scored_table(board, board.deltas, notes, signed=True) + [""]
+    lines += _left_out_section(board)
     lines += _paper_section(board)
     if notes:
         lines += ["### Notes", ""] + [f"{i}. {note}" for i, note in enumerate(notes, 1)] + [""]

@@ -78,6 +78,31 @@ class Row(Schema):
     """Column name -> cell."""
     paper: dict[str, Reference] = Field(default_factory=dict)
     """Benchmark -> the paper's number for this backbone family and variant, where it has one."""
+    own: bool = False
+    """Whether the backbone is the pipeline's own (``backbone`` in pipelines.yaml)."""
+    computed_at: str | None = None
+    """When the backbone's results behind the row were first published (UTC, ISO 8601)."""
+    run: str | None = None
+    """The Prefect flow run that published them."""
+    code_version: str | None = None
+    """The fine-tuning code version of those results."""
+    older_code: bool = False
+    """Whether they were computed by an older fine-tuning code version than the pipeline's latest run."""
+
+
+class LeftOut(Schema):
+    """A backbone kept for the pipeline whose results do not match its current settings."""
+
+    backbone: str
+    """Short backbone label."""
+    rows: int
+    """Rows it would have in the table."""
+    computed_at: str | None = None
+    """When its results were published."""
+    run: str | None = None
+    """The flow run that published them."""
+    reason: str
+    """Why its rows are left out."""
 
 
 class Leaderboard(Schema):
@@ -101,6 +126,10 @@ class Leaderboard(Schema):
     """One row per backbone variant."""
     deltas: list[Row] = Field(default_factory=list)
     """Pre-finetuned minus base, one row per backbone that has both."""
+    own: str | None = None
+    """Label of the pipeline's own backbone."""
+    left_out: list[LeftOut] = Field(default_factory=list)
+    """Backbones whose results no longer match the pipeline's settings, with why."""
     links: dict[str, str] = Field(default_factory=dict)
     """Rendering name (csv, md, json, chart, curves-...) -> its location in the store."""
 
@@ -130,4 +159,5 @@ class Leaderboard(Schema):
             "rows": keep(self.rows), "deltas": keep(self.deltas),
             "backbones": {backbone: self.backbones[backbone]} if backbone in self.backbones else {},
             "paper_families": {k: v for k, v in self.paper_families.items() if k == backbone},
+            "left_out": [x for x in self.left_out if x.backbone == backbone],
         })

@@ -1,21 +1,28 @@
 """The leaderboard stage: result records -> a content-addressed leaderboard (CSV, Markdown, JSON,
 PNG charts), published as the pipeline's latest under ``pipelines/<name>/`` and appended to its
-results history."""
+results history. The table holds every backbone the pipeline keeps (``kept.py``), not only those
+of the latest run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
+from muppet_core.config import FinetuneConfig
+from muppet_core.errors import MuppetError
 from muppet_core.evaluation.results import ResultRecord
 from muppet_core.leaderboard.aggregate import aggregate
 from muppet_core.leaderboard.history import append_history
+from muppet_core.leaderboard.kept import (
+    KeptEntry, KeptIndex, ResultRef, fingerprint, index_lock, left_out, most_common, merge, read_index, read_records, scored_settings, split, write_index,
+)
 from muppet_core.leaderboard.paper import load_references
 from muppet_core.leaderboard.plots import bar_chart, curve_charts
 from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markdown
-from muppet_core.leaderboard.schema import Leaderboard
+from muppet_core.leaderboard.schema import Leaderboard, LeftOut
 from muppet_core.models.backbone import backbone_label
 from muppet_core.registry import safe_name
 
@@ -63,32 +70,131 @@ def leaderboard_stage(
     store: ArtifactStore,
     selection: str = "median",
     run: str | None = None,
+    finetune: FinetuneConfig | None = None,
+    own: str | None = None,
 ) -> Published:
-    """Build the leaderboard from the result records, publish it and append it to the history.
+    """Keep this run's results as the latest of their backbones, then build the leaderboard from
+    every kept backbone whose results match the current settings, publish it and append it to
+    the history.
 
     Args:
         pipeline: pipeline name.
         backbones: the backbones evaluated, as configured (they label the rows and are matched to the
             paper; a record without a backbone label belongs to the first).
         benchmarks: the benchmark columns, in order.
-        results: the fine-tune outputs the records come from (kept in the artifact's manifest).
-        records: their result records, failed runs included.
+        results: the fine-tune outputs the records come from, one per record (kept in the index).
+        records: their result records, in the same order, failed runs included.
         store: the artifact store.
         selection: the rule over seeds (see ``aggregate.SELECTIONS``).
-        run: the Prefect flow run, kept in the history entry.
+        run: the Prefect flow run, kept in the index and the history entry.
+        finetune: the pipeline's fine-tune settings, which kept results must match (None: only
+            the benchmarks are compared).
+        own: the pipeline's own backbone, marked in the table (default: the first of ``backbones``).
 
     Raises:
         MuppetError: the pipeline name is not a safe name (checked before anything is written).
+        ValueError: ``results`` and ``records`` differ in length.
     """
     safe_name("pipeline", pipeline)
-    labels = {backbone_label(b): b for b in backbones}
+    if len(results) != len(records):
+        raise ValueError(f"{len(results)} fine-tune outputs for {len(records)} result records: give one output per record")
+    specs = {backbone_label(b): b for b in backbones}
     records = [r if r.backbone else r.model_copy(update={"backbone": backbone_label(backbones[0])}) for r in records]
+    settings = scored_settings(finetune, benchmarks)
+    fresh: dict[str, list[tuple[StageOutput, ResultRecord]]] = {}
+    for output, record in zip(results, records):
+        fresh.setdefault(record.backbone, []).append((output, record))
+    with index_lock(store, pipeline):
+        now = datetime.now(timezone.utc)
+        previous = read_index(store, pipeline)
+        index = KeptIndex(
+            pipeline=pipeline, own=own or (backbones[0] if backbones else None), benchmarks=benchmarks, selection=selection,
+            settings=settings, fingerprint=fingerprint(settings), entries=previous.entries if previous else {},
+            code_version=most_common([r.code_version for r in records]) or (previous.code_version if previous else None),
+        )
+        for label, pairs in fresh.items():
+            refs = [ResultRef(stage=o.stage, key=o.key) for o, _ in pairs]
+            merge(index, label, specs.get(label, label), refs, [r for _, r in pairs], now.isoformat(timespec="seconds"), run)
+        write_index(store, index)
+        return publish(store, index, {label: [r for _, r in pairs] for label, pairs in fresh.items()}, run, now)
+
+
+def prune_backbone(store: ArtifactStore, pipeline: str, backbone: str) -> tuple[Published, KeptEntry]:
+    """Drop a backbone from the pipeline's table and publish the table again; the history records
+    it, and its results stay in the store (a run that evaluates it again brings it back).
+
+    Returns:
+        What was published, and the entry that was dropped.
+
+    Raises:
+        MuppetError: the pipeline has no kept results or no backbone of that label, or its name
+            is not a safe name.
+    """
+    with index_lock(store, pipeline):
+        index = read_index(store, pipeline)
+        if index is None:
+            raise MuppetError(f"no leaderboard for '{pipeline}' in {store.root} to prune; run `muppet run {pipeline}` first")
+        if backbone not in index.entries:
+            known = ", ".join(index.entries) or "none"
+            raise MuppetError(f"no backbone '{backbone}' on the leaderboard of '{pipeline}'; known: {known}")
+        entry = index.entries.pop(backbone)
+        write_index(store, index)
+        return publish(store, index, {}, None, datetime.now(timezone.utc), pruned=backbone), entry
+
+
+def _kept_records(store: ArtifactStore, index: KeptIndex, fresh: dict[str, list[ResultRecord]]) -> tuple[dict[str, list[ResultRecord]], list[LeftOut]]:
+    """The records of every kept backbone that matches the current settings (this run's as given,
+    the others read from the store), and the backbones left out."""
+    labels, out = split(index)
+    kept = {}
+    for label in labels:
+        try:
+            mine = fresh[label] if label in fresh else read_records(store, index.entries[label])
+        except MuppetError as exc:
+            out.append(left_out(label, index.entries[label], str(exc)))
+            continue
+        kept[label] = [r if r.backbone else r.model_copy(update={"backbone": label}) for r in mine]
+    return kept, out
+
+
+def _annotate(board: Leaderboard, index: KeptIndex, out: list[LeftOut]) -> None:
+    """Mark each row with its backbone's provenance, and the board with what was left out."""
+    board.own = backbone_label(index.own) if index.own else None
+    board.left_out = out
+    for row in [*board.rows, *board.deltas]:
+        row.own = row.backbone == board.own
+        if (entry := index.entries.get(row.backbone)) is None:
+            continue
+        row.computed_at, row.run, row.code_version = entry.computed_at, entry.run, entry.code_version
+        row.older_code = None not in (entry.code_version, index.code_version) and entry.code_version != index.code_version
+
+
+def publish(
+    store: ArtifactStore, index: KeptIndex, fresh: dict[str, list[ResultRecord]], run: str | None, now: datetime, pruned: str | None = None,
+) -> Published:
+    """Build the table of the kept results and publish every rendering under ``pipelines/<name>/``.
+
+    Args:
+        store: the artifact store.
+        index: the pipeline's kept results, this run's merged in.
+        fresh: this run's records by backbone label (read from the store for the other backbones).
+        run: the Prefect flow run, for the history entry.
+        now: the time of the history entry.
+        pruned: the backbone this publication dropped, for the history entry.
+    """
+    pipeline = index.pipeline
+    kept, out = _kept_records(store, index, fresh)
+    records = [r for mine in kept.values() for r in mine]
+    labels = {label: index.entries[label].backbone for label in kept}
+    provenance = {label: [index.entries[label].computed_at, index.entries[label].run, index.entries[label].code_version] for label in kept}
     key = store.key(
-        STAGE, pipeline=pipeline, backbones=backbones, benchmarks=benchmarks, selection=selection,
-        records=sorted(r.model_dump_json() for r in records), code=code_version(__name__),
+        STAGE, pipeline=pipeline, backbones=labels, benchmarks=index.benchmarks, selection=index.selection,
+        records=sorted(r.model_dump_json() for r in records), code=code_version(__name__), own=index.own,
+        provenance=provenance, current_code=index.code_version, left_out=[x.model_dump() for x in out],
     )
-    board = aggregate(records, benchmarks, pipeline, selection, labels, load_references())
-    charts = {CHART: bar_chart(board), **{f"curves-{name}.png": png for name, png in curve_charts(records, selection).items()}}
+    board = aggregate(records, index.benchmarks, pipeline, index.selection, labels, load_references())
+    _annotate(board, index, out)
+    charts = {CHART: bar_chart(board), **{f"curves-{name}.png": png for name, png in curve_charts(records, index.selection).items()}}
     board.key = key
     board.links = {
         "csv": f"{store.uri(STAGE, key)}/leaderboard.csv",
@@ -97,18 +203,19 @@ def leaderboard_stage(
         "latest": f"{store.root}/pipelines/{pipeline}/",
     }
     texts = {"leaderboard.csv": to_csv(board), "leaderboard.md": to_markdown(board), "leaderboard.json": to_json(board)}
+    refs = [ref.model_dump() for label in kept for ref in index.entries[label].results]
 
-    def build(out: Path) -> dict:
+    def build(out_dir: Path) -> dict:
         for name, text in texts.items():
-            (out / name).write_text(text)
+            (out_dir / name).write_text(text)
         for name, png in charts.items():
-            (out / name).write_bytes(png)
-        return {"pipeline": pipeline, "results": [{"stage": r.stage, "key": r.key} for r in results]}
+            (out_dir / name).write_bytes(png)
+        return {"pipeline": pipeline, "results": refs}
 
     output = run_cached(store, STAGE, pipeline, key, build)
     for name, text in texts.items():
         store.write_text(f"pipelines/{pipeline}/{name}", text)
     for name, png in charts.items():
         store.write_bytes(f"pipelines/{pipeline}/{name}", png)
-    history_uri = append_history(store, board, run)
+    history_uri = append_history(store, board, run, now, evaluated=list(fresh), pruned=pruned)
     return Published(output, board, texts["leaderboard.md"], table_rows(board), f"{store.root}/{published_path(pipeline, 'csv')}", history_uri)

