@@ -10,6 +10,7 @@ import sys
 
 import yaml
 
+from muppet_core.auth import use_saved_auth_string
 from muppet_core.errors import MuppetError
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, load_validated
 
@@ -145,15 +146,11 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from muppet_core.server import LocalServer
+    from muppet_core.server import start_local_server
 
     server = None
     if args.with_server and not os.environ.get("PREFECT_API_URL"):
-        server = LocalServer(args.port, log=args.server_log)
-        print(f"starting a Prefect server on {server.ui_url} ...", flush=True)
-        server.start()
-        os.environ.update(server.environment())
-        print(f"Prefect UI: {server.ui_url}", flush=True)
+        server = start_local_server(args.port, log=args.server_log, auth=not args.no_auth)
     try:
         deployments = _deployments(args, module_entrypoint=False)
         from flows.deployments import serve
@@ -212,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-server", action="store_true", help="also start a local Prefect server (unless PREFECT_API_URL is set)")
     p.add_argument("--port", type=int, default=4200, help="port of the local server's API and UI (with --with-server)")
     p.add_argument("--server-log", help="file for the local server's output (with --with-server)")
+    p.add_argument("--no-auth", action="store_true", help="start the local server without an auth string: anyone who can reach it may use it (with --with-server; prints a warning)")
     p.add_argument("--limit", type=int, help="flow runs executing at once (default: no limit)")
     p.set_defaults(func=_serve)
 
@@ -248,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `muppet` console script."""
     args = build_parser().parse_args(argv)
     try:
+        use_saved_auth_string()  # a server started here by `muppet serve --with-server` wants its auth string
         return args.func(args)
     except MuppetError as exc:
         for line in str(exc).splitlines():
