@@ -27,7 +27,8 @@ demo: $(STAMP)
 	$(BIN)/muppet run demo
 	$(BIN)/muppet results demo --format md
 
-# A local Prefect server (UI on http://127.0.0.1:4200) serving one deployment per pipeline.
+# A local Prefect server (UI on http://127.0.0.1:4200) serving one deployment per pipeline; its
+# auth string comes from PREFECT_API_AUTH_STRING or ~/.prefect/muppet-server-auth, generated once (README: Security).
 serve: $(STAMP)
 	$(BIN)/muppet serve --with-server --server-log muppet-server.log
 

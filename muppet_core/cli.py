@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import yaml
 
+from muppet_core.auth import use_saved_auth_string
 from muppet_core.errors import MuppetError
 from muppet_core.families import FAMILIES, get_family
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, load_validated
@@ -134,6 +135,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) 
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
+        use_saved_auth_string()  # a server started here by `muppet serve --with-server` wants its auth string
         return handler(args)
     except MuppetError as exc:
         for line in str(exc).splitlines():

@@ -1,4 +1,8 @@
-"""A local Prefect server as a child process: `muppet serve --with-server` and the tests use it."""
+"""A local Prefect server as a child process: `muppet serve --with-server` and the tests use it.
+
+`muppet serve --with-server` starts it with an auth string (see muppet_core.auth) unless told
+``--no-auth``; the string reaches every client this process starts through PREFECT_API_AUTH_STRING.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from muppet_core.auth import CLIENT_VAR, SERVER_VAR, resolve_auth_string
 from muppet_core.errors import MuppetError
 
 
@@ -30,12 +35,15 @@ class LocalServer:
         port: the port of the API and the UI.
         home: PREFECT_HOME of the server (its database lives there).
         log: file that receives the server's output.
+        auth_string: what every request must carry as Basic credentials; None: no authentication.
     """
 
-    def __init__(self, port: int = 4200, home: str | os.PathLike[str] | None = None, log: str | os.PathLike[str] | None = None):
+    def __init__(self, port: int = 4200, home: str | os.PathLike[str] | None = None, log: str | os.PathLike[str] | None = None,
+                 auth_string: str | None = None):
         self.port = port
         self.home = Path(home) if home else None
         self.log_path = Path(log) if log else None
+        self.auth_string = auth_string
         self.process: subprocess.Popen | None = None
 
     @property
@@ -51,6 +59,8 @@ class LocalServer:
         env = {"PREFECT_API_URL": self.api_url, "PREFECT_UI_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         if self.home:
             env["PREFECT_HOME"] = str(self.home)
+        if self.auth_string:
+            env[CLIENT_VAR] = self.auth_string
         return env
 
     def start(self, timeout: float = 120.0) -> LocalServer:
@@ -63,6 +73,9 @@ class LocalServer:
             raise MuppetError(f"a Prefect server already answers on {self.api_url}; set PREFECT_API_URL to use it instead")
         env = {**os.environ, **self.environment()}
         env.pop("PREFECT_API_KEY", None)
+        env.pop(SERVER_VAR, None)
+        if self.auth_string:
+            env[SERVER_VAR] = self.auth_string
         prefect = Path(sys.executable).with_name("prefect")
         command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -93,3 +106,28 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def start_local_server(port: int, log: str | None = None, auth: bool = True) -> LocalServer:
+    """`muppet serve --with-server`: start a local server, say where its auth string comes from
+    (masked), and point this process and every process it starts at it.
+
+    Args:
+        port: the port of the API and the UI.
+        log: file that receives the server's output.
+        auth: False (``--no-auth``) starts it without authentication, with a warning.
+    """
+    secret = resolve_auth_string() if auth else None
+    server = LocalServer(port, log=log, auth_string=secret.value if secret else None)
+    print(f"starting a Prefect server on {server.ui_url} ...", flush=True)
+    if secret:
+        print(f"auth string: {secret}", flush=True)
+        if secret.path:
+            print(f"  the UI's login asks for it; in another shell: export {CLIENT_VAR}=\"$(cat {secret.path})\"", flush=True)
+    else:
+        print(f"muppet: warning: --no-auth: the Prefect server on {server.ui_url} has no authentication; anyone who can "
+              "connect to it (every user of this machine) can start, cancel and delete runs and read every log", file=sys.stderr, flush=True)
+    server.start()
+    os.environ.update(server.environment())
+    print(f"Prefect UI: {server.ui_url}", flush=True)
+    return server

@@ -83,7 +83,7 @@ def served(first_run, tiny_backbone, mirror, tmp_path_factory):
     env.update(PREFECT_HOME=str(root / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", MUPPET_CACHE=str(root / "cache"))
     log = open(root / "serve.log", "w")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", PIPELINE, "--with-server", "--port", str(port),
+        [sys.executable, "-m", "flows.cli", "serve", PIPELINE, "--with-server", "--port", str(port), "--no-auth",  # auth: test_server_auth.py
          "--config", str(config), "--server-log", str(root / "server.log")],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

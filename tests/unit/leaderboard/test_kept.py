@@ -116,7 +116,7 @@ def test_kept_results_that_cannot_be_read_are_left_out_with_why(tmp_path):
 
 
 def test_prune_drops_a_backbone_records_it_in_the_history_and_keeps_its_results(tmp_path, capsys):
-    from muppet_core.cli import main
+    from flows.cli import main
 
     store = ArtifactStore(str(tmp_path / "store"))
     evaluate(store, "minilm", 0.70, "r1")
