@@ -13,6 +13,9 @@ from tests.servers.seaweed import seaweed  # noqa: F401  (the SeaweedFS fixture,
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A loaded machine can take more than Prefect's default 20-30 s to start a temporary server.
+SERVER_STARTUP_SECONDS = 180
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(SERVER_STARTUP_SECONDS))
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +57,7 @@ def prefect_harness():
     """A throwaway Prefect API (SQLite) for the whole session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=SERVER_STARTUP_SECONDS):
         yield
 
 
