@@ -16,6 +16,8 @@ RUNTIME_DEFAULTS = {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "muppet_core",
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HUB_DISABLE_TELEMETRY": "1",
+    # Prefect's temporary server (no PREFECT_API_URL) gets 20 s to start by default: too little on a busy laptop.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
 
