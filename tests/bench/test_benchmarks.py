@@ -1,0 +1,100 @@
+"""Every script under bench/ runs at a tiny size, as a user runs it, and prints the figures it promises.
+
+Each runs in a subprocess (``python bench/SCRIPT.py ... --json``) on the tiny random BERT and the
+real mirror; the last line of its stdout must be one JSON object with the promised figures, of
+the right types and in sane ranges. A benchmark that breaks fails here the day it breaks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+BENCH = REPO / "bench"
+HELPERS = {"common.py"}  # modules the scripts import, not benchmarks themselves
+ALL_FAMILIES = ["rotten_tomatoes", "stsb", "commonsenseqa", "squad", "cnn_dailymail"]  # one task per family
+TINY = {
+    "train_throughput.py": ["--tasks", ",".join(ALL_FAMILIES), "--steps", "3", "--warmup", "1", "--max-examples", "64",
+                            "--micro-batch", "2", "--tasks-per-step", "8"],
+    "data_prepare.py": ["--datasets", "trec,copa"],
+}
+
+
+def run_bench(script: str, backbone: str, mirror: str) -> dict:
+    """Run ``bench/<script>`` at its tiny size with ``--json``; its JSON line, parsed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "MUPPET_DATA_MIRROR": mirror}
+    cmd = [sys.executable, str(BENCH / script), *TINY[script], "--backbone", backbone, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"{script} printed nothing on stdout"
+    try:
+        figures = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        pytest.fail(f"{script}: the last stdout line is not JSON ({exc}): {lines[-1][:500]!r}")
+    assert isinstance(figures, dict), f"{script}: the JSON line is not an object"
+    assert len(lines) > 1, f"{script} printed no human-readable table before its JSON line"
+    return figures
+
+
+def positive(value, kind=float) -> bool:
+    """A finite number above zero (``kind`` int: an integer, not a bool)."""
+    number = (int,) if kind is int else (int, float)
+    return isinstance(value, number) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def check_train_throughput(f: dict, backbone: str) -> None:
+    assert set(f) == {
+        "backbone", "engine", "tasks", "steps", "warmup", "max_length", "examples", "examples_per_task",
+        "engine_examples_per_s", "bare_examples_per_s", "engine_over_bare", "padding_efficiency_grouped",
+        "padding_efficiency_pad128", "bare_grouped_seconds", "bare_pad128_seconds", "speedup_grouped_over_pad128",
+    }
+    assert f["backbone"] == backbone and f["engine"] == "deepspeed" and f["tasks"] == ALL_FAMILIES
+    assert (f["steps"], f["warmup"], f["max_length"]) == (3, 1, 128)
+    assert positive(f["examples"], int) and f["examples"] <= 3 * 8 * 2
+    # Every family's features went through the fixed-length padding, whatever else they carry.
+    assert set(f["examples_per_task"]) == set(ALL_FAMILIES) and sum(f["examples_per_task"].values()) == f["examples"]
+    for key in ("engine_examples_per_s", "bare_examples_per_s", "engine_over_bare", "bare_grouped_seconds", "bare_pad128_seconds",
+                "speedup_grouped_over_pad128"):
+        assert positive(f[key]), f"{key}: {f[key]!r}"
+    assert f["engine_over_bare"] == pytest.approx(f["engine_examples_per_s"] / f["bare_examples_per_s"], rel=0.02)
+    assert f["speedup_grouped_over_pad128"] == pytest.approx(f["bare_pad128_seconds"] / f["bare_grouped_seconds"], rel=0.05)
+    assert 0 < f["padding_efficiency_pad128"] <= f["padding_efficiency_grouped"] <= 1  # the same batches, padded less
+
+
+def check_data_prepare(f: dict, backbone: str) -> None:
+    assert set(f) == {
+        "datasets", "rows", "cold_seconds", "rows_per_s", "short_text_datasets", "short_text_rows_per_s",
+        "cached_seconds", "cached_share_of_cold", "all_cache_hits", "per_dataset",
+    }
+    assert f["datasets"] == 2 and set(f["per_dataset"]) == {"trec", "copa"}
+    for name, d in f["per_dataset"].items():
+        assert set(d) == {"rows", "seconds", "rows_per_s", "p50_tokens"}, name
+        assert positive(d["rows"], int) and positive(d["seconds"]) and positive(d["rows_per_s"], int) and positive(d["p50_tokens"], int), (name, d)
+    assert f["rows"] == sum(d["rows"] for d in f["per_dataset"].values())
+    assert positive(f["cold_seconds"]) and positive(f["rows_per_s"], int)
+    assert "trec" in f["short_text_datasets"] and set(f["short_text_datasets"]) <= set(f["per_dataset"])
+    assert positive(f["short_text_rows_per_s"], int)
+    assert f["all_cache_hits"] is True
+    assert isinstance(f["cached_seconds"], (int, float)) and f["cached_seconds"] >= 0
+    assert 0 <= f["cached_share_of_cold"] < 1
+
+
+CHECKS = {"train_throughput.py": check_train_throughput, "data_prepare.py": check_data_prepare}
+
+
+def test_every_benchmark_has_a_tiny_run():
+    scripts = {p.name for p in BENCH.glob("*.py")} - HELPERS
+    assert scripts == set(TINY) == set(CHECKS), "give every script under bench/ a tiny run (TINY) and its figures (CHECKS)"
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_benchmark_prints_its_figures(script, tiny_backbone, mirror):
+    CHECKS[script](run_bench(script, tiny_backbone, mirror), tiny_backbone)
