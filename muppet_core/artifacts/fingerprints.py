@@ -9,6 +9,7 @@ import importlib.metadata
 import importlib.util
 import json
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def files_digest(paths: Iterable[str]) -> str:
 
 PACKAGE = "muppet_core"
 TRAINING_LIBRARIES = ("torch", "transformers", "deepspeed", "datasets")
+_PARSE_LOCK = threading.Lock()
+"""ast.parse is not safe in several threads at once on CPython 3.11 (the data stage's tasks run in
+threads): "AST constructor recursion depth mismatch"."""
 _MODULE_NAME = re.compile(r"^(muppet_core(?:\.\w+)*)(?::\w+)?$")
 
 
@@ -55,7 +59,9 @@ def _imported_modules(name: str, file: Path) -> set[str]:
     names as a registry target (``"muppet_core.x.y:attr"``)."""
     package = name if file.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+    with _PARSE_LOCK:
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

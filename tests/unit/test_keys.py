@@ -112,3 +112,14 @@ def test_training_keys_hold_the_library_versions(monkeypatch):
     monkeypatch.setattr(prefinetune_module, "library_versions", lambda: {**versions, "torch": "0.0"})
     assert finetune_key(RUN, DATA, config) != key
     assert prefinetune_key(PrefinetuneConfig(tasks=["rte"], steps=2), "b", PFT_DATA) != pft_key
+
+
+def test_code_versions_computed_in_many_threads_at_once_agree():
+    """The data stage's tasks run in threads: reading the imports must be safe there."""
+    import concurrent.futures
+
+    modules = ["muppet_core.data.stage", "muppet_core.training.finetune", "muppet_core.training.worker", "muppet_core.leaderboard.stage"]
+    serial = {m: code_version.__wrapped__(m) for m in modules}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        threaded = list(pool.map(lambda m: (m, code_version.__wrapped__(m)), modules * 6))
+    assert all(version == serial[m] for m, version in threaded)
