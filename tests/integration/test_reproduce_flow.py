@@ -42,7 +42,7 @@ def test_leaderboard_csv_holds_the_result_records(first_run, tiny_backbone):
     assert list(table.index) == [f"{label} / base", f"{label} / prefinetuned", f"{label} / prefinetuned - base"]
     assert list(table["variant"]) == ["base", "prefinetuned", "delta"] and set(table["selection"]) == {"median"}
     assert list(table.columns) == [
-        "backbone", "variant", "variant_key", "selection",
+        "backbone", "variant", "variant_key", "selection", "own", "computed_at", "run", "code_version", "older_code",
         *[f"{b}{stat}" for b in BENCHMARKS for stat in ("", ".n", ".min", ".max", ".failed", ".note")],
         "avg.classification", "avg.classification.note", "average", "average.note",
     ]
@@ -86,7 +86,7 @@ def test_results_command_prints_the_published_tables(first_run):
     assert csv.returncode == 0, csv.stderr
     assert pd.read_csv(io.StringIO(csv.stdout), index_col="model").equals(pd.read_csv(csv_uri, index_col="model"))
     md = run("--format", "md")
-    assert " / base | " in md.stdout and " / prefinetuned | " in md.stdout
+    assert " / base ◆ | " in md.stdout and " / prefinetuned ◆ | " in md.stdout  # the pipeline's own backbone is marked
     out = root / "table.json"
     assert run("--format", "json", "--output", str(out)).returncode == 0
     assert [row["variant"] for row in json.loads(out.read_text())["rows"]] == ["base", "prefinetuned"]
