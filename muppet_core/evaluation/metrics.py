@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from muppet_core.registry import Registry
 
@@ -40,6 +39,18 @@ def _correlation(statistic: Callable) -> Callable[[Any, Any], float]:
     return fn
 
 
+def _sklearn(name: str, **kwargs) -> Callable[[Any, Any], float]:
+    """sklearn.metrics' ``name`` with ``kwargs``, imported at the first call: naming a metric (the
+    catalog check) costs no sklearn import."""
+
+    def fn(references, predictions) -> float:
+        from sklearn import metrics
+
+        return getattr(metrics, name)(references, predictions, **kwargs)
+
+    return fn
+
+
 def _pearson(references, predictions) -> float:
     from scipy import stats
 
@@ -52,10 +63,10 @@ def _spearman(references, predictions) -> float:
     return _correlation(stats.spearmanr)(references, predictions)
 
 
-accuracy = Metric("accuracy", skm.accuracy_score)
-f1 = Metric("f1", lambda y, p: skm.f1_score(y, p, average="binary"))
-f1_macro = Metric("f1_macro", lambda y, p: skm.f1_score(y, p, average="macro"))
-matthews = Metric("matthews", skm.matthews_corrcoef)
+accuracy = Metric("accuracy", _sklearn("accuracy_score"))
+f1 = Metric("f1", _sklearn("f1_score", average="binary"))
+f1_macro = Metric("f1_macro", _sklearn("f1_score", average="macro"))
+matthews = Metric("matthews", _sklearn("matthews_corrcoef"))
 pearson = Metric("pearson", _pearson)
 spearman = Metric("spearman", _spearman)
 

@@ -13,13 +13,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+
+from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
     from muppet_core.tasks.catalog import TaskSpec
+
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
+nn = LazyModule("torch.nn")
+
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 IGNORE_INDEX = -100  # label positions the loss skips

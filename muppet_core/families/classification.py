@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from muppet_core.families.base import Family, pad_text, text_rows
-from muppet_core.models.heads import ClassificationHead
+from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
     from muppet_core.tasks.catalog import TaskSpec
+
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
+nn = LazyModule("torch.nn")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class ClassificationFamily(Family):
 
     Attributes:
         label_type: what a normalizer converts a raw label with.
-        label_dtype: the dtype of the collated labels.
+        label_dtype: the torch dtype of the collated labels, by name.
     """
 
     name = "classification"
@@ -41,7 +41,7 @@ class ClassificationFamily(Family):
     text_fields = ("text_a", "text_b")
     hub_normalizer = "muppet_core.tasks.normalizers.classification:from_hub_fields"
     label_type = int
-    label_dtype = torch.long
+    label_dtype = "long"
 
     def spec_problem(self, spec: TaskSpec) -> str | None:
         """Classification entries need their class names."""
@@ -76,7 +76,7 @@ class ClassificationFamily(Family):
         length = max(len(f["input_ids"]) for f in features)
         batch = pad_text(features, pad_id, length)
         labels = [f["labels"] for f in features]
-        batch["labels"] = torch.tensor(labels, dtype=self.label_dtype)
+        batch["labels"] = torch.tensor(labels, dtype=getattr(torch, self.label_dtype))
         return batch
 
     def head_shape(self, spec: TaskSpec) -> dict:
@@ -85,6 +85,8 @@ class ClassificationFamily(Family):
 
     def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
         """Dense-tanh-projection over the pooled sentence vector."""
+        from muppet_core.models.heads import ClassificationHead
+
         return ClassificationHead(encoder.config.hidden_size, shape["outputs"])
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -8,16 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from muppet_core.families.base import TEXT_KEYS, Family, pad_text, symmetric_kl, text_rows
-from muppet_core.models.heads import ClassificationHead
+from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
     from muppet_core.tasks.catalog import TaskSpec
+
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
+nn = LazyModule("torch.nn")
+
 
 RANKING_HEAD = "ranking"
 
@@ -109,6 +110,8 @@ class MultipleChoiceFamily(Family):
 
     def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
         """Dense-tanh-projection over each pooled (context, choice) vector."""
+        from muppet_core.models.heads import ClassificationHead
+
         return ClassificationHead(encoder.config.hidden_size, shape["outputs"])
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:

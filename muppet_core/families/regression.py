@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from muppet_core.families.classification import ClassificationFamily
+from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.tasks.catalog import TaskSpec
+
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class RegressionFamily(ClassificationFamily):
     record_type = RegressionRecord
     prediction_dtype = np.float64
     label_type = float
-    label_dtype = torch.float
+    label_dtype = "float"
 
     def spec_problem(self, spec: TaskSpec) -> str | None:
         """Nothing beyond the common fields."""

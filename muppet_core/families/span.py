@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from muppet_core.families.base import MAX_NEW_TOKENS, TEXT_KEYS, Family, inference, pad_text, symmetric_kl
-from muppet_core.models.heads import SpanHead
+from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
     from muppet_core.tasks.catalog import TaskSpec
+
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
+nn = LazyModule("torch.nn")
+
 
 SPAN_HEAD = "span"
 MAX_ANSWER_TOKENS = 30
@@ -134,6 +136,8 @@ class SpanFamily(Family):
 
     def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
         """A linear start/end layer over every token."""
+        from muppet_core.models.heads import SpanHead
+
         return SpanHead(encoder.config.hidden_size)
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

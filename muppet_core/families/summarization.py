@@ -6,16 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from muppet_core.families.base import IGNORE_INDEX, MAX_NEW_TOKENS, Family, inference, pad, pad_text, text_rows
-from muppet_core.models.heads import DecoderHead
+from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
     from muppet_core.tasks.catalog import TaskSpec
+
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
+nn = LazyModule("torch.nn")
+
 
 GENERATION_HEAD = "generation"
 LABEL_SMOOTHING = 0.1
@@ -86,6 +87,8 @@ class SummarizationFamily(Family):
 
     def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
         """A decoder warm-started from the encoder."""
+        from muppet_core.models.heads import DecoderHead
+
         return DecoderHead(encoder)
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -109,13 +112,13 @@ class SummarizationFamily(Family):
         """Zero: R3F is defined for the classification-style heads."""
         return torch.zeros((), device=batch["input_ids"].device)
 
-    @torch.no_grad()
     def generate(
         self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int
     ) -> list[list[int]]:
-        """Greedy output of the decoder ``head`` for a collated batch (see ``DecoderHead.generate``)."""
-        hidden = model.encode(batch)
-        return model.heads[head].generate(hidden, batch["attention_mask"], start_id, stop_id, max_new_tokens)
+        """Greedy output of the decoder ``head`` for a collated batch (see ``DecoderHead.generate``), without gradients."""
+        with torch.no_grad():
+            hidden = model.encode(batch)
+            return model.heads[head].generate(hidden, batch["attention_mask"], start_id, stop_id, max_new_tokens)
 
     def predict(
         self,

@@ -82,3 +82,24 @@ def test_a_missing_catalog_folder_is_refused(tmp_path):
 def test_every_package_entry_resolves():
     catalog = load_catalog()
     assert len(catalog) >= 56
+
+
+@pytest.mark.parametrize("argv", [["validate"], ["tasks", "ls"], ["tasks", "show", "squad"]])
+def test_commands_that_read_the_catalog_import_neither_torch_nor_sklearn(argv):
+    """Checking every entry (families, metrics, readers, normalizers) names what it needs without
+    loading it: each such command is a process of its own, and torch plus sklearn cost seconds there."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    probe = (
+        "import sys\n"
+        "from muppet_core.cli import build_parser, run_command\n"
+        f"code = run_command(build_parser()[0], {argv!r})\n"
+        "print(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
