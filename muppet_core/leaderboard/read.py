@@ -10,8 +10,16 @@ from muppet_core.errors import MuppetError
 from muppet_core.leaderboard.history import read_history, render_history
 from muppet_core.leaderboard.render import RENDERERS
 from muppet_core.leaderboard.schema import Leaderboard
-from muppet_core.leaderboard.stage import published_path
 from muppet_core.registry import safe_name
+
+
+def published_path(pipeline: str, fmt: str) -> str:
+    """Where a pipeline's latest leaderboard lives in the store: ``pipelines/<name>/leaderboard.<fmt>``.
+
+    Raises:
+        MuppetError: the pipeline name is not a safe name (``registry.safe_name``).
+    """
+    return f"pipelines/{safe_name('pipeline', pipeline)}/leaderboard.{fmt}"
 
 
 def results_text(store: ArtifactStore, pipeline: str, fmt: str, backbone: str | None = None, history: bool = False) -> str:

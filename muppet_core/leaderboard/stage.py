@@ -20,6 +20,7 @@ from muppet_core.leaderboard.kept import (
     KeptEntry, KeptIndex, ResultRef, fingerprint, index_lock, left_out, most_common, merge, read_index, read_records, scored_settings, split, write_index,
 )
 from muppet_core.leaderboard.paper import load_references
+from muppet_core.leaderboard.read import published_path
 from muppet_core.leaderboard.plots import bar_chart, curve_charts
 from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markdown
 from muppet_core.leaderboard.schema import Leaderboard, LeftOut
@@ -28,15 +29,6 @@ from muppet_core.registry import safe_name
 
 STAGE = "leaderboard"
 CHART = "leaderboard.png"
-
-
-def published_path(pipeline: str, fmt: str) -> str:
-    """Where a pipeline's latest leaderboard lives in the store: ``pipelines/<name>/leaderboard.<fmt>``.
-
-    Raises:
-        MuppetError: the pipeline name is not a safe name (``registry.safe_name``).
-    """
-    return f"pipelines/{safe_name('pipeline', pipeline)}/leaderboard.{fmt}"
 
 
 def artifact_keys(pipeline: str) -> tuple[str, str]:

@@ -14,7 +14,8 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import ConfigError, DataSourceError, MuppetError
 from muppet_core.leaderboard.history import history_dir, read_history
 from muppet_core.leaderboard.read import results_text
-from muppet_core.leaderboard.stage import leaderboard_stage, prune_backbone, published_path
+from muppet_core.leaderboard.read import published_path
+from muppet_core.leaderboard.stage import leaderboard_stage, prune_backbone
 from muppet_core.pipelines import load_pipeline, load_validated
 from muppet_core.registry import safe_name
 from muppet_core.tasks.catalog import TaskSpec, get_task, load_catalog

@@ -10,7 +10,8 @@ from muppet_core.leaderboard.aggregate import aggregate
 from muppet_core.leaderboard.history import append_history, read_history
 from muppet_core.leaderboard.read import results_text
 from muppet_core.leaderboard.render import from_csv
-from muppet_core.leaderboard.stage import leaderboard_stage, published_path
+from muppet_core.leaderboard.read import published_path
+from muppet_core.leaderboard.stage import leaderboard_stage
 from tests.unit.leaderboard.conftest import make_record, stored
 
 

@@ -84,22 +84,28 @@ def test_every_package_entry_resolves():
     assert len(catalog) >= 56
 
 
-@pytest.mark.parametrize("argv", [["validate"], ["tasks", "ls"], ["tasks", "show", "squad"]])
-def test_commands_that_read_the_catalog_import_neither_torch_nor_sklearn(argv):
+@pytest.mark.parametrize(
+    ("argv", "exit_code"),
+    [(["validate"], 0), (["tasks", "ls"], 0), (["tasks", "show", "squad"], 0), (["results", "demo", "--store", "{empty}"], 2)],
+)
+def test_commands_that_only_read_load_no_training_stack(argv, exit_code, tmp_path):
     """Checking every entry (families, metrics, readers, normalizers) names what it needs without
-    loading it: each such command is a process of its own, and torch plus sklearn cost seconds there."""
+    loading it, and `results` reads a published table (here: finds none) without the training
+    stack: each such command is a process of its own, and torch, transformers and sklearn cost
+    seconds there."""
     import subprocess
     import sys
 
     from tests.conftest import REPO
 
+    argv = [a.format(empty=tmp_path / "empty-store") for a in argv]
     probe = (
         "import sys\n"
         "from muppet_core.cli import build_parser, run_command\n"
         f"code = run_command(build_parser()[0], {argv!r})\n"
-        "print(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sklearn', 'scipy', 'matplotlib') if m in sys.modules))\n"
         "sys.exit(code)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == exit_code, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
