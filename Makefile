@@ -6,22 +6,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bootstrapped
 TORCH_CPU := torch==2.13.0
+LOCK := requirements/constraints.txt
 
 export MUPPET_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
-.PHONY: bootstrap demo test test-fast serve clean-store browser
+.PHONY: bootstrap lock demo test test-fast serve clean-store browser
 
 bootstrap: $(STAMP)
 
-# Without CUDA the CPU build of torch is pinned first, so nothing multi-GB is downloaded.
-$(STAMP): pyproject.toml
+# Without CUDA the CPU build of torch is pinned first, so nothing multi-GB is downloaded. Every
+# other package is installed at the version the lock pins.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if command -v nvidia-smi >/dev/null 2>&1; then echo "CUDA found: torch resolved by pip"; \
 	  else $(BIN)/pip install -q --disable-pip-version-check $(TORCH_CPU); fi
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -c $(LOCK) -e '.[test]'
 	@touch $(STAMP)
+
+# The lock, compiled again from pyproject.toml (after a dependency changed): existing pins are kept
+# wherever they still fit. Needs only uv, at the lock's version, not a bootstrapped .venv.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c $(LOCK) uv packaging
+	$(BIN)/python requirements/lock.py compile --torch $(TORCH_CPU) --uv $(BIN)/uv
 
 demo: $(STAMP)
 	$(BIN)/muppet run demo

@@ -1,4 +1,4 @@
-"""The `muppet` command's library subcommands (validate, list, tasks, results) and its parser.
+"""The `muppet` command's library subcommands (validate, list, tasks, results, push) and its parser.
 
 The subcommands that start flows (run, serve, deploy, data prepare) live with the flows, in
 ``flows/cli.py``, which is the console script's entry point; nothing here imports the flows.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -17,6 +18,9 @@ from muppet_core.auth import use_saved_auth_string
 from muppet_core.errors import MuppetError
 from muppet_core.families import FAMILIES, get_family
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, load_validated
+
+HF_TOKEN_ENV = "HF_TOKEN"
+"""The only place `muppet push` takes its Hub token from."""
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -92,6 +96,25 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    token = os.environ.get(HF_TOKEN_ENV)
+    if not token:
+        raise MuppetError(f"{HF_TOKEN_ENV} is not set: export a Hugging Face token with write access to {args.repo}")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # read once, when huggingface_hub is imported
+    from muppet_core.artifacts.store import ArtifactStore
+    from muppet_core.config import get_pipeline
+    from muppet_core.models.hub import choose, find_scored, push
+
+    pipelines = load_validated(args.config)
+    names = [args.pipeline] if args.pipeline else sorted(pipelines.pipelines)
+    stores = {n: ArtifactStore(args.store or get_pipeline(pipelines, n).store) for n in names}
+    scored = choose(find_scored(stores, args.variant), args.variant)
+    url = push(scored, args.repo, token, private=args.private, base_model=args.base_model)
+    scores = sum(c.value is not None for n, c in scored.row.cells.items() if n in scored.board.benchmarks)
+    print(f"pushed {scored.row.model} (key {scored.row.variant_key}, {scores} score(s) from '{scored.pipeline}') to {args.repo}: {url}")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """The parser with the library subcommands, and its subparsers for the flows' own."""
     parser = argparse.ArgumentParser(prog="muppet", description="Pre-finetuning pipelines (Muppet) on Prefect.")
@@ -127,6 +150,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--history", action="store_true", help="every run's scores, oldest first, instead of the latest table")
     p.add_argument("--prune", metavar="BACKBONE", help="drop this backbone label from the table (recorded in the history; its results stay in the store)")
     p.set_defaults(func=_results)
+
+    p = sub.add_parser("push", help="upload a pre-finetuned variant (encoder, heads, a model card with its scores) to a Hugging Face Hub repository")
+    p.add_argument("variant", metavar="VARIANT_OR_KEY", help="a leaderboard row (`tiny / prefinetuned`), a backbone label, or the pre-finetuned model's key (8+ characters)")
+    p.add_argument("--repo", required=True, metavar="ORG/NAME", help="the Hub repository, created if missing")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--pipeline", help="take the scores from this pipeline's leaderboard (default: the one leaderboard that shows the variant)")
+    p.add_argument("--base-model", help="the Hub id of the base model, for the card's base_model, where the backbone does not say")
+    p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--store", help="store root (directory or s3:// URI); default: each pipeline's")
+    p.set_defaults(func=_push)
     return parser, sub
 
 

@@ -81,6 +81,7 @@ class Family(abc.ABC):
         record_type: the canonical record (a frozen dataclass) every normalizer of the family emits.
         text_fields: record fields that must hold non-empty text, checked in this order.
         hub_normalizer: the default ``module:function`` for rows loaded from the hub.
+        hub_task: the Hugging Face task type of its benchmarks' scores in a model card's ``model-index``.
         prediction_dtype: the dtype of ``predict``'s array (with the default ``predict``).
     """
 
@@ -88,6 +89,7 @@ class Family(abc.ABC):
     record_type: type
     text_fields: tuple[str, ...] = ()
     hub_normalizer: str | None = None
+    hub_task: str = "text-classification"
     prediction_dtype: Any = np.int64
 
     # The catalog and the data stage.

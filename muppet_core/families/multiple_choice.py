@@ -40,6 +40,7 @@ class MultipleChoiceFamily(Family):
     record_type = MultipleChoiceRecord
     text_fields = ("context",)
     hub_normalizer = "muppet_core.tasks.normalizers.multiple_choice:from_hub_fields"
+    hub_task = "multiple-choice"
 
     def spec_problem(self, spec: TaskSpec) -> str | None:
         """Multiple-choice entries need their number of choices."""

@@ -67,6 +67,7 @@ class SpanFamily(Family):
     record_type = SpanRecord
     text_fields = ("context", "question", "answer_text")
     hub_normalizer = "muppet_core.tasks.normalizers.span:from_hub_fields"
+    hub_task = "question-answering"
     max_answer_tokens = MAX_ANSWER_TOKENS
 
     def record_problem(self, record: SpanRecord, spec: TaskSpec) -> str | None:

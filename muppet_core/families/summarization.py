@@ -49,6 +49,7 @@ class SummarizationFamily(Family):
     record_type = SummarizationRecord
     text_fields = ("document", "summary")
     hub_normalizer = "muppet_core.tasks.normalizers.summarization:from_hub_fields"
+    hub_task = "summarization"
 
     def model_inputs(self, record: SummarizationRecord) -> tuple[str, str | None]:
         """The document alone."""

@@ -1,32 +1,13 @@
-"""Export of a pre-finetuned model: a Hugging Face encoder directory with a model card, the task
-heads beside it, the training summary and a plot of the per-task loss curves."""
+"""Export of a pre-finetuned model: a Hugging Face encoder directory with a model card
+(``muppet_core.models.card``), the task heads beside it, the training summary and a plot of the per-task loss curves."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from muppet_core.models.card import export_card
 from muppet_core.models.multitask import MultiTaskModel
-
-CARD = """---
-library_name: transformers
-tags: [muppet, pre-finetuning, multi-task]
----
-# Pre-finetuned encoder
-
-Pre-finetuned with Muppet (multi-task pre-finetuning, Aghajanyan et al., EMNLP 2021) on
-{n_tasks} tasks for {steps} updates ({examples} examples, {world_size} process(es)).
-Load it with `AutoModel.from_pretrained(<this folder>)`; the task heads are in
-`../heads.safetensors` (`../heads.json` lists their shapes).
-
-| setting | value |
-| --- | --- |
-{settings}
-
-| task | examples | loss scale 1/log n(i) | final loss |
-| --- | --- | --- | --- |
-{tasks}
-"""
 
 
 def _final_losses(history: list[dict], window: int = 20) -> dict[str, float]:
@@ -58,23 +39,14 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def export_model(model: MultiTaskModel, tokenizer, out_dir: Path, config, info: dict, history: list[dict]) -> None:
-    """Write ``encoder/`` (+ README.md card), the heads, ``train_summary.json`` and ``loss_curves.png``."""
+def export_model(model: MultiTaskModel, tokenizer, out_dir: Path, config, info: dict, history: list[dict], base: str) -> None:
+    """Write ``encoder/`` (+ README.md, a model card of the Hub's format), the heads,
+    ``train_summary.json`` and ``loss_curves.png``; ``base`` is the base encoder's directory or hub id."""
     out_dir = Path(out_dir)
     model.save(out_dir, tokenizer)
     final = _final_losses(history)
     settings = {k: v for k, v in config.model_dump().items() if k not in ("tasks",)}
-    card = CARD.format(
-        n_tasks=len(config.tasks),
-        steps=info["summary"]["steps"],
-        examples=info["summary"]["examples_seen"],
-        world_size=info["world_size"],
-        settings="\n".join(f"| {k} | {v} |" for k, v in settings.items()),
-        tasks="\n".join(
-            f"| {t} | {d['examples']} | {d['loss_scale']:.3f} | {final.get(t, float('nan')):.4f} |" for t, d in sorted(info["tasks"].items())
-        ),
-    )
-    (out_dir / "encoder" / "README.md").write_text(card)
+    export_card(base, config.tasks, info, settings, final).save(out_dir / "encoder" / "README.md")
     (out_dir / "train_summary.json").write_text(json.dumps({**info, "final_loss_per_task": final}, indent=1))
     (out_dir / "history.json").write_text(json.dumps(history))
     if history:

@@ -81,7 +81,7 @@ def run(job: WorkerJob) -> dict | None:
         "world_size": world_size,
         "tasks": {t: {"examples": len(s.features), "dropped_by_truncation": dropped[t], "loss_scale": s.loss_scale} for t, s in streams.items()},
     }
-    export_model(model, tokenizer, Path(job.out_dir), config, info, summary["history"])
+    export_model(model, tokenizer, Path(job.out_dir), config, info, summary["history"], job.backbone_path)
     return info
 
 
