@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from muppet_core.errors import first_line
+
+log = logging.getLogger(__name__)
 
 
 class Progress:
@@ -28,10 +33,13 @@ class Progress:
         """Report ``done`` of ``total``."""
         percent = 100.0 * done / total if total else 100.0
         with self.lock:
-            if self.artifact is None:
-                self.artifact = create_progress_artifact(percent, description=self.describe(done, total))
-            elif done >= total or time.monotonic() - self.sent >= self.every_seconds:
-                update_progress_artifact(self.artifact, percent, description=self.describe(done, total))
-            else:
+            if self.artifact is not None and done < total and time.monotonic() - self.sent < self.every_seconds:
                 return
+            try:
+                if self.artifact is None:
+                    self.artifact = create_progress_artifact(percent, description=self.describe(done, total))
+                else:
+                    update_progress_artifact(self.artifact, percent, description=self.describe(done, total))
+            except Exception as exc:  # a progress report never stops the work
+                log.warning("progress artifact not updated: %s", first_line(exc))
             self.sent = time.monotonic()

@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
+import logging
 import os
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from muppet_core.config import TrackingConfig
+from muppet_core.errors import MuppetError, first_line
 from muppet_core.training.callbacks import Callback, CallbackSpec
+
+log = logging.getLogger(__name__)
 
 URI_ENV = "MLFLOW_TRACKING_URI"
 FLOW_RUN_TAG = "prefect.flow_run_id"
@@ -49,11 +55,43 @@ class Tracker:
     """The Prefect flow run of the pipeline run."""
 
 
+class TrackingError(MuppetError):
+    """The MLflow tracking server cannot be reached."""
+
+
 def pipeline_tracker(config: TrackingConfig, pipeline: str, flow_run: str) -> Tracker | None:
     """The tracker of a pipeline run, or None when tracking is off (no URI in the config nor in
-    ``MLFLOW_TRACKING_URI``)."""
+    ``MLFLOW_TRACKING_URI``). An http(s) server is asked for its health first.
+
+    Raises:
+        TrackingError: mlflow is not installed, or the server does not answer (before any work starts).
+    """
     uri = config.mlflow_uri or os.environ.get(URI_ENV)
-    return Tracker(uri, config.experiment or f"muppet-{pipeline}", pipeline, flow_run) if uri else None
+    if not uri:
+        return None
+    try:
+        importlib.metadata.version("mlflow")
+    except importlib.metadata.PackageNotFoundError:
+        raise TrackingError(f"tracking is on ({uri}) but mlflow is not installed: pip install -e '.[tracking]'") from None
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10):
+                pass
+        except OSError as exc:
+            raise TrackingError(
+                f"the MLflow tracking server {uri} does not answer ({first_line(exc)}): start it, or unset "
+                f"tracking.mlflow_uri and {URI_ENV} to run untracked"
+            ) from None
+    return Tracker(uri, config.experiment or f"muppet-{pipeline}", pipeline, flow_run)
+
+
+@contextlib.contextmanager
+def _best_effort(what: str) -> Iterator[None]:
+    """Once the work has started, a tracking failure is a warning: the work is never lost to it."""
+    try:
+        yield
+    except Exception as exc:
+        log.warning("MLflow: %s failed; the work goes on: %s", what, first_line(exc))
 
 
 @contextlib.contextmanager
@@ -111,7 +149,8 @@ def end_pipeline_run(tracker: Tracker | None, failed: bool = False) -> None:
     with _parents_lock:
         run_id = _parents.pop((tracker.uri, tracker.experiment, tracker.flow_run), None)
     if run_id:
-        client(tracker.uri).set_terminated(run_id, "FAILED" if failed else "FINISHED")
+        with _best_effort("closing the pipeline's run"):
+            client(tracker.uri).set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
 
 def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -143,41 +182,51 @@ class StageRun:
         if self.run_id is not None and metrics:
             metric = _mlflow("entities").Metric
             stamp = int(time.time() * 1000)
-            client(self.uri).log_batch(self.run_id, metrics=[metric(k, float(v), stamp, step) for k, v in metrics.items()])
+            with _best_effort("logging final metrics"):
+                client(self.uri).log_batch(self.run_id, metrics=[metric(k, float(v), stamp, step) for k, v in metrics.items()])
 
 
 @contextlib.contextmanager
 def stage_run(tracker: Tracker | None, name: str, key: str, settings: dict[str, Any]) -> Iterator[StageRun]:
     """An MLflow run nested under the pipeline's, for a stage being computed: ``settings`` as params,
-    the artifact ``key`` and the flow run as tags; marked FAILED if the stage raises."""
-    if tracker is None:
-        yield StageRun()
-        return
-    param = _mlflow("entities").Param
-    experiment, parent = _pipeline_run(tracker)
-    server = client(tracker.uri)
-    tags = {PARENT_TAG: parent, KEY_TAG: key, FLOW_RUN_TAG: tracker.flow_run, LEVEL_TAG: "stage", "muppet.pipeline": tracker.pipeline}
-    run_id = server.create_run(experiment, run_name=name, tags=tags).info.run_id
-    params = [param(k, v[:6000]) for k, v in flatten(settings).items()]
-    for i in range(0, len(params), BATCH):
-        server.log_batch(run_id, params=params[i : i + BATCH])
+    the artifact ``key`` and the flow run as tags; marked FAILED if the stage raises. A server that
+    fails meanwhile costs a warning, never the stage."""
+    run = StageRun()
+    if tracker is not None:
+        with _best_effort(f"starting the run of {name}"):
+            param = _mlflow("entities").Param
+            experiment, parent = _pipeline_run(tracker)
+            server = client(tracker.uri)
+            tags = {PARENT_TAG: parent, KEY_TAG: key, FLOW_RUN_TAG: tracker.flow_run, LEVEL_TAG: "stage", "muppet.pipeline": tracker.pipeline}
+            run_id = server.create_run(experiment, run_name=name, tags=tags).info.run_id
+            params = [param(k, v[:6000]) for k, v in flatten(settings).items()]
+            for i in range(0, len(params), BATCH):
+                server.log_batch(run_id, params=params[i : i + BATCH])
+            run = StageRun(tracker.uri, run_id)
     try:
-        yield StageRun(tracker.uri, run_id)
+        yield run
     except BaseException:
-        server.set_terminated(run_id, "FAILED")
+        _end(run, "FAILED")
         raise
-    server.set_terminated(run_id, "FINISHED")
+    _end(run, "FINISHED")
+
+
+def _end(run: StageRun, status: str) -> None:
+    if run.run_id is not None:
+        with _best_effort("closing a stage's run"):
+            client(run.uri).set_terminated(run.run_id, status)
 
 
 def log_pipeline_files(tracker: Tracker | None, files: list[Path]) -> None:
     """Attach files (the leaderboard's CSV and chart) to the pipeline run's MLflow run."""
     if tracker is None:
         return
-    _, run_id = _pipeline_run(tracker)
-    server = client(tracker.uri)
-    for path in files:
-        if path.is_file():
-            server.log_artifact(run_id, str(path))
+    with _best_effort("attaching the leaderboard"):
+        _, run_id = _pipeline_run(tracker)
+        server = client(tracker.uri)
+        for path in files:
+            if path.is_file():
+                server.log_artifact(run_id, str(path))
 
 
 class MlflowMetrics(Callback):
@@ -200,8 +249,9 @@ class MlflowMetrics(Callback):
         self.buffer += [self.metric(k, float(v), stamp, step) for k, v in values.items()]
 
     def _flush(self) -> None:
-        for i in range(0, len(self.buffer), 1000):
-            self.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])
+        with _best_effort(f"logging {len(self.buffer)} metric values"):
+            for i in range(0, len(self.buffer), 1000):
+                self.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])
         self.buffer, self.sent = [], time.monotonic()
 
     def on_step_end(self, step: int, logs: dict) -> None:
