@@ -203,3 +203,33 @@ class EarlyStopping(Callback):
         self._check(-1)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+class Profiler(Callback):
+    """Profiles the training loop's operators (torch.profiler, CPU) from the first update to the
+    last, and writes the ``top`` costliest by self CPU time to ``path`` as JSON: a list of
+    ``{"op", "self_ms", "share", "calls"}``, ``share`` being the operator's part of all the time profiled.
+
+    Args:
+        path: where the JSON goes.
+        top: operators written.
+    """
+
+    def __init__(self, path: str, top: int = 15):
+        self.path, self.top, self.profiler = path, top, None
+
+    def on_train_start(self, total_steps: int, start_step: int = 0) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        self.profiler = profile(activities=[ProfilerActivity.CPU])
+        self.profiler.__enter__()
+
+    def on_train_end(self, summary: dict) -> None:
+        self.profiler.__exit__(None, None, None)
+        events = sorted(self.profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events) or 1
+        costs = [
+            {"op": e.key, "self_ms": round(e.self_cpu_time_total / 1000, 1), "share": round(e.self_cpu_time_total / total, 4), "calls": e.count}
+            for e in events[: self.top]
+        ]
+        Path(self.path).write_text(json.dumps(costs, indent=1))

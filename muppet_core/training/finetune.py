@@ -84,10 +84,21 @@ def _validation_score(model, spec, features, tokenizer) -> float:
     return value if metric.higher_is_better else -value
 
 
-def finetune(
-    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str, checkpoint_dir: Path | None = None,
+@dataclass(frozen=True)
+class Fitted:
+    """What one fine-tune produced: validation metrics, the training loop's summary (updates,
+    examples, tokens, wall time, padding efficiency) and the example counts."""
+
+    metrics: dict[str, float]
+    summary: dict
+    train_examples: int
+    eval_examples: int
+
+
+def fit(
+    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, checkpoint_dir: Path | None = None,
     extra_callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
-) -> ResultRecord:
+) -> Fitted:
     """Fine-tune on the benchmark's train split and evaluate on validation.
 
     The head starts from the pre-finetuned one when the variant was pre-finetuned with it and
@@ -97,7 +108,6 @@ def finetune(
     updates and a run that finds one resumes from it, ending exactly as an uninterrupted run.
     ``extra_callbacks`` are installed besides progress, logging and early stopping (see ``CallbackSpec``).
     """
-    started = time.perf_counter()
     spec = get_task(run.benchmark)
     family = get_family(spec.family)
     head = family.head_name(spec)
@@ -129,9 +139,19 @@ def finetune(
         stopper.keep_best()
     metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return Fitted(metrics, summary, len(train_features), len(eval_features))
+
+
+def finetune(
+    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str, checkpoint_dir: Path | None = None,
+    extra_callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
+) -> ResultRecord:
+    """``fit`` (see there), as the run's result record."""
+    started = time.perf_counter()
+    fitted = fit(run, data_dir, config, checkpoint_dir, extra_callbacks)
     return _record(
-        pipeline, run, started, metrics=metrics, train_examples=len(train_features),
-        examples_seen=int(summary["examples_seen"]), eval_examples=len(eval_features),
+        pipeline, run, started, metrics=fitted.metrics, train_examples=fitted.train_examples,
+        examples_seen=int(fitted.summary["examples_seen"]), eval_examples=fitted.eval_examples,
     )
 
 

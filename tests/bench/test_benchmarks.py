@@ -24,6 +24,7 @@ TINY = {
     "train_throughput.py": ["--tasks", ",".join(ALL_FAMILIES), "--steps", "3", "--warmup", "1", "--max-examples", "64",
                             "--micro-batch", "2", "--tasks-per-step", "8"],
     "data_prepare.py": ["--datasets", "trec,copa"],
+    "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--profile", "1", "--top", "5"],
 }
 
 
@@ -87,7 +88,30 @@ def check_data_prepare(f: dict, backbone: str) -> None:
     assert 0 <= f["cached_share_of_cold"] < 1
 
 
-CHECKS = {"train_throughput.py": check_train_throughput, "data_prepare.py": check_data_prepare}
+def check_vs_trainer(f: dict, backbone: str) -> None:
+    runs = ("muppet", "trainer_default", "trainer_grouped")
+    assert set(f) == {"backbone", "benchmark", "train_examples", "eval_examples", *runs, "muppet_over_trainer_default",
+                      "muppet_over_trainer_grouped", "profile"}
+    assert (f["backbone"], f["benchmark"], f["train_examples"], f["eval_examples"]) == (backbone, "sst2", 32, 24)
+    for name in runs:
+        r = f[name]
+        assert set(r) == {"examples_per_s", "tokens_per_s", "accuracy", "padding_efficiency", "train_seconds"}, name
+        assert positive(r["examples_per_s"]) and positive(r["train_seconds"]) and positive(r["tokens_per_s"]), (name, r)
+        assert r["examples_per_s"] == pytest.approx(32 / r["train_seconds"], rel=0.02), name
+        # Every run sees the same examples once: the same real tokens, so tokens/s scale as examples/s.
+        assert r["tokens_per_s"] / r["examples_per_s"] == pytest.approx(f["muppet"]["tokens_per_s"] / f["muppet"]["examples_per_s"], rel=0.02)
+        assert 0 < r["padding_efficiency"] <= 1 and 0 <= r["accuracy"] <= 100
+        assert round(r["accuracy"] * 24 / 100) * 100 / 24 == pytest.approx(r["accuracy"], abs=0.01), f"{name}: not a share of 24 rows"
+    for name in runs[1:]:
+        assert f[f"muppet_over_{name}"] == pytest.approx(f["muppet"]["examples_per_s"] / f[name]["examples_per_s"], rel=0.02)
+    # Two length-sorted micro-batches pad less than Trainer's random ones.
+    assert f["muppet"]["padding_efficiency"] > f["trainer_default"]["padding_efficiency"]
+    assert 1 <= len(f["profile"]) <= 5 and all(set(t) == {"op", "self_ms", "share", "calls"} for t in f["profile"])
+    shares = [t["share"] for t in f["profile"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 and any(t["op"].startswith("aten::") for t in f["profile"])
+
+
+CHECKS = {"train_throughput.py": check_train_throughput, "data_prepare.py": check_data_prepare, "vs_trainer.py": check_vs_trainer}
 
 
 def test_every_benchmark_has_a_tiny_run():

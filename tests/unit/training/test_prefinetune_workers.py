@@ -12,20 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.config import DataConfig, PrefinetuneConfig
-from muppet_core.data.stage import data_stage
+from muppet_core.config import PrefinetuneConfig
 from muppet_core.training.launch import run_workers
 from muppet_core.training.worker import WorkerJob
-
-TASKS = ["rotten_tomatoes", "snli", "commonsenseqa", "squad"]
-
-
-@pytest.fixture(scope="module")
-def store_with_data(mirror, tmp_path_factory):
-    store = ArtifactStore(str(tmp_path_factory.mktemp("store")))
-    keys = {t: data_stage(t, DataConfig(mirror=mirror), store).key for t in TASKS}
-    return store, keys
+from tests.unit.training.conftest import TASKS
 
 
 def _job(store, keys, backbone, tmp: Path, name: str, **overrides) -> WorkerJob:
