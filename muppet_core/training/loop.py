@@ -61,7 +61,11 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
             settings.micro_batch_size, accumulation, world_size, optim.max_grad_norm,
             optim.zero_stage, optim.precision, optim.deepspeed_config,
         )
-        return DeepSpeedEngine(model, optimizer, scheduler, config)
+        engine = DeepSpeedEngine(model, optimizer, scheduler, config)
+        placed = next(engine.module.parameters()).device
+        if placed != device:  # DeepSpeed places the model on its accelerator's device itself
+            raise devices.DeviceError(f"DeepSpeed put the model on {placed}, not on this rank's device {device}: unset `device` or match it")
+        return engine
     return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm, optim.precision, device)
 
 
