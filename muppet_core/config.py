@@ -58,11 +58,13 @@ class Optimization(Strict):
     engine: Literal["deepspeed", "torch"] = "torch"
     """deepspeed (every device, CPU included) or plain torch (no DeepSpeed at all)."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Training precision under DeepSpeed."""
+    """Training precision: autocast (with a gradient scaler for fp16) on the torch engine, DeepSpeed's own bf16/fp16 on DeepSpeed."""
     zero_stage: Literal[0, 1, 2] = 0
     """DeepSpeed ZeRO stage."""
     deepspeed_config: str | None = None
     """A DeepSpeed JSON of your own, merged over the settings above (relative to pipelines.yaml)."""
+    device: str | None = execution(None, pattern=r"^(cpu|cuda(:[0-9]+)?)$")
+    """Where each rank trains and evaluates: cpu, cuda or cuda:N (None: cuda:LOCAL_RANK when CUDA is present, else the CPU)."""
     checkpoint_every: int | None = execution(200, gt=0)
     """Updates between checkpoints (a killed run resumes from the last one; None: no checkpoints)."""
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 torch = LazyModule("torch")
 F = LazyModule("torch.nn.functional")
 nn = LazyModule("torch.nn")
+devices = LazyModule("muppet_core.training.devices")
 
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -196,7 +197,7 @@ class Family(abc.ABC):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = self.collate([features[i] for i in idx], pad_id)
-            yield idx, {k: v.to(device) for k, v in batch.items()}
+            yield idx, devices.to_device(batch, device)
 
     def predict(
         self,

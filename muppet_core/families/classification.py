@@ -87,7 +87,7 @@ class ClassificationFamily(Family):
         """Dense-tanh-projection over the pooled sentence vector."""
         from muppet_core.models.heads import ClassificationHead
 
-        return ClassificationHead(encoder.config.hidden_size, shape["outputs"])
+        return ClassificationHead.for_encoder(encoder, shape["outputs"])
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, outputs] logits of the head over the mean-pooled encoder states."""

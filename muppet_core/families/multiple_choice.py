@@ -113,7 +113,7 @@ class MultipleChoiceFamily(Family):
         """Dense-tanh-projection over each pooled (context, choice) vector."""
         from muppet_core.models.heads import ClassificationHead
 
-        return ClassificationHead(encoder.config.hidden_size, shape["outputs"])
+        return ClassificationHead.for_encoder(encoder, shape["outputs"])
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, choices] scores, padding choices at -inf."""

@@ -25,6 +25,12 @@ class ClassificationHead(nn.Module):
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.out_proj = nn.Linear(hidden_size, num_outputs)
 
+    @classmethod
+    def for_encoder(cls, encoder: nn.Module, num_outputs: int) -> ClassificationHead:
+        """A head as wide as ``encoder``, with its hidden dropout (0.1 when its config names none)."""
+        config = encoder.config
+        return cls(config.hidden_size, num_outputs, getattr(config, "hidden_dropout_prob", 0.1))
+
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         x = torch.tanh(self.dense(self.dropout(pooled)))
         return self.out_proj(self.dropout(x))

@@ -28,6 +28,9 @@ class Callback:
 
     def on_train_start(self, total_steps: int, start_step: int = 0) -> None: ...
 
+    def on_micro_batch(self, step: int, task: str, indices: list[int]) -> None:
+        """Before each of this rank's micro-batches of update ``step``: its task and the indices of its examples."""
+
     def on_backward(self, step: int) -> None:
         """After each micro-batch's backward pass of update ``step`` (0-based), before the engine steps."""
 

@@ -6,6 +6,7 @@ micro-batches, so the loop reads the same whichever runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+# Autocast's compute type of each training precision (fp32: no autocast).
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 # The DeepSpeed engine's own progress, checkpointed beside the optimizer and scheduler.
 DEEPSPEED_COUNTERS = ("global_steps", "global_samples", "micro_steps", "skipped_steps")
 
@@ -74,47 +77,81 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
 class TorchEngine:
     """Plain torch: gradients accumulated over ``accumulation`` micro-batches, averaged over ranks, clipped, stepped.
 
+    With ``bf16`` or ``fp16`` the forward pass and loss run under autocast on ``device`` (the
+    weights, gradients and optimizer stay fp32); fp16 also scales the loss with a GradScaler,
+    which skips an update whose gradients overflowed.
+
     Args:
         model: the module to train.
         optimizer: its optimizer.
         scheduler: a learning-rate scheduler stepped once per update.
         accumulation: micro-batches per update on this rank.
         max_grad_norm: gradient clipping.
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        device: the device the model is on (autocast's device type).
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer, scheduler, accumulation: int, max_grad_norm: float):
+    def __init__(
+        self, model: torch.nn.Module, optimizer, scheduler, accumulation: int, max_grad_norm: float,
+        precision: str = "fp32", device: torch.device = torch.device("cpu"),
+    ):
         self.module, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.accumulation, self.max_grad_norm, self.micro_steps = accumulation, max_grad_norm, 0
+        self.precision, self.device = precision, device
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     def __call__(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context of a micro-batch's forward pass and loss: autocast at the run's precision (none in fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[self.precision]))
+
     def backward(self, loss: torch.Tensor) -> None:
-        (loss / self.accumulation).backward()
+        loss = loss / self.accumulation
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
 
     def step(self) -> None:
         self.micro_steps += 1
         if self.micro_steps % self.accumulation:
             return
         if dist.is_initialized() and dist.get_world_size() > 1:
-            for p in self.module.parameters():
-                if p.requires_grad:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    dist.all_reduce(p.grad)
-                    p.grad /= dist.get_world_size()
+            self._average_gradients(dist.get_world_size())
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
         clip_gradients([p for p in self.module.parameters() if p.grad is not None], self.max_grad_norm)
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def state(self) -> dict[str, int]:
-        """The engine's own counters, for checkpoints."""
-        return {"micro_steps": self.micro_steps}
+    def _average_gradients(self, world_size: int) -> None:
+        """Average the gradients over ranks in one all-reduce. A parameter no rank computed a gradient for
+        (the head of a task absent from the update) keeps none, so the optimizer skips it as on one rank."""
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        present = torch.tensor([float(p.grad is not None) for p in params], device=self.device)
+        dist.all_reduce(present)
+        used = [p for p, n in zip(params, present.tolist()) if n]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in used])
+        dist.all_reduce(flat)
+        flat /= world_size
+        for p, grad in zip(used, flat.split([p.numel() for p in used])):
+            p.grad = grad.view_as(p)
 
-    def load_state(self, state: dict[str, int]) -> None:
+    def state(self) -> dict:
+        """The engine's own counters (and the fp16 loss scale), for checkpoints."""
+        return {"micro_steps": self.micro_steps, **({"scaler": self.scaler.state_dict()} if self.scaler else {})}
+
+    def load_state(self, state: dict) -> None:
         """Put back the counters saved by ``state``."""
         self.micro_steps = state["micro_steps"]
+        if self.scaler and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
 
 class DeepSpeedEngine:
@@ -137,6 +174,10 @@ class DeepSpeedEngine:
 
     def __call__(self, *args, **kwargs):
         return self.ds(*args, **kwargs)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Nothing: DeepSpeed runs bf16/fp16 itself (its config's ``bf16``/``fp16``)."""
+        return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
         self.ds.backward(loss)

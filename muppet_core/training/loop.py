@@ -21,6 +21,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from muppet_core.families.base import Family
 from muppet_core.models.multitask import MultiTaskModel
+from muppet_core.training import devices
 from muppet_core.training.callbacks import Callback
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
 from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config
@@ -49,8 +50,10 @@ def _optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.Op
     return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
 
 
-def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: int, world_size: int):
-    """The engine that owns optimizer and scheduler for this run."""
+def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: int, world_size: int, device: torch.device | None = None):
+    """The engine that owns optimizer and scheduler for this run (``model`` already on ``device``, by
+    default the rank's device)."""
+    device = device or devices.rank_device(settings.optim.device)
     optimizer = _optimizer(model, settings)
     optim = settings.optim
     scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * settings.steps), settings.steps)
@@ -59,8 +62,12 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
             settings.micro_batch_size, accumulation, world_size, optim.max_grad_norm,
             optim.zero_stage, optim.precision, optim.deepspeed_config,
         )
-        return DeepSpeedEngine(model, optimizer, scheduler, config)
-    return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm)
+        engine = DeepSpeedEngine(model, optimizer, scheduler, config)
+        placed = next(engine.module.parameters()).device
+        if placed != device:  # DeepSpeed places the model on its accelerator's device itself
+            raise devices.DeviceError(f"DeepSpeed put the model on {placed}, not on this rank's device {device}: unset `device` or match it")
+        return engine
+    return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm, optim.precision, device)
 
 
 def scaled_loss(loss: torch.Tensor, scale: float, enabled: bool) -> torch.Tensor:
@@ -96,7 +103,9 @@ def train(
         settings.seed, mixing.schedule, mixing.temperature, settings.steps,
     )
     accumulation = settings.tasks_per_step // world_size
-    engine = build_engine(model, settings, accumulation, world_size)
+    device = devices.rank_device(optim.device)
+    model.to(device)
+    engine = build_engine(model, settings, accumulation, world_size, device)
     batches = {
         name: BatchStream(
             [s.family.length(f) for f in s.features], settings.micro_batch_size, settings.seed + i,
@@ -122,15 +131,21 @@ def train(
     for step in range(start, settings.steps):
         step_losses: list[torch.Tensor] = []
         order = schedule.tasks_for_rank(step, rank, world_size)
+        # Every rank draws all of the update's micro-batches, in one global order, and computes its share
+        # (draws r, r + w, ...): an update consumes the same examples whatever the world size.
+        drawn = [batches[name].next_batch() for name in schedule.tasks_for_step(step)][rank::world_size]
         examples_before = sum(seen.values())
-        for name in order:
+        for name, picked in zip(order, drawn):
             stream = streams[name]
             family = stream.family
-            batch = family.collate([stream.features[i] for i in batches[name].next_batch()], pad_id)
-            logits = engine(stream.head, family, batch)
-            loss = scaled_loss(family.loss(logits, batch["labels"]), stream.loss_scale, mixing.loss_scaling)
-            if optim.r3f_eps > 0:
-                loss = loss + optim.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, optim.r3f_eps)
+            batch = devices.to_device(family.collate([stream.features[i] for i in picked], pad_id), device)
+            for cb in callbacks:
+                cb.on_micro_batch(step, name, picked)
+            with engine.autocast():
+                logits = engine(stream.head, family, batch)
+                loss = scaled_loss(family.loss(logits, batch["labels"]), stream.loss_scale, mixing.loss_scaling)
+                if optim.r3f_eps > 0:
+                    loss = loss + optim.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, optim.r3f_eps)
             engine.backward(loss)
             for cb in callbacks:
                 cb.on_backward(step)

@@ -7,6 +7,7 @@ of every update. Rank 0 writes checkpoints and, at the end, the exported model.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import sys
@@ -21,7 +22,7 @@ from muppet_core.models.backbone import load_encoder
 from muppet_core.models.export import export_model
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.callbacks import CallbackSpec, LossLogger, ProgressBar, build_callbacks
+from muppet_core.training.callbacks import Callback, CallbackSpec, LossLogger, ProgressBar, build_callbacks
 from muppet_core.training.engine import init_distributed
 from muppet_core.training.loop import train
 from muppet_core.training.settings import prefinetune_settings
@@ -47,7 +48,7 @@ class WorkerJob(BaseModel):
     checkpoint_dir: str
     """Where the run checkpoints and resumes from."""
     trace: str | None = None
-    """A file each rank writes its per-step tasks to (``<trace>.rank<r>``), for tests."""
+    """A file each rank writes its per-step tasks and examples to (``<trace>.rank<r>``), for tests."""
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     """Callbacks every rank installs besides progress and logging (see ``CallbackSpec``)."""
 
@@ -55,6 +56,16 @@ class WorkerJob(BaseModel):
     def read(cls, path: str | Path) -> WorkerJob:
         """The job of a job file."""
         return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+class ExampleTrace(Callback):
+    """Records the task and example indices of every micro-batch this rank computes, per update."""
+
+    def __init__(self):
+        self.examples: dict[int, list] = collections.defaultdict(list)
+
+    def on_micro_batch(self, step: int, task: str, indices: list[int]) -> None:
+        self.examples[step].append([task, [int(i) for i in indices]])
 
 
 def run(job: WorkerJob) -> dict | None:
@@ -71,10 +82,14 @@ def run(job: WorkerJob) -> dict | None:
     )
     callbacks = [ProgressBar("pre-finetune"), LossLogger("pre-finetune", every=max(config.steps // 10, 1))] if rank == 0 else []
     callbacks += build_callbacks(job.callbacks, rank)
+    trace = ExampleTrace()
+    if job.trace:
+        callbacks.append(trace)
     summary = train(model, streams, prefinetune_settings(config, job.checkpoint_dir), tokenizer.pad_token_id, callbacks, rank, world_size)
     if job.trace:
         with open(f"{job.trace}.rank{rank}", "w", encoding="utf-8") as fh:
-            json.dump({"rank": rank, "world_size": world_size, "order": [h["order"] for h in summary["history"]]}, fh)
+            json.dump({"rank": rank, "world_size": world_size, "order": [h["order"] for h in summary["history"]],
+                       "examples": {str(k): v for k, v in trace.examples.items()}}, fh)
     if rank != 0:
         return None
     info = {

@@ -6,6 +6,7 @@ The plain torch engine keeps these fast; DeepSpeed runs in the flow's integratio
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,22 +30,60 @@ def _weights(out: str) -> dict[str, torch.Tensor]:
     return {**load_file(f"{out}/encoder/model.safetensors"), **{f"heads.{k}": v for k, v in load_file(f"{out}/heads.safetensors").items()}}
 
 
-def test_world_size_one_and_two_train_the_same_tasks_in_the_same_order(store_with_data, tiny_backbone, tmp_path):
+@pytest.fixture(scope="module")
+def dropout_free_backbone(tiny_backbone, tmp_path_factory) -> str:
+    """The tiny BERT without dropout (its heads take the encoder's): a run is then a function of the examples alone."""
+    from transformers import AutoConfig
+
+    path = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    shutil.copytree(tiny_backbone, path, dirs_exist_ok=True)
+    config = AutoConfig.from_pretrained(path)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    config.save_pretrained(path)
+    return str(path)
+
+
+def _merged(ranks: list[dict], key: str, step: int, per_step: int) -> list:
+    """The update's global sequence of micro-batches: draw j was computed by rank j % w as its (j // w)-th."""
+    world = len(ranks)
+    rows = [r[key][step] if key == "order" else r[key][str(step)] for r in ranks]
+    return [rows[j % world][j // world] for j in range(per_step)]
+
+
+def test_world_size_one_and_two_consume_the_same_examples_and_end_with_the_same_weights(store_with_data, dropout_free_backbone, tmp_path):
     store, keys = store_with_data
     lines: list[str] = []
-    job = _job(store, keys, tiny_backbone, tmp_path, "w1")
+    job = _job(store, keys, dropout_free_backbone, tmp_path, "w1", learning_rate=1e-3)
     run_workers(job, lines.append)
-    job2 = _job(store, keys, tiny_backbone, tmp_path, "w2", launcher="torchrun", nproc_per_node=2)
+    job2 = _job(store, keys, dropout_free_backbone, tmp_path, "w2", learning_rate=1e-3, launcher="torchrun", nproc_per_node=2)
     run_workers(job2, lines.append)
     one = json.loads(Path(job.trace + ".rank0").read_text())
     ranks = [json.loads(Path(job2.trace + f".rank{r}").read_text()) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2] and one["world_size"] == 1
-    merged = [[ranks[i % 2]["order"][step][i // 2] for i in range(4)] for step in range(6)]
-    assert merged == one["order"]
+    assert [_merged(ranks, "order", step, 4) for step in range(6)] == one["order"]
+    assert [_merged(ranks, "examples", step, 4) for step in range(6)] == [one["examples"][str(step)] for step in range(6)]
+    drawn = [tuple(i) for step in one["examples"].values() for _, i in step]
+    assert len(set(drawn)) == len(drawn), "no micro-batch is drawn twice"
     assert sum(len(set(step)) > 1 for step in one["order"]) >= 4, "updates should mix several tasks"
     summary = json.loads(Path(job2.out_dir, "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["summary"]["examples_seen"] == 6 * 2 * 4  # rank 0's share
     assert any("pre-finetune done" in line for line in lines)
+    a, b = _weights(job.out_dir), _weights(job2.out_dir)
+    # The ranking head's output bias shifts every choice's score alike, so softmax over the choices gives it
+    # a gradient of zero up to rounding, and Adam's first steps turn that rounding into steps of size lr.
+    inert = "heads.ranking.out_proj.bias"
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a if k != inert)
+    print(f"largest weight difference, 1 vs 2 processes: {diff:.3g} ({inert}: {float((a[inert] - b[inert]).abs().max()):.3g})")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a if k != inert)
+    start = load_file(f"{dropout_free_backbone}/model.safetensors")
+    assert max(float((a[k] - start[k]).abs().max()) for k in start) > 1e-3, "the runs trained"
+
+    run_workers(job2, lines.append)  # the same job again resumes from its update-4 checkpoint
+    assert any("resumed from the checkpoint at step 4 of 6" in line for line in lines)
+    again = [json.loads(Path(job2.trace + f".rank{r}").read_text()) for r in range(2)]
+    assert [_merged(again, "examples", step, 4) for step in (4, 5)] == [one["examples"][str(step)] for step in (4, 5)]
+    resumed = _weights(job2.out_dir)
+    assert all(torch.equal(resumed[k], b[k]) for k in b)
 
 
 def test_export_loads_with_automodel_and_heads_load_back(store_with_data, tiny_backbone, tmp_path):

@@ -1,0 +1,42 @@
+"""Where a rank computes: the one place that picks its device, and the one helper that moves batches there.
+
+The training loop places the model with ``rank_device`` and moves every training batch with
+``to_device``; evaluation moves its batches with ``to_device`` onto the model's device. A batch
+that reaches the model without passing here is a bug the tests look for.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from muppet_core.errors import MuppetError
+
+
+class DeviceError(MuppetError):
+    """A device was asked for that this machine does not have."""
+
+
+def rank_device(setting: str | None = None) -> torch.device:
+    """This rank's device: ``setting`` when given (``cpu``, ``cuda``, ``cuda:1``), else ``cuda:LOCAL_RANK``
+    when CUDA is present, else the CPU. A bare ``cuda`` also means ``cuda:LOCAL_RANK``.
+
+    Raises:
+        DeviceError: ``setting`` names CUDA on a machine without it.
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if setting is None:
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(setting)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {setting!r} is set but this machine has no CUDA device (use cpu, or leave device unset)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A collated batch with every tensor on ``device``."""
+    return {k: v.to(device) for k, v in batch.items()}

@@ -1,0 +1,88 @@
+"""Every rank's device comes from one function, and every training and evaluation batch is moved
+there by one helper: both are recorded here and compared with every batch the model consumed,
+in a pre-finetune (four families) and in a fine-tune with early stopping and its final evaluation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.config import DataConfig, FinetuneConfig, PrefinetuneConfig
+from muppet_core.data.stage import data_stage
+from muppet_core.models.backbone import Variant
+from muppet_core.models.multitask import MultiTaskModel
+from muppet_core.training import devices
+from muppet_core.training.finetune import FinetuneRun, finetune
+from muppet_core.training.worker import WorkerJob, run
+
+TASKS = ["rotten_tomatoes", "snli", "commonsenseqa", "squad"]
+
+
+def test_rank_device_follows_the_setting_then_cuda_local_rank_then_the_cpu(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert devices.rank_device() == torch.device("cuda:3" if torch.cuda.is_available() else "cpu")
+    assert devices.rank_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.rank_device() == torch.device("cuda", 3) and devices.rank_device("cuda") == torch.device("cuda", 3)
+    assert devices.rank_device("cuda:1") == torch.device("cuda", 1) and devices.rank_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(devices.DeviceError, match="no CUDA device"):
+        devices.rank_device("cuda:0")
+    with pytest.raises(ValidationError, match="device"):
+        FinetuneConfig(benchmarks=["rte"], device="gpu")
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    """Records the devices chosen, the tensors moved, and every batch the model consumed (training or not)."""
+    chosen, moved, consumed = [], {}, []
+    rank_device, to_device, forward = devices.rank_device, devices.to_device, MultiTaskModel.forward
+
+    def choose(setting=None):
+        chosen.append(rank_device(setting))
+        return chosen[-1]
+
+    def move(batch, device):
+        out = to_device(batch, device)
+        moved.update({id(t): (t, device) for t in out.values()})  # the tensor is kept: its id stays unique
+        return out
+
+    def consume(self, head, family, batch):
+        consumed.append((torch.is_grad_enabled(), batch))
+        return forward(self, head, family, batch)
+
+    monkeypatch.setattr(devices, "rank_device", choose)
+    monkeypatch.setattr(devices, "to_device", move)
+    monkeypatch.setattr(MultiTaskModel, "forward", consume)
+    return chosen, moved, consumed
+
+
+def _check(recorder, training: int, evaluation: int) -> None:
+    chosen, moved, consumed = recorder
+    assert chosen and all(d == chosen[0] for d in chosen)
+    assert sum(g for g, _ in consumed) == training and sum(not g for g, _ in consumed) == evaluation
+    for _, batch in consumed:
+        for name, tensor in batch.items():
+            assert id(tensor) in moved, f"batch tensor {name} reached the model without to_device"
+            assert moved[id(tensor)][1] == chosen[0] and tensor.device == chosen[0]
+
+
+def test_every_batch_of_a_prefinetune_and_a_finetune_goes_to_the_chosen_device(mirror, tiny_backbone, tmp_path, recorder):
+    store = ArtifactStore(str(tmp_path / "store"))
+    keys = {t: data_stage(t, DataConfig(mirror=mirror), store).key for t in [*TASKS, "rte"]}
+    config = PrefinetuneConfig(tasks=TASKS, steps=3, micro_batch_size=4, tasks_per_step=4, max_length=48, max_train_examples=32,
+                               checkpoint_every=None, engine="torch")
+    run(WorkerJob(config=config, backbone_path=tiny_backbone, store=store.root, data_keys={t: keys[t] for t in TASKS},
+                  out_dir=str(tmp_path / "pft"), checkpoint_dir=str(tmp_path / "ckpt")))
+    _check(recorder, training=3 * 4, evaluation=0)
+    recorder[2].clear()
+    ft = FinetuneConfig(benchmarks=["rte"], epochs=1, batch_size=8, max_length=48, max_train_examples=32, max_eval_examples=20,
+                        eval_every=2, checkpoint_every=None, device="cpu")
+    variant = Variant("prefinetuned", "k", str(tmp_path / "pft" / "encoder"), tuple(TASKS))
+    record = finetune(FinetuneRun(variant, "rte", 0, 1e-4), store.fetch("data", keys["rte"]), ft, "test")
+    assert record.eval_examples == 20
+    # 4 updates of 8; 20 validation examples in one batch: early stopping after updates 2 and 4, on the final
+    # weights (keep_best), then the final evaluation
+    _check(recorder, training=4, evaluation=4)
