@@ -3,6 +3,7 @@ rate, possibly on a fraction of the data) trained then evaluated."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import shutil
@@ -130,8 +131,18 @@ def finetune(
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return _record(
         pipeline, run, started, metrics=metrics, train_examples=len(train_features),
-        examples_seen=int(summary["examples_seen"]), eval_examples=len(eval_features),
+        examples_seen=int(summary["examples_seen"]), eval_examples=len(eval_features), weights_sha256=weights_digest(model),
     )
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """The sha256 of every tensor of ``model``'s state, in name order (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> ResultRecord:
@@ -202,12 +213,18 @@ def finetune_stage(
         return output
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
         log.exception("fine-tune %s failed", run.name)
-        record = _record(
-            pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed",
-            error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
-        )
-        uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
-        return StageOutput(FAILED_STAGE, run.name, key, uri, False)
+        return record_failure(pipeline, run, key, store, started, exc)
+
+
+def record_failure(pipeline: str, run: FinetuneRun, key: str, store: ArtifactStore, started: float, exc: BaseException) -> StageOutput:
+    """Write the failure record of ``run`` (its error: the exception's type and first line) and
+    return its ``finetune-failed`` output; ``started`` is when the run began (``time.perf_counter``)."""
+    record = _record(
+        pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed",
+        error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
+    )
+    uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
+    return StageOutput(FAILED_STAGE, run.name, key, uri, False)
 
 
 def failure_path(key: str) -> str:
