@@ -47,6 +47,14 @@ class Device(BaseModel):
         return f"{f'GPU {self.gpu}, ' if self.gpu is not None else ''}{cores} ({self.threads} thread{'s' if self.threads > 1 else ''})"
 
 
+def describe_process() -> str:
+    """What the calling process runs on, as it sees it: ``cores [0] with 1 torch thread(s)`` (and its GPUs)."""
+    import torch
+
+    gpus = f", GPU(s) {os.environ.get('CUDA_VISIBLE_DEVICES', 'all')}" if gpu_count() else ""
+    return f"cores {usable_cores()} with {torch.get_num_threads()} torch thread(s){gpus}"
+
+
 def gpu_count() -> int:
     """The CUDA devices this process sees (0 without CUDA)."""
     import torch

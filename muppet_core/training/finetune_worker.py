@@ -20,8 +20,10 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
 from muppet_core.training.callbacks import CallbackSpec
-from muppet_core.training.devices import Device
+from muppet_core.training.devices import Device, describe_process
 from muppet_core.training.finetune import FinetuneRun, finetune_stage
+
+log = logging.getLogger("muppet_core.training.finetune_worker")  # its name also when run as __main__
 
 
 class FinetuneJob(BaseModel):
@@ -52,6 +54,7 @@ class FinetuneJob(BaseModel):
 def run(job: FinetuneJob) -> StageOutput:
     """Pin this process to the job's device, run the fine-tune through the store and write where its result lives."""
     job.device.apply()
+    log.info("fine-tune %s runs on %s", job.run.name, describe_process())
     store = ArtifactStore(job.store, job.cache_dir)
     output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks)
     Path(job.output).write_text(json.dumps(dataclasses.asdict(output)), encoding="utf-8")

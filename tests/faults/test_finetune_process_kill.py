@@ -20,7 +20,7 @@ def test_a_killed_fine_tune_process_is_retried_then_a_failure_record(tiny_backbo
     store = ArtifactStore(str(tmp_path / "store"))
     data = data_stage("rte", DataConfig(mirror=mirror), store)
     config = FinetuneConfig(benchmarks=["rte"], seeds=[0, 1], batch_size=8, max_length=48, max_train_examples=24, max_eval_examples=16,
-                            executor="process", concurrency=2, retries=1)
+                            executor="process", concurrency=2, threads=1, retries=1)
     variant = Variant("base", "tiny", tiny_backbone)
     doomed, survivor = FinetuneRun(variant, "rte", 0, 3e-5), FinetuneRun(variant, "rte", 1, 3e-5)
     logs: dict[str, list[str]] = {doomed.name: [], survivor.name: []}
@@ -44,6 +44,8 @@ def test_a_killed_fine_tune_process_is_retried_then_a_failure_record(tiny_backbo
     done = read_result(store, finished)
     assert done.ok and done.seed == 1 and 0 <= done.score <= 1 and len(done.weights_sha256) == 64
     assert any("starting it again" in line for line in logs[survivor.name])
-    assert any(line.startswith(f"fine-tune {survivor.name}: own process on core") for line in logs[survivor.name])
+    planned = [line for line in logs[survivor.name] if line.startswith(f"fine-tune {survivor.name}: own process on core")]
+    core = int(planned[0].split("own process on core ")[1].split()[0])  # the share of its slot, as planned
+    assert f"fine-tune {survivor.name} runs on cores [{core}] with 1 torch thread(s)" in "\n".join(logs[survivor.name])  # as applied
     fault_report("kill", "SIGKILL of a fine-tune process (executor: process, retries: 1) during update 2, every time for one run and once for the other",
                  f"killed every time: started again once, then a failure record '{record.error}'; killed once: started again and finished")
