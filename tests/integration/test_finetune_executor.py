@@ -16,11 +16,11 @@ OUTCOME = ("status", "metrics", "train_examples", "examples_seen", "eval_example
 
 
 def _run(first_run, tiny_backbone, mirror, root, finetune):
-    """The tiny pipeline, base variant only, on two seeds, from the data ``first_run`` prepared; its store's records by run."""
+    """The tiny pipeline, base variant only, from the data ``first_run`` prepared; its store's records by run."""
     from flows.reproduce import reproduce
 
     shutil.copytree(first_run[0] / "store" / "data", root / "store" / "data")
-    config = write_pipeline(root / "p.yaml", tiny_backbone, mirror, root / "store", seeds=[0, 1], name="exec", prefinetune=False, finetune=finetune)
+    config = write_pipeline(root / "p.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name="exec", prefinetune=False, finetune=finetune)
     reproduce(pipeline="exec", config=str(config))
     records = [json.loads(p.read_text()) for p in (root / "store" / "finetune").glob("*/record.json")]
     return {(r["benchmark"], r["seed"]): r for r in records}
@@ -41,11 +41,11 @@ def test_process_executor_at_concurrency_2_equals_threads_at_1_bit_for_bit(prefe
     finally:
         torch.set_num_threads(before)
 
-    assert sorted(processes) == sorted(threads) == [("rte", 0), ("rte", 1), ("sst2", 0), ("sst2", 1)]
+    assert sorted(processes) == sorted(threads) == [("rte", 0), ("sst2", 0)]  # both at once in the process run
     for run, record in threads.items():
         assert record["status"] == "ok" and len(record["weights_sha256"]) == 64, run
         assert {k: processes[run][k] for k in OUTCOME} == {k: record[k] for k in OUTCOME}, run
-    assert processes[("rte", 0)]["weights_sha256"] != processes[("rte", 1)]["weights_sha256"]  # the seed matters: the hash can differ
+    assert processes[("rte", 0)]["weights_sha256"] != processes[("sst2", 0)]["weights_sha256"]  # the hash tells runs apart
     assert set(artifact_keys(tmp_path / "processes" / "store", "finetune")) == set(artifact_keys(tmp_path / "threads" / "store", "finetune"))
     boards = [pd.read_csv(tmp_path / side / "store" / "pipelines" / "exec" / "leaderboard.csv", index_col="model") for side in ("processes", "threads")]
     scores = [c for c in boards[0].columns if c.split(".")[0] in ("sst2", "rte", "average", "avg")]
