@@ -41,7 +41,7 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/muppet serve --with-server --server-log muppet-server.log
 
-# The browser tests drive Debian's chromium: installed here when missing (apt-get, as root or through sudo).
+# The browser tests drive Debian's chromium through Playwright: installed here when missing (apt-get, as root or through sudo).
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \

@@ -188,4 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from muppet_core.tracking import without_mlflow
+
+    with without_mlflow():  # DeepSpeed would import it (seconds) for nothing: nothing is tracked here
+        sys.exit(main())

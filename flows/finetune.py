@@ -12,11 +12,14 @@ from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
+from prefect.futures import as_completed
 
+from flows.progress import Progress
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
+from muppet_core.tracking import Tracker
 from muppet_core.training.executor import run_finetune
 from muppet_core.training.finetune import FAILED_STAGE, FinetuneRun, plan_runs
 
@@ -24,9 +27,9 @@ CONCURRENCY_LIMIT = "muppet-finetune"
 
 
 @task(name="finetune-benchmark", task_run_name="finetune-{run.name}")
-def finetune_one(pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun, data: StageOutput) -> StageOutput:
+def finetune_one(pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun, data: StageOutput, tracker: Tracker | None = None) -> StageOutput:
     with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
-        output = run_finetune(pipeline_name, run, data, pipeline.finetune, open_store(pipeline), get_run_logger().info)
+        output = run_finetune(pipeline_name, run, data, pipeline.finetune, open_store(pipeline), get_run_logger().info, tracker=tracker)
     if output.stage == FAILED_STAGE:
         get_run_logger().error("fine-tune failed; the leaderboard shows its cell as missing and a re-run retries it: %s", output.uri)
     else:
@@ -45,18 +48,25 @@ def ensure_limit(slots: int) -> None:
 
 @flow(name="fine-tune")
 def finetune_all(
-    pipeline_name: str, pipeline: PipelineConfig, variants: list[Variant], data: dict[str, dict[str, StageOutput]]
+    pipeline_name: str, pipeline: PipelineConfig, variants: list[Variant], data: dict[str, dict[str, StageOutput]],
+    tracker: Tracker | None = None,
 ) -> list[StageOutput]:
     """Submit every planned fine-tune at once; the concurrency limit bounds how many run together.
+    A progress artifact counts the finished ones ("3 of 8 fine-tunes").
 
-    ``data`` holds each backbone's prepared datasets, by backbone (as configured) then benchmark.
+    ``data`` holds each backbone's prepared datasets, by backbone (as configured) then benchmark;
+    ``tracker``: where computed runs are tracked (None: nowhere).
     """
     ensure_limit(pipeline.finetune.concurrency)
     runs = plan_runs(pipeline.finetune, variants)
     several = len(data) > 1
     futures = [
         finetune_one.with_options(task_run_name=f"finetune-{run.variant.label}/{run.name}" if several else f"finetune-{run.name}")
-        .submit(pipeline_name, pipeline, run, data[run.variant.backbone][run.benchmark])
+        .submit(pipeline_name, pipeline, run, data[run.variant.backbone][run.benchmark], tracker)
         for run in runs
     ]
+    progress = Progress(lambda done, total: f"{done} of {total} fine-tunes")
+    progress(0, len(futures))
+    for done, _ in enumerate(as_completed(futures), 1):
+        progress(done, len(futures))
     return [f.result() for f in futures]

@@ -184,6 +184,15 @@ class WatchConfig(Strict):
     start of every run, so adding a line schedules the backbone's evaluation."""
 
 
+class TrackingConfig(Strict):
+    """Experiment tracking: off unless an MLflow server is named here or in ``MLFLOW_TRACKING_URI``."""
+
+    mlflow_uri: str | None = Field(None, min_length=1)
+    """The MLflow tracking server (``http://host:5000``); empty: ``MLFLOW_TRACKING_URI``, else no tracking."""
+    experiment: str | None = Field(None, min_length=1)
+    """The MLflow experiment the runs go to (default: ``muppet-<pipeline>``)."""
+
+
 class PipelineConfig(Strict):
     """One named pipeline: backbone, data, pre-finetuning and fine-tuning."""
 
@@ -205,6 +214,8 @@ class PipelineConfig(Strict):
     """Fine-tuning stage."""
     watch: WatchConfig = WatchConfig()
     """More backbones to evaluate on every run (scheduled re-evaluation)."""
+    tracking: TrackingConfig = execution(TrackingConfig())
+    """Where the runs are tracked (MLflow); never part of a content key."""
     schedule: str | None = None
     """A cron expression: `muppet serve` / `muppet deploy` give the pipeline's deployment this schedule."""
     timezone: str = "UTC"

@@ -170,17 +170,19 @@ def pipeline_backbones(pipeline: PipelineConfig) -> list[str]:
 def preflight(name: str, config: str, backbones: list[str] | None = None, store: str | None = None) -> None:
     """Refuse before any work starts: bad config, backbones that cannot be found (the pipeline's,
     its watch list's, or ``backbones`` given on the command line), datasets found neither in the
-    mirror nor on the hub, and a store that refuses access.
+    mirror nor on the hub, a store that refuses access and a tracking server that does not answer.
 
     Raises:
-        ConfigError, DataSourceError, StoreError: one line per problem.
+        ConfigError, DataSourceError, StoreError, TrackingError: one line per problem.
     """
     from muppet_core.data.sources import hub_reachable_or_raise
     from muppet_core.tasks.catalog import get_task
+    from muppet_core.tracking import pipeline_tracker
 
     pipeline = load_pipeline(name, config)
     check_backbones(pipeline, name, os.path.basename(config), backbones)
     for task in pipeline.data_tasks():
         hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
     open_store(pipeline.model_copy(update={"store": store}) if store else pipeline).check_access()
+    pipeline_tracker(pipeline.tracking, name, "")  # a tracking server that does not answer
 

@@ -36,12 +36,23 @@ DIGEST_LINE = "# pyproject.toml digest: "
 
 
 def project_inputs(pyproject: Path) -> dict:
-    """What the lock is compiled from: requires-python, the dependencies and the test extra."""
+    """What the lock is compiled from: requires-python, the dependencies and the test extra, with the
+    project's own extras that it names (``muppet[tracking]``) replaced by their requirements."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    extras = project.get("optional-dependencies", {})
+    own = canonicalize_name(project["name"])
+
+    def expand(texts: list[str]) -> list[str]:
+        out = []
+        for text in texts:
+            req = Requirement(text)
+            out += expand([r for e in sorted(req.extras) for r in extras.get(e, [])]) if canonicalize_name(req.name) == own else [text]
+        return out
+
     return {
         "requires-python": project.get("requires-python"),
         "dependencies": project.get("dependencies", []),
-        EXTRA: project.get("optional-dependencies", {}).get(EXTRA, []),
+        EXTRA: expand(extras.get(EXTRA, [])),
     }
 
 

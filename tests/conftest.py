@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # A loaded machine can take more than Prefect's default 20-30 s to start a temporary server.
 SERVER_STARTUP_SECONDS = 180
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(SERVER_STARTUP_SECONDS))
+# DeepSpeed imports mlflow when it is installed (seconds per process): test processes hold it off as
+# a pipeline run without tracking does; muppet_core.tracking loads it for the tests that track.
+sys.modules.setdefault("mlflow", None)
 
 
 @pytest.fixture(scope="session")

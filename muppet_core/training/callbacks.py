@@ -7,10 +7,12 @@ install their kill switch that way; nothing else in the code knows of it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,11 +53,13 @@ class CallbackSpec(BaseModel):
     """The callback class (or factory), as ``"module:attr"``."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of the call."""
+    rank_zero: bool = False
+    """Build it on rank 0 only (what reports progress or metrics once per run)."""
 
 
-def build_callbacks(specs: list[CallbackSpec] | tuple[CallbackSpec, ...]) -> list[Callback]:
-    """The callbacks that ``specs`` name, built in order."""
-    return [resolve(spec.target)(**spec.options) for spec in specs]
+def build_callbacks(specs: list[CallbackSpec] | tuple[CallbackSpec, ...], rank: int = 0) -> list[Callback]:
+    """The callbacks that ``specs`` name for this rank, built in order."""
+    return [resolve(spec.target)(**spec.options) for spec in specs if rank == 0 or not spec.rank_zero]
 
 
 class ProgressBar(Callback):
@@ -79,6 +83,37 @@ class ProgressBar(Callback):
 
     def on_train_end(self, summary: dict) -> None:
         self.bar.close()
+
+
+class ProgressFile(Callback):
+    """Writes ``{"step": s, "total": n}`` to ``path`` (atomically) at the start, at most every
+    ``every_seconds`` and at the end, for a process that follows the run from outside.
+
+    Args:
+        path: the file to write.
+        every_seconds: shortest interval between writes.
+    """
+
+    def __init__(self, path: str, every_seconds: float = 1.0):
+        self.path, self.every_seconds = Path(path), every_seconds
+        self.total, self.written = 0, float("-inf")
+
+    def _write(self, step: int) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"step": step, "total": self.total}))
+        tmp.replace(self.path)
+        self.written = time.monotonic()
+
+    def on_train_start(self, total_steps: int, start_step: int = 0) -> None:
+        self.total = total_steps
+        self._write(start_step)
+
+    def on_step_end(self, step: int, logs: dict) -> None:
+        if time.monotonic() - self.written >= self.every_seconds:
+            self._write(step + 1)
+
+    def on_train_end(self, summary: dict) -> None:
+        self._write(summary["steps"])  # the history holds a resumed run's earlier updates too
 
 
 class LossLogger(Callback):

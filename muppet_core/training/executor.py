@@ -30,11 +30,12 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import first_line
+from muppet_core.tracking import Tracker
 from muppet_core.training.callbacks import CallbackSpec
 from muppet_core.training.devices import Device, device_pool, gpu_count
 from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
 from muppet_core.training.finetune_worker import FinetuneJob
-from muppet_core.training.launch import LaunchError, run_job
+from muppet_core.training.launch import LaunchError, job_path, run_job
 
 log = logging.getLogger(__name__)
 FINETUNE_WORKER = "muppet_core.training.finetune_worker"
@@ -53,20 +54,23 @@ def pick_executor(config: FinetuneConfig, gpus: int | None = None) -> str:
 def run_finetune(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
     log_line: Callable[[str], None] = log.info, callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
+    tracker: Tracker | None = None,
 ) -> StageOutput:
-    """One fine-tune through the store (``finetune_stage``), on the executor ``pick_executor`` picks;
-    a process's output is streamed to ``log_line``. Returns the result's output, or a failure's."""
+    """One fine-tune through the store (``finetune_stage``, tracked under ``tracker``), on the
+    executor ``pick_executor`` picks; a process's output is streamed to ``log_line``. Returns the
+    result's output, or a failure's."""
     if pick_executor(config) == "thread":
         if config.threads:
             torch.set_num_threads(config.threads)  # the flow process's own count: threads share it
-        return finetune_stage(pipeline, run, data, config, store, callbacks)
+        return finetune_stage(pipeline, run, data, config, store, callbacks, tracker)
     with device_pool(config.concurrency, config.threads).lease() as device:
-        return finetune_in_process(pipeline, run, data, config, store, device, log_line, callbacks)
+        return finetune_in_process(pipeline, run, data, config, store, device, log_line, callbacks, tracker)
 
 
 def finetune_in_process(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore, device: Device,
     log_line: Callable[[str], None] = log.info, callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
+    tracker: Tracker | None = None,
 ) -> StageOutput:
     """Run ``finetune_stage`` in a process of its own pinned to ``device``. A process that dies
     without a result is started again (``config.retries`` times), then recorded as a failure."""
@@ -75,12 +79,12 @@ def finetune_in_process(
         result = Path(tmp) / "output.json"
         job = FinetuneJob(
             pipeline=pipeline, run=run, data=data, config=config, store=store.root, cache_dir=str(store.cache_dir),
-            device=device, output=str(result), callbacks=list(callbacks),
+            device=device, output=str(result), callbacks=list(callbacks), tracker=tracker,
         )
         log_line(f"fine-tune {run.name}: own process on {device.describe()}")
         for attempt in range(config.retries + 1):
             try:
-                run_job(job, Path(tmp), [sys.executable, "-m", FINETUNE_WORKER], log_line, "the fine-tune process", device.env())
+                run_job(job, job_path(tmp), [sys.executable, "-m", FINETUNE_WORKER], log_line, "the fine-tune process", device.env())
                 return StageOutput(**json.loads(result.read_text(encoding="utf-8")))
             except LaunchError as exc:
                 error = exc

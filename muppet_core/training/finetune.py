@@ -27,6 +27,7 @@ from muppet_core.families import get_family
 from muppet_core.models.backbone import Variant, load_encoder
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.schema import result_settings
+from muppet_core.tracking import Tracker, stage_run
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.callbacks import CallbackSpec, EarlyStopping, LossLogger, ProgressBar, build_callbacks
 from muppet_core.training.loop import TaskStream, train
@@ -186,12 +187,21 @@ def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) ->
     )
 
 
+def run_settings(run: FinetuneRun, config: FinetuneConfig) -> dict:
+    """What decides one fine-tune's result: the settings in its key, the variant and the run's own values."""
+    own = {"variant": run.variant.name, "backbone": run.variant.backbone, "benchmark": run.benchmark, "seed": run.seed,
+           "learning_rate": run.learning_rate, "fraction": run.fraction, "experiment": run.experiment}
+    return {**own, **result_settings(config), "head_reuse": config.head_reuse and bool(run.variant.tasks)}
+
+
 def finetune_stage(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
     callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
+    tracker: Tracker | None = None,
 ) -> StageOutput:
     """One fine-tune through the store (see ``finetune_key``): pipelines that ask for the same run
-    (an ablation's base model, a backbone already evaluated) share its result.
+    (an ablation's base model, a backbone already evaluated) share its result. A computed run is
+    tracked in MLflow under ``tracker`` (see ``muppet_core.tracking``).
 
     A run's checkpoints live in the store's scratch area under its key, so a killed run started
     again resumes from its last checkpoint; they are removed once the result is published.
@@ -202,7 +212,9 @@ def finetune_stage(
     checkpoints = store.scratch(STAGE, key)
 
     def build(out: Path) -> dict:
-        record = finetune(run, store.fetch("data", data.key), config, pipeline, checkpoints, callbacks)
+        with stage_run(tracker, "fine-tune " + "/".join(filter(None, [run.variant.label, run.name])), key, run_settings(run, config)) as tracked:
+            record = finetune(run, store.fetch("data", data.key), config, pipeline, checkpoints, [*callbacks, *tracked.callbacks()])
+            tracked.log_metrics({f"score/{k}": v for k, v in record.metrics.items()} | {"wall_seconds": record.wall_seconds})
         (out / "record.json").write_text(record.model_dump_json(indent=1))
         return {"benchmark": run.benchmark, "variant": run.variant.name, "seed": run.seed}
 

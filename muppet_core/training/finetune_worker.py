@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
+from muppet_core.tracking import Tracker, without_mlflow
 from muppet_core.training.callbacks import CallbackSpec
 from muppet_core.training.devices import Device, describe_process
 from muppet_core.training.finetune import FinetuneRun, finetune_stage
@@ -49,6 +50,8 @@ class FinetuneJob(BaseModel):
     """The file it writes its ``StageOutput`` to, as JSON."""
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     """Callbacks installed besides progress, logging and early stopping (see ``CallbackSpec``)."""
+    tracker: Tracker | None = None
+    """Where the run is tracked (None: nowhere)."""
 
 
 def run(job: FinetuneJob) -> StageOutput:
@@ -56,7 +59,7 @@ def run(job: FinetuneJob) -> StageOutput:
     job.device.apply()
     log.info("fine-tune %s runs on %s", job.run.name, describe_process())
     store = ArtifactStore(job.store, job.cache_dir)
-    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks)
+    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks, job.tracker)
     Path(job.output).write_text(json.dumps(dataclasses.asdict(output)), encoding="utf-8")
     return output
 
@@ -65,7 +68,8 @@ def main() -> int:
     # Libraries speak at WARNING and above; the project's own progress at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger("muppet_core").setLevel(logging.INFO)
-    run(FinetuneJob.model_validate_json(Path(sys.argv[1]).read_text(encoding="utf-8")))
+    with without_mlflow():  # the tracking callback, where installed, loads it
+        run(FinetuneJob.model_validate_json(Path(sys.argv[1]).read_text(encoding="utf-8")))
     return 0
 
 

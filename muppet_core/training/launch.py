@@ -9,25 +9,70 @@ failed launch raises with the last lines of that output.
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
+import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from muppet_core.config import PrefinetuneConfig
-from muppet_core.errors import MuppetError
+from muppet_core.errors import MuppetError, first_line
+from muppet_core.training.callbacks import CallbackSpec
 from muppet_core.training.worker import WorkerJob
 
 WORKER = "muppet_core.training.worker"
+log = logging.getLogger(__name__)
 
 
 class LaunchError(MuppetError):
     """The training processes exited with an error."""
+
+
+def _read_progress(path: Path) -> tuple[int, int] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return int(data["step"]), int(data["total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def _following(path: Path, progress: Callable[[int, int], None] | None, every: float = 2.0) -> Iterator[None]:
+    """Call ``progress`` from a thread (in the caller's context) while ``path`` changes, then with the last value."""
+    if progress is None:
+        yield
+        return
+    done, last = threading.Event(), [None]
+
+    def poll() -> None:
+        while True:
+            stopping = done.wait(every)
+            current = _read_progress(path)
+            if current is not None and current != last[0]:
+                last[0] = current
+                try:
+                    progress(*current)
+                except Exception as exc:  # progress reports never stop the training
+                    log.warning("progress report failed: %s", first_line(exc))
+            if stopping:
+                return
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(poll,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def launch_command(config: PrefinetuneConfig) -> list[str]:
@@ -51,26 +96,34 @@ def exit_status(code: int) -> str:
     return f"exited with status {code} (killed by {name})"
 
 
-def run_job(
-    job: BaseModel, folder: Path, command: list[str], log: Callable[[str], None], what: str, env: dict[str, str] | None = None
-) -> None:
-    """Write ``job`` into ``folder``, run ``command`` with the job file as its last argument and
-    stream its output to ``log``.
+def job_path(folder: str | Path) -> Path:
+    """A job file in ``folder`` named per launch: two runs of the same key (on machines sharing a
+    store) never read each other's."""
+    return Path(folder) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
 
-    The job file is named per launch: two runs of the same key (on machines sharing a store)
-    never read each other's. ``env`` is added to this process's environment.
+
+def run_job(
+    job: BaseModel, job_file: Path, command: list[str], log: Callable[[str], None], what: str, env: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write ``job`` to ``job_file``, run ``command`` with the job file as its last argument and
+    stream its output to ``log``. ``env`` is added to this process's environment. With
+    ``progress``, ``progress(update, total)`` follows the file beside the job file with the
+    suffix ``.progress`` (see ``run_workers``).
 
     Raises:
         LaunchError: the command exited non-zero or was killed (the message says which, and holds
             the last lines it printed); ``what`` names the processes in it.
     """
-    job_file = Path(folder) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    progress_file = job_file.with_suffix(".progress")
     job_file.parent.mkdir(parents=True, exist_ok=True)
     job_file.write_text(job.model_dump_json(indent=1))
     full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **(env or {})}
     tail: collections.deque[str] = collections.deque(maxlen=15)
     try:
-        with subprocess.Popen([*command, str(job_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env) as proc:
+        with _following(progress_file, progress), subprocess.Popen(
+            [*command, str(job_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
+        ) as proc:
             for line in proc.stdout:
                 line = line.rstrip()
                 if line:
@@ -78,14 +131,22 @@ def run_job(
                     log(line)
     finally:
         job_file.unlink(missing_ok=True)
+        progress_file.unlink(missing_ok=True)
     if proc.returncode:
         raise LaunchError(f"{what} {exit_status(proc.returncode)}\nlast output:\n" + "\n".join(tail))
 
 
-def run_workers(job: WorkerJob, log: Callable[[str], None]) -> None:
-    """Start the pre-finetuning workers with the job file beside the checkpoints.
+def run_workers(job: WorkerJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None) -> None:
+    """Start the pre-finetuning workers with the job file beside the checkpoints and stream their output to ``log``.
+
+    With ``progress``, rank 0 writes its update count to a file beside the job file, and
+    ``progress(update, total)`` is called (in the caller's context) as it changes, and once more at the end.
 
     Raises:
         LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
     """
-    run_job(job, Path(job.checkpoint_dir), launch_command(job.config), log, "pre-finetuning workers")
+    job_file = job_path(job.checkpoint_dir)
+    if progress:
+        spec = CallbackSpec(target="muppet_core.training.callbacks:ProgressFile", options={"path": str(job_file.with_suffix(".progress"))}, rank_zero=True)
+        job = job.model_copy(update={"callbacks": [*job.callbacks, spec]})
+    run_job(job, job_file, launch_command(job.config), log, "pre-finetuning workers", progress=progress)

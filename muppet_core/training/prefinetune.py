@@ -15,6 +15,7 @@ from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.schema import result_settings
+from muppet_core.tracking import Tracker, stage_run
 from muppet_core.training.callbacks import CallbackSpec
 from muppet_core.training.launch import run_workers
 from muppet_core.training.worker import WorkerJob
@@ -44,22 +45,28 @@ def prefinetune_stage(
     store: ArtifactStore,
     log_line: Callable[[str], None] = log.info,
     callbacks: list[CallbackSpec] = (),
+    tracker: Tracker | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> StageOutput:
     """Pre-finetune through the store.
 
     A run's checkpoints live in the store's scratch area under the same key, so a killed run
     re-launched with the same pipeline resumes from its last checkpoint; they are removed once
     the model is published. ``callbacks`` are installed in every worker (see ``CallbackSpec``).
+    A computed run is tracked in MLflow under ``tracker`` (see ``muppet_core.tracking``), and
+    ``progress(update, total)`` follows its updates.
     """
     key = prefinetune_key(config, base.key, data)
     checkpoints = store.scratch(STAGE, key)
 
     def build(out) -> dict:
-        job = WorkerJob(
-            config=config, backbone_path=base.encoder_path, store=store.root, data_keys={t: data[t].key for t in config.tasks},
-            out_dir=str(out), checkpoint_dir=str(checkpoints), callbacks=list(callbacks),
-        )
-        run_workers(job, log_line)
+        settings = {"backbone": base.backbone or base.encoder_path, **result_settings(config)}
+        with stage_run(tracker, f"pre-finetune {base.label or base.name} ({len(config.tasks)} tasks)", key, settings) as tracked:
+            job = WorkerJob(
+                config=config, backbone_path=base.encoder_path, store=store.root, data_keys={t: data[t].key for t in config.tasks},
+                out_dir=str(out), checkpoint_dir=str(checkpoints), callbacks=[*callbacks, *tracked.callbacks()],
+            )
+            run_workers(job, log_line, progress)
         return {"tasks": config.tasks, "steps": config.steps}
 
     output = run_cached(store, STAGE, "+".join(config.tasks), key, build)

@@ -26,6 +26,7 @@ from muppet_core.training.engine import init_distributed
 from muppet_core.training.loop import train
 from muppet_core.training.settings import prefinetune_settings
 from muppet_core.training.streams import build_streams
+from muppet_core.tracking import without_mlflow
 
 
 class WorkerJob(BaseModel):
@@ -69,7 +70,7 @@ def run(job: WorkerJob) -> dict | None:
         config.tasks, data_dirs, tokenizer, config.max_length, config.max_train_examples, config.seed, config.max_target_length
     )
     callbacks = [ProgressBar("pre-finetune"), LossLogger("pre-finetune", every=max(config.steps // 10, 1))] if rank == 0 else []
-    callbacks += build_callbacks(job.callbacks)
+    callbacks += build_callbacks(job.callbacks, rank)
     summary = train(model, streams, prefinetune_settings(config, job.checkpoint_dir), tokenizer.pad_token_id, callbacks, rank, world_size)
     if job.trace:
         with open(f"{job.trace}.rank{rank}", "w", encoding="utf-8") as fh:
@@ -89,7 +90,8 @@ def main() -> int:
     # Libraries speak at WARNING and above; the project's own progress at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger("muppet_core").setLevel(logging.INFO)
-    run(WorkerJob.read(sys.argv[1]))
+    with without_mlflow():  # the tracking callback, where installed, loads it
+        run(WorkerJob.read(sys.argv[1]))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Operating muppet as an operator does: `muppet serve --with-server` starts a real Prefect server
 and serves the deployments, `prefect deployment run` triggers one, the API shows the finished run
-and its leaderboard artifact, and headless Chromium renders the run and the artifact in the UI.
+and its leaderboard artifact, and headless Chromium (Playwright) renders the run and the artifact in the UI.
 
 The served pipeline watches a list file naming a second backbone; its backbone was evaluated
 before (the store starts as a copy of the session's tiny run), so the run computes the new backbone
@@ -24,34 +24,13 @@ import pytest
 import yaml
 
 from muppet_core.models.backbone import backbone_label
+from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, write_pipeline
 from tests.servers.seaweed import free_ports
 
-SCREENSHOTS = REPO / "test-output" / "screenshots"
 PIPELINE = "ops"
 SCHEDULE = "0 3 1 1 *"  # registered on the deployment, never due while the test runs
-
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("chromium is missing: `apt-get install -y chromium` (.ci/run installs it)")
-    return found
-
-
-def browse(url: str, screenshot: Path) -> str:
-    """Render ``url`` in headless Chromium: save a screenshot and return the rendered DOM."""
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic", "--hide-scrollbars", "--window-size=1400,1100",
-        "--virtual-time-budget=15000", f"--user-data-dir={screenshot.parent / 'chromium-profile'}",
-    ]
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([chromium(), *flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
-    dom = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
-    return dom.stdout
 
 
 def second_backbone(path: Path, tokenizer_from: str) -> str:
@@ -176,11 +155,16 @@ def test_the_leaderboard_artifact_is_on_the_server_and_renders_in_the_ui(served,
     label = backbone_label(tiny_backbone)
     assert {f"{label} / base", f"{label} / prefinetuned", "second-bert / base", "second-bert / prefinetuned"} <= set(models)
 
-    run_page = browse(f"{ui}/runs/flow-run/{run['id']}", SCREENSHOTS / "flow-run.png")
+    with chromium() as browser:
+        page = new_page(browser)
+        page.goto(f"{ui}/runs/flow-run/{run['id']}")
+        shows(page, run["name"], "muppet-reproduce", "Completed")
+        run_page = screenshot(page, "flow-run")
+        (markdown,) = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"leaderboard-{PIPELINE}"]}}}, timeout=10).json()
+        page.goto(f"{ui}/artifacts/artifact/{markdown['id']}")
+        shows(page, f"Leaderboard: {PIPELINE}")
+        artifact_page = screenshot(page, "leaderboard-artifact")
     assert run["name"] in run_page and "muppet-reproduce" in run_page and "Completed" in run_page
-    (markdown,) = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"leaderboard-{PIPELINE}"]}}}, timeout=10).json()
-    artifact_page = browse(f"{ui}/artifacts/artifact/{markdown['id']}", SCREENSHOTS / "leaderboard-artifact.png")
     assert f"Leaderboard: {PIPELINE}" in artifact_page
     for model in ("second-bert / base", "second-bert / prefinetuned", f"{label} / base", f"{label} / prefinetuned"):
         assert model in artifact_page, model
-    assert (SCREENSHOTS / "flow-run.png").stat().st_size > 10_000 and (SCREENSHOTS / "leaderboard-artifact.png").stat().st_size > 10_000

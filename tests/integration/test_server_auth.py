@@ -26,16 +26,17 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from playwright.sync_api import Page, expect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.browser import Browser
+from muppet_core.models.backbone import backbone_label
+from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO
 from tests.integration.conftest import write_pipeline
 from tests.servers.caddy import CaddyProxy
 from tests.servers.seaweed import free_ports
 
-SCREENSHOTS = REPO / "test-output" / "screenshots"
 PIPELINE = "secure"
 OTHER = "secure-deployed"  # registered by `muppet deploy`, which finds the auth string itself
 DEPLOYMENT = f"muppet-reproduce/{PIPELINE}"
@@ -70,7 +71,8 @@ def secured(first_run, tiny_backbone, mirror, tmp_path_factory):
 
     port = free_ports(1)[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_SERVER_API"))}
-    env.update(PREFECT_HOME=str(root / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", MUPPET_CACHE=str(root / "cache"))
+    env.update(PREFECT_HOME=str(root / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", MUPPET_CACHE=str(root / "cache"),
+               PREFECT_RUNNER_POLL_FREQUENCY="2")  # a triggered run starts within 2 s, not 10
     log = open(root / "serve.log", "w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "serve", PIPELINE, "--with-server", "--port", str(port),
@@ -176,26 +178,29 @@ def test_muppet_commands_on_this_machine_find_the_auth_string(secured, deployed)
     assert httpx.get(f"{secured.api}/deployments/name/muppet-reproduce/{OTHER}", headers=basic(secured.auth), timeout=10).status_code == 200
 
 
+def log_in(page: Page, auth: str) -> None:
+    """Type ``auth`` into the UI's login prompt, as a person does, and submit it."""
+    page.locator("input[type=password]").fill(auth)
+    page.locator("button[type=submit]").click()
+
+
 def test_the_ui_asks_for_the_auth_string_before_it_shows_the_deployments(secured, deployed):
-    with Browser(secured.root / "chromium") as browser:
-        browser.open(secured.ui)
-        browser.wait_for("document.querySelector('input[type=password]')")
-        assert "/login" in browser.evaluate("location.pathname")
-        browser.screenshot(SCREENSHOTS / "auth-login.png")
-        assert "muppet-reproduce" not in browser.text()
+    with chromium() as browser:
+        page = new_page(browser)
+        page.goto(secured.ui)
+        expect(page.locator("input[type=password]")).to_be_visible()
+        assert "/login" in page.url
+        screenshot(page, "auth-login")
+        assert "muppet-reproduce" not in page.locator("body").inner_text()
 
-        browser.type_into("input[type=password]", WRONG)
-        browser.click("button[type=submit]")
-        browser.wait_for_text("Invalid credentials")
-        browser.type_into("input[type=password]", secured.auth)
-        browser.click("button[type=submit]")
-        browser.wait_for("!location.pathname.includes('/login')")
+        log_in(page, WRONG)
+        shows(page, "Invalid credentials")
+        log_in(page, secured.auth)
+        page.wait_for_url(lambda url: "/login" not in url)
 
-        browser.open(f"{secured.ui}/v2/deployments")
-        browser.wait_for_text(PIPELINE, OTHER, "reproduce")
-        browser.screenshot(SCREENSHOTS / "auth-deployments.png")
-    for name in ("auth-login.png", "auth-deployments.png"):
-        assert (SCREENSHOTS / name).stat().st_size > 10_000, name
+        page.goto(f"{secured.ui}/v2/deployments")
+        shows(page, PIPELINE, OTHER, "reproduce")
+        screenshot(page, "auth-deployments")
 
 
 def test_the_tls_proxy_carries_the_auth_string_and_the_websockets(secured, proxy):
@@ -239,3 +244,53 @@ def test_a_deployment_run_completes_through_a_worker_that_holds_the_auth_string(
     for where, text in (("serve.log", (secured.root / "serve.log").read_text()), ("server.log", (secured.root / "server.log").read_text()),
                         ("the server's records", recorded)):
         assert secured.auth.split(":")[1] not in text, where
+
+
+def test_a_run_started_from_the_ui_run_form_completes_and_its_leaderboard_artifact_shows_both_rows(secured, tiny_backbone):
+    """A person in the UI: log in, the deployment's Run > Custom run, `backbones` typed into the form's
+    list field, Submit, the run until Completed, then its leaderboard subflow's artifact."""
+    with chromium() as browser:
+        page = new_page(browser)
+        page.goto(secured.ui)
+        log_in(page, secured.auth)
+        page.get_by_role("link", name="Deployments", exact=True).click()
+        page.get_by_role("link", name=PIPELINE, exact=True).click()
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Custom run").click()
+
+        # the flow's parameters as typed fields, holding the deployment's defaults
+        expect(page.get_by_role("textbox", name="pipeline (Optional)")).to_have_value(PIPELINE)
+        expect(page.get_by_role("switch", name="finetune (Optional)")).to_be_checked()
+        for kind in ("list", "str", "bool"):  # backbones, store, prefinetune: a value or None
+            expect(page.get_by_role("tab", name=kind, exact=True)).to_be_visible()
+        page.get_by_role("tab", name="list", exact=True).click()
+        page.get_by_role("tabpanel", name="list").get_by_role("button", name="Add item").click()
+        page.get_by_role("tabpanel", name="list").get_by_role("textbox").fill(tiny_backbone)
+        screenshot(page, "ui-run-form")
+        page.get_by_role("button", name="Submit").click()
+
+        toast = page.get_by_role("listitem").filter(has_text="scheduled to start now")
+        run_name = toast.inner_text().split(" scheduled to start now")[0]
+        toast.get_by_role("link", name="View run").click()
+        expect(page.get_by_role("navigation", name="breadcrumb")).to_contain_text(run_name)  # the run's page, not the last one
+        expect(page.get_by_text("Completed", exact=True)).to_be_visible(timeout=600_000)  # its state
+        run_id = page.url.split("?")[0].rsplit("/", 1)[1]
+        screenshot(page, "ui-run-completed")
+        page.get_by_role("tab", name="Subflow Runs").click()
+        page.get_by_role("listitem").filter(has=page.get_by_role("link", name="leaderboard", exact=True)).get_by_role("link").nth(1).click()
+        page.get_by_role("tab", name="Artifacts").click()
+        page.get_by_role("link").filter(has=page.get_by_role("heading", name=f"leaderboard-{PIPELINE}", exact=True)).click()
+        shows(page, f"Leaderboard: {PIPELINE}")
+        first_cells = page.locator("table").first.locator("tbody tr td:first-child")
+        expect(first_cells).to_have_count(2)  # the leaderboard table's rows: base and pre-finetuned
+        rows = first_cells.all_inner_texts()
+        screenshot(page, "ui-run-leaderboard")
+
+    run = httpx.get(f"{secured.api}/flow_runs/{run_id}", headers=basic(secured.auth), timeout=10).json()
+    assert run["name"] == run_name and run["state"]["type"] == "COMPLETED" and run["parameters"]["backbones"] == [tiny_backbone]
+    assert run["deployment_id"] == httpx.get(f"{secured.api}/deployments/name/{DEPLOYMENT}", headers=basic(secured.auth), timeout=10).json()["id"]
+    history = [json.loads(p.read_text()) for p in (secured.root / "store" / "pipelines" / PIPELINE / "history").glob("*.json")]
+    assert run_id in [entry["run"] for entry in history]  # this run published the leaderboard
+    label = backbone_label(tiny_backbone)
+    stored = json.loads((secured.root / "store" / "pipelines" / PIPELINE / "leaderboard.json").read_text())["rows"]
+    assert sorted(r.removesuffix(" ◆") for r in rows) == sorted(r["model"] for r in stored) == [f"{label} / base", f"{label} / prefinetuned"]
