@@ -2,7 +2,8 @@
 
 Runs hold a slot of the Prefect global concurrency limit ``muppet-finetune`` while they work, so
 every flow sharing a server (and its GPUs) stays within it. The limit is created with
-``finetune.concurrency`` slots when missing; operators change it in the Prefect UI.
+``finetune.concurrency`` slots when missing; operators change it in the Prefect UI. Each run
+executes as ``finetune.executor`` says: a thread of this process, or a process of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
 from muppet_core.tracking import Tracker
-from muppet_core.training.finetune import FAILED_STAGE, FinetuneRun, finetune_stage, plan_runs
+from muppet_core.training.executor import run_finetune
+from muppet_core.training.finetune import FAILED_STAGE, FinetuneRun, plan_runs
 
 CONCURRENCY_LIMIT = "muppet-finetune"
 
@@ -27,7 +29,7 @@ CONCURRENCY_LIMIT = "muppet-finetune"
 @task(name="finetune-benchmark", task_run_name="finetune-{run.name}")
 def finetune_one(pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun, data: StageOutput, tracker: Tracker | None = None) -> StageOutput:
     with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
-        output = finetune_stage(pipeline_name, run, data, pipeline.finetune, open_store(pipeline), tracker=tracker)
+        output = run_finetune(pipeline_name, run, data, pipeline.finetune, open_store(pipeline), get_run_logger().info, tracker=tracker)
     if output.stage == FAILED_STAGE:
         get_run_logger().error("fine-tune failed; the leaderboard shows its cell as missing and a re-run retries it: %s", output.uri)
     else:

@@ -50,6 +50,9 @@ class ResultRecord(BaseModel):
     experiments, which the leaderboard draws as curves instead of table cells."""
     prefinetune_tasks: int | None = None
     """Number of pre-finetuning tasks behind the variant (the x axis of the task-count curve)."""
+    weights_sha256: str | None = None
+    """Digest of the fine-tuned weights that were evaluated (every tensor, in name order): equal
+    digests mean bit-identical models (None for a failed run)."""
 
     @property
     def ok(self) -> bool:

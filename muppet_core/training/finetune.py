@@ -3,6 +3,7 @@ rate, possibly on a fraction of the data) trained then evaluated."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import shutil
@@ -87,12 +88,13 @@ def _validation_score(model, spec, features, tokenizer) -> float:
 @dataclass(frozen=True)
 class Fitted:
     """What one fine-tune produced: validation metrics, the training loop's summary (updates,
-    examples, tokens, wall time, padding efficiency) and the example counts."""
+    examples, tokens, wall time, padding efficiency), the example counts and the fine-tuned weights' digest."""
 
     metrics: dict[str, float]
     summary: dict
     train_examples: int
     eval_examples: int
+    weights_sha256: str
 
 
 def fit(
@@ -139,7 +141,7 @@ def fit(
         stopper.keep_best()
     metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    return Fitted(metrics, summary, len(train_features), len(eval_features))
+    return Fitted(metrics, summary, len(train_features), len(eval_features), weights_digest(model))
 
 
 def finetune(
@@ -151,8 +153,18 @@ def finetune(
     fitted = fit(run, data_dir, config, checkpoint_dir, extra_callbacks)
     return _record(
         pipeline, run, started, metrics=fitted.metrics, train_examples=fitted.train_examples,
-        examples_seen=int(fitted.summary["examples_seen"]), eval_examples=fitted.eval_examples,
+        examples_seen=int(fitted.summary["examples_seen"]), eval_examples=fitted.eval_examples, weights_sha256=fitted.weights_sha256,
     )
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """The sha256 of every tensor of ``model``'s state, in name order (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> ResultRecord:
@@ -234,12 +246,18 @@ def finetune_stage(
         return output
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
         log.exception("fine-tune %s failed", run.name)
-        record = _record(
-            pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed",
-            error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
-        )
-        uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
-        return StageOutput(FAILED_STAGE, run.name, key, uri, False)
+        return record_failure(pipeline, run, key, store, started, exc)
+
+
+def record_failure(pipeline: str, run: FinetuneRun, key: str, store: ArtifactStore, started: float, exc: BaseException) -> StageOutput:
+    """Write the failure record of ``run`` (its error: the exception's type and first line) and
+    return its ``finetune-failed`` output; ``started`` is when the run began (``time.perf_counter``)."""
+    record = _record(
+        pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed",
+        error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
+    )
+    uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
+    return StageOutput(FAILED_STAGE, run.name, key, uri, False)
 
 
 def failure_path(key: str) -> str:

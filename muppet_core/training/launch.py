@@ -1,6 +1,8 @@
-"""Starting the pre-finetuning workers: one local process, torchrun, or the deepspeed launcher.
+"""Starting training processes: the pre-finetuning workers (one local process, torchrun, or the
+deepspeed launcher) and the fine-tune processes of the ``process`` executor.
 
-The workers' output is streamed line by line to a callback (the Prefect run's logger), and a
+A job is a pydantic model written as a JSON file and given to the command as its last argument.
+The processes' output is streamed line by line to a callback (the Prefect run's logger), and a
 failed launch raises with the last lines of that output.
 """
 
@@ -12,12 +14,15 @@ import contextvars
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.errors import MuppetError, first_line
@@ -29,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class LaunchError(MuppetError):
-    """The training workers exited with an error."""
+    """The training processes exited with an error."""
 
 
 def _read_progress(path: Path) -> tuple[int, int] | None:
@@ -70,45 +75,78 @@ def _following(path: Path, progress: Callable[[int, int], None] | None, every: f
         thread.join()
 
 
-def launch_command(config: PrefinetuneConfig, job_file: Path) -> list[str]:
-    """The command line that starts every rank of the job."""
+def launch_command(config: PrefinetuneConfig) -> list[str]:
+    """The command line that starts every rank of a pre-finetuning job (the job file follows it)."""
     if config.launcher == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={config.nproc_per_node}", "-m", WORKER, str(job_file)]
+        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={config.nproc_per_node}", "-m", WORKER]
     if config.launcher == "deepspeed":
         hostfile = ["--hostfile", config.hostfile] if config.hostfile else [f"--num_gpus={config.nproc_per_node}"]
-        return ["deepspeed", *hostfile, "--module", WORKER, str(job_file)]
-    return [sys.executable, "-m", WORKER, str(job_file)]
+        return ["deepspeed", *hostfile, "--module", WORKER]
+    return [sys.executable, "-m", WORKER]
+
+
+def exit_status(code: int) -> str:
+    """``exited with status 1``, or for a process a signal ended, ``exited with status -9 (killed by SIGKILL)``."""
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"exited with status {code} (killed by {name})"
+
+
+def job_path(folder: str | Path) -> Path:
+    """A job file in ``folder`` named per launch: two runs of the same key (on machines sharing a
+    store) never read each other's."""
+    return Path(folder) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+
+
+def run_job(
+    job: BaseModel, job_file: Path, command: list[str], log: Callable[[str], None], what: str, env: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write ``job`` to ``job_file``, run ``command`` with the job file as its last argument and
+    stream its output to ``log``. ``env`` is added to this process's environment. With
+    ``progress``, ``progress(update, total)`` follows the file beside the job file with the
+    suffix ``.progress`` (see ``run_workers``).
+
+    Raises:
+        LaunchError: the command exited non-zero or was killed (the message says which, and holds
+            the last lines it printed); ``what`` names the processes in it.
+    """
+    progress_file = job_file.with_suffix(".progress")
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(job.model_dump_json(indent=1))
+    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **(env or {})}
+    tail: collections.deque[str] = collections.deque(maxlen=15)
+    try:
+        with _following(progress_file, progress), subprocess.Popen(
+            [*command, str(job_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
+        ) as proc:
+            for line in proc.stdout:
+                line = line.rstrip()
+                if line:
+                    tail.append(line)
+                    log(line)
+    finally:
+        job_file.unlink(missing_ok=True)
+        progress_file.unlink(missing_ok=True)
+    if proc.returncode:
+        raise LaunchError(f"{what} {exit_status(proc.returncode)}\nlast output:\n" + "\n".join(tail))
 
 
 def run_workers(job: WorkerJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None) -> None:
-    """Write the job file beside the checkpoints, start the workers and stream their output to ``log``.
+    """Start the pre-finetuning workers with the job file beside the checkpoints and stream their output to ``log``.
 
-    The job file is named per launch: two runs of the same key (on machines sharing a store)
-    never read each other's output folder. With ``progress``, rank 0 writes its update count to a
-    file beside the job file, and ``progress(update, total)`` is called (in the caller's context)
-    as it changes, and once more at the end.
+    With ``progress``, rank 0 writes its update count to a file beside the job file, and
+    ``progress(update, total)`` is called (in the caller's context) as it changes, and once more at the end.
 
     Raises:
         LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
     """
-    job_file = Path(job.checkpoint_dir) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-    progress_file = job_file.with_suffix(".progress")
+    job_file = job_path(job.checkpoint_dir)
     if progress:
-        spec = CallbackSpec(target="muppet_core.training.callbacks:ProgressFile", options={"path": str(progress_file)}, rank_zero=True)
+        spec = CallbackSpec(target="muppet_core.training.callbacks:ProgressFile", options={"path": str(job_file.with_suffix(".progress"))}, rank_zero=True)
         job = job.model_copy(update={"callbacks": [*job.callbacks, spec]})
-    job_file.parent.mkdir(parents=True, exist_ok=True)
-    job_file.write_text(job.model_dump_json(indent=1))
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-    tail: collections.deque[str] = collections.deque(maxlen=15)
-    with _following(progress_file, progress), subprocess.Popen(
-        launch_command(job.config, job_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as proc:
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                tail.append(line)
-                log(line)
-    job_file.unlink(missing_ok=True)
-    progress_file.unlink(missing_ok=True)
-    if proc.returncode:
-        raise LaunchError(f"pre-finetuning workers exited with status {proc.returncode}; last output:\n" + "\n".join(tail))
+    run_job(job, job_file, launch_command(job.config), log, "pre-finetuning workers", progress=progress)

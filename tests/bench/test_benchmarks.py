@@ -25,6 +25,7 @@ TINY = {
                             "--micro-batch", "2", "--tasks-per-step", "8"],
     "data_prepare.py": ["--datasets", "trec,copa"],
     "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--profile", "1", "--top", "5"],
+    "fanout.py": ["--benchmarks", "rte", "--seeds", "2", "--concurrency", "2", "--max-train", "16", "--max-eval", "16"],
 }
 
 
@@ -111,7 +112,25 @@ def check_vs_trainer(f: dict, backbone: str) -> None:
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 and any(t["op"].startswith("aten::") for t in f["profile"])
 
 
-CHECKS = {"train_throughput.py": check_train_throughput, "data_prepare.py": check_data_prepare, "vs_trainer.py": check_vs_trainer}
+def check_fanout(f: dict, backbone: str) -> None:
+    assert set(f) == {
+        "backbone", "runs", "concurrency", "cores", "threads_per_process", "load_average", "thread_seconds", "process_seconds",
+        "reference_seconds", "speedup", "speedup_same_threads", "process_run_seconds", "reference_run_seconds", "identical", "differ",
+        "identical_to_default", "failed",
+    }
+    assert f["backbone"] == backbone and (f["runs"], f["concurrency"]) == (2, 2)
+    assert positive(f["cores"], int) and f["threads_per_process"] == max(1, f["cores"] // 2)
+    for key in ("thread_seconds", "process_seconds", "reference_seconds", "speedup", "speedup_same_threads", "process_run_seconds", "reference_run_seconds"):
+        assert positive(f[key]), f"{key}: {f[key]!r}"
+    assert f["speedup"] == pytest.approx(f["thread_seconds"] / f["process_seconds"], rel=0.01)
+    assert f["failed"] == [] and f["differ"] == [] and f["identical"] is True  # processes at concurrency 2 = one at a time, bit for bit
+    assert isinstance(f["identical_to_default"], bool) and isinstance(f["load_average"], float)
+
+
+CHECKS = {
+    "train_throughput.py": check_train_throughput, "data_prepare.py": check_data_prepare, "vs_trainer.py": check_vs_trainer,
+    "fanout.py": check_fanout,
+}
 
 
 def test_every_benchmark_has_a_tiny_run():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from muppet_core.training.callbacks import Callback, CallbackSpec
 
@@ -15,16 +16,23 @@ class KillSwitch(Callback):
 
     Args:
         update: the update to die in.
+        once: a file marking that a process already died here: with it, the switch kills only
+            the first process that reaches the update (the file is created just before the kill).
     """
 
-    def __init__(self, update: int):
-        self.update = update
+    def __init__(self, update: int, once: str | None = None):
+        self.update, self.once = update, once
 
     def on_backward(self, step: int) -> None:
-        if step + 1 == self.update:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if step + 1 != self.update:
+            return
+        if self.once:
+            if Path(self.once).exists():
+                return
+            Path(self.once).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-def kill_at(update: int) -> CallbackSpec:
-    """The spec that installs a ``KillSwitch`` for ``update`` where the loop runs."""
-    return CallbackSpec(target=f"{__name__}:KillSwitch", options={"update": update})
+def kill_at(update: int, once: str | None = None) -> CallbackSpec:
+    """The spec that installs a ``KillSwitch`` for ``update`` (only once with a ``once`` file) where the loop runs."""
+    return CallbackSpec(target=f"{__name__}:KillSwitch", options={"update": update, "once": once})

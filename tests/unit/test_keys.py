@@ -61,7 +61,8 @@ def test_only_execution_and_plan_fields_are_left_out(model):
     assert roles <= {EXECUTION, PLAN}
     expected = {
         PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "device", "checkpoint_every"},
-        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "train_fractions", "concurrency", "device", "checkpoint_every"},
+        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "train_fractions", "concurrency", "executor",
+                         "threads", "retries", "device", "checkpoint_every"},
     }[model]
     assert left_out == expected
 
@@ -75,7 +76,8 @@ def test_every_result_setting_changes_the_finetune_key():
     assert set(changes) | {"engine", "zero_stage", "deepspeed_config"} == set(result_settings(config))
     for name, value in changes.items():
         assert finetune_key(RUN, DATA, config.model_copy(update={name: value})) != key, name
-    for name, value in {"concurrency": 4, "checkpoint_every": None, "device": "cpu", "seeds": [5], "selection": "mean"}.items():
+    for name, value in {"concurrency": 4, "executor": "process", "threads": 3, "retries": 2, "checkpoint_every": None, "device": "cpu",
+                        "seeds": [5], "selection": "mean"}.items():
         assert finetune_key(RUN, DATA, config.model_copy(update={name: value})) == key, name
 
 

@@ -1,0 +1,77 @@
+"""One fine-tune in its own process: ``python -m muppet_core.training.finetune_worker JOB.json``.
+
+The ``process`` executor starts it pinned to a device (see ``muppet_core.training.pinning``). It
+runs the same stage a thread would (``finetune_stage``: data from the store, the result published
+to the store, a failure written as a failure record) and writes where the result lives, as JSON,
+to the job's ``output`` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from muppet_core.artifacts.stage import StageOutput
+from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.config import FinetuneConfig
+from muppet_core.tracking import Tracker, without_mlflow
+from muppet_core.training.callbacks import CallbackSpec
+from muppet_core.training.pinning import Device, describe_process
+from muppet_core.training.finetune import FinetuneRun, finetune_stage
+
+log = logging.getLogger("muppet_core.training.finetune_worker")  # its name also when run as __main__
+
+
+class FinetuneJob(BaseModel):
+    """What a fine-tune process is given, validated when it reads its job file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pipeline: str
+    """The pipeline that asked for the run (written in its record)."""
+    run: FinetuneRun
+    """The run: variant, benchmark, seed, learning rate, fraction, experiment."""
+    data: StageOutput
+    """The benchmark's data artifact."""
+    config: FinetuneConfig
+    """The fine-tune settings."""
+    store: str
+    """The artifact store's root."""
+    cache_dir: str
+    """The store's local cache folder (the parent's, so artifacts are fetched once per machine)."""
+    device: Device
+    """The GPU and CPU cores it is pinned to."""
+    output: str
+    """The file it writes its ``StageOutput`` to, as JSON."""
+    callbacks: list[CallbackSpec] = Field(default_factory=list)
+    """Callbacks installed besides progress, logging and early stopping (see ``CallbackSpec``)."""
+    tracker: Tracker | None = None
+    """Where the run is tracked (None: nowhere)."""
+
+
+def run(job: FinetuneJob) -> StageOutput:
+    """Pin this process to the job's device, run the fine-tune through the store and write where its result lives."""
+    job.device.apply()
+    log.info("fine-tune %s runs on %s", job.run.name, describe_process())
+    store = ArtifactStore(job.store, job.cache_dir)
+    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks, job.tracker)
+    Path(job.output).write_text(json.dumps(dataclasses.asdict(output)), encoding="utf-8")
+    return output
+
+
+def main() -> int:
+    # Libraries speak at WARNING and above; the project's own progress at INFO.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    logging.getLogger("muppet_core").setLevel(logging.INFO)
+    with without_mlflow():  # the tracking callback, where installed, loads it
+        run(FinetuneJob.model_validate_json(Path(sys.argv[1]).read_text(encoding="utf-8")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
