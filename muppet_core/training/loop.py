@@ -47,7 +47,7 @@ def _optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.Op
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": settings.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # The fused kernel: one pass over each parameter and its two moments instead of eight.
-    return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
+    return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=settings.optim.optimizer == "adamw_torch_fused")
 
 
 def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: int, world_size: int, device: torch.device | None = None):
