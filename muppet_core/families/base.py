@@ -102,6 +102,10 @@ class Family(abc.ABC):
         """Why a well-typed record with non-empty text is still malformed for ``spec``, or None."""
         return None
 
+    def for_task(self, spec: TaskSpec) -> Family:
+        """The family as one task uses it (bound to settings of its catalog entry): by default itself."""
+        return self
+
     def from_row(self, row: dict[str, Any]) -> Any:
         """Rebuild a record from a stored (Parquet) row; other columns are ignored."""
         names = {f.name for f in dataclasses.fields(self.record_type)}

@@ -66,6 +66,8 @@ class TaskSpec(Strict):
     """Class names, index = label id (classification)."""
     num_choices: int | None = Field(None, gt=1)
     """Choices per question (multiple choice); the most a question has when it varies."""
+    label_range: tuple[float, float] | None = None
+    """The lowest and highest score (regression): training rescales scores to [0, 1]."""
     metric: str
     """Main metric (see muppet_core.evaluation.metrics)."""
     secondary_metrics: list[str] = Field(default_factory=list)

@@ -99,7 +99,7 @@ def finetune(
     """
     started = time.perf_counter()
     spec = get_task(run.benchmark)
-    family = get_family(spec.family)
+    family = get_family(spec.family).for_task(spec)
     head = family.head_name(spec)
     torch.manual_seed(run.seed)
     encoder, tokenizer = load_encoder(run.variant.encoder_path)
