@@ -17,7 +17,7 @@ from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
-from muppet_core.data.splits import subsample
+from muppet_core.data.splits import carve, subsample
 from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
@@ -110,9 +110,15 @@ def finetune(
         if reused:
             log.info("%s starts from the pre-finetuned head %s", label, reused[0])
     train_records = subsample(load_split(data_dir, spec.family, "train"), config.max_train_examples, run.seed)
+    eval_records = subsample(load_split(data_dir, spec.family, "validation"), config.max_eval_examples, 0)
+    select_features = None
+    if config.selects:  # the grid and early stopping decide on a slice of train, never on the reported split
+        train_records, select_records = carve(train_records, config.selection_fraction, 0, [r.id for r in train_records])
+        if not select_records and len(train_records) > 1:
+            select_records = [train_records.pop()]
+        select_features, _ = family.encode(select_records, tokenizer, config.max_length)
     if run.fraction < 1:
         train_records = subsample(train_records, max(1, round(run.fraction * len(train_records))), run.seed)
-    eval_records = subsample(load_split(data_dir, spec.family, "validation"), config.max_eval_examples, 0)
     train_features, _ = family.encode(train_records, tokenizer, config.max_length)
     eval_features, _ = family.encode(eval_records, tokenizer, config.max_length)
     stream = TaskStream(family, head, train_features, 1.0)
@@ -121,7 +127,7 @@ def finetune(
     callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
     stopper = None
     if config.eval_every:
-        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, eval_features, tokenizer), config.eval_every, config.patience)
+        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, select_features, tokenizer), config.eval_every, config.patience)
         callbacks.append(stopper)
     callbacks += build_callbacks(extra_callbacks)
     summary = train(model, {run.benchmark: stream}, settings, tokenizer.pad_token_id, callbacks)
@@ -129,9 +135,11 @@ def finetune(
         stopper.keep_best()
     metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer) if select_features else None
     return _record(
-        pipeline, run, started, metrics=metrics, train_examples=len(train_features),
-        examples_seen=int(summary["examples_seen"]), eval_examples=len(eval_features),
+        pipeline, run, started, metrics=metrics, train_examples=len(train_records),
+        examples_seen=int(summary["examples_seen"]), eval_examples=len(eval_records),
+        selection_metrics=selection, selection_examples=len(select_features) if select_features else None,
     )
 
 
@@ -167,6 +175,7 @@ def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) ->
         benchmark=run.benchmark,
         config=result_settings(config),
         head_reuse=config.head_reuse and bool(run.variant.tasks),
+        selects=config.selects,
         seed=run.seed,
         learning_rate=run.learning_rate,
         fraction=run.fraction,
@@ -180,7 +189,7 @@ def run_settings(run: FinetuneRun, config: FinetuneConfig) -> dict:
     """What decides one fine-tune's result: the settings in its key, the variant and the run's own values."""
     own = {"variant": run.variant.name, "backbone": run.variant.backbone, "benchmark": run.benchmark, "seed": run.seed,
            "learning_rate": run.learning_rate, "fraction": run.fraction, "experiment": run.experiment}
-    return {**own, **result_settings(config), "head_reuse": config.head_reuse and bool(run.variant.tasks)}
+    return {**own, **result_settings(config), "head_reuse": config.head_reuse and bool(run.variant.tasks), "selects": config.selects}
 
 
 def finetune_stage(
