@@ -45,6 +45,9 @@ class Optimization(Strict):
     """Gradient clipping."""
     max_length: int = Field(128, gt=8, le=4096)
     """Tokens per sequence (per question-choice pair for multiple choice)."""
+    pooling: Literal["cls", "mean"] | None = None
+    """How classification and ranking heads read a sequence: its first token (``cls``, the paper's
+    heads) or the mean of its tokens. None: the backbone's own (see ``models.backbone.default_pooling``)."""
     max_train_examples: int | None = Field(None, gt=0)
     """Cap on training examples per task (None: all)."""
     group_by_length: bool = True

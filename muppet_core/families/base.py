@@ -132,6 +132,10 @@ class Family(abc.ABC):
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         """Tensors for one micro-batch, padded to its longest member; ``labels`` holds the targets."""
 
+    def examples(self, features: list[dict[str, Any]]) -> int:
+        """How many examples the features encode (what proportional task sampling counts): by default one each."""
+        return len(features)
+
     def length(self, feature: dict[str, Any]) -> int:
         """A feature's size in tokens, which length-grouped training batches sort by and budget."""
         return len(feature["input_ids"])

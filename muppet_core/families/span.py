@@ -222,17 +222,21 @@ class SpanFamily(Family):
                     text = features[i]["context"][offsets[s, 0] : offsets[e, 1]] if offsets[s, 0] >= 0 else ""
                     if example not in best or score > best[example][0]:
                         best[example] = (score, text)
-        return [best[e][1] for e in self._examples(features)]
+        return [best[e][1] for e in self._order(features)]
 
     def references(self, features: list[dict[str, Any]]) -> list[list[str]]:
         """Every gold answer of each question (in order of first appearance)."""
         first = {}
         for f in features:
             first.setdefault(f["example"], f["answers"])
-        return [first[e] for e in self._examples(features)]
+        return [first[e] for e in self._order(features)]
+
+    def examples(self, features: list[dict[str, Any]]) -> int:
+        """The questions, however many windows each has."""
+        return len(self._order(features))
 
     @staticmethod
-    def _examples(features: list[dict[str, Any]]) -> list[int]:
+    def _order(features: list[dict[str, Any]]) -> list[int]:
         return list(dict.fromkeys(f["example"] for f in features))
 
 

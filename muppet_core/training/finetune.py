@@ -23,7 +23,7 @@ from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import ResultRecord
 from muppet_core.families import get_family
-from muppet_core.models.backbone import Variant, load_encoder
+from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.schema import result_settings
 from muppet_core.tracking import Tracker, stage_run
@@ -103,7 +103,7 @@ def finetune(
     head = family.head_name(spec)
     torch.manual_seed(run.seed)
     encoder, tokenizer = load_encoder(run.variant.encoder_path)
-    model = build_multitask_model(encoder, [spec])
+    model = build_multitask_model(encoder, [spec], config.pooling or default_pooling(run.variant.encoder_path))
     label = run.name
     if config.head_reuse and run.variant.tasks:
         reused = model.load_heads(Path(run.variant.encoder_path).parent, [head])

@@ -91,7 +91,7 @@ def train(
     model.train()
     optim, mixing = settings.optim, settings.mixing
     schedule = TaskSchedule(
-        {n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, mixing.sampling,
+        {n: s.family.examples(s.features) for n, s in streams.items()}, settings.tasks_per_step, mixing.sampling,
         settings.seed, mixing.schedule, mixing.temperature, settings.steps,
     )
     accumulation = settings.tasks_per_step // world_size
