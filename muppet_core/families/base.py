@@ -168,6 +168,10 @@ class Family(abc.ABC):
     def loss(self, logits: Any, labels: torch.Tensor) -> torch.Tensor:
         """The training loss of ``forward``'s logits against the batch's ``labels``."""
 
+    def scaled_loss(self, logits: Any, labels: torch.Tensor, scale: float) -> torch.Tensor:
+        """The loss times the task's ``scale`` (1/log n(i), or 1.0: not scaled)."""
+        return self.loss(logits, labels) * scale
+
     def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
         """n(i) of the paper's loss scaling (the loss is divided by log n(i)), or None: not scaled."""
         return None

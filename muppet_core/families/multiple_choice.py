@@ -5,6 +5,8 @@ The paper found per-dataset heads overfit here, so every multiple-choice dataset
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +40,11 @@ class MultipleChoiceRecord:
     passage: str = ""
 
 
+@dataclass(frozen=True)
 class MultipleChoiceFamily(Family):
-    """Cross-entropy over the choices' scores (padding choices at -inf); n(i) is the number of choices."""
+    """Cross-entropy over the choices' scores (padding choices at -inf); n(i) is each example's number of choices."""
+
+    num_choices: int = 0
 
     name = "multiple_choice"
     record_type = MultipleChoiceRecord
@@ -149,8 +154,23 @@ class MultipleChoiceFamily(Family):
         """Cross-entropy over the choices."""
         return F.cross_entropy(logits, labels)
 
+    def scaled_loss(self, logits: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+        """With scaling (``scale`` != 1), n(i) per example: each example's cross-entropy divided by
+        the log of its own number of choices (an ARC question with 4 choices by log 4, not by the
+        task's most, 5). ``scale`` is the task's 1/log n(i) of its most choices (``for_task`` binds
+        that number), so a catalog override of n(i) rescales every example alike."""
+        if scale == 1.0:
+            return self.loss(logits, labels)
+        n = torch.isfinite(logits).sum(-1).clamp(min=2).to(torch.float32)
+        per_example = F.cross_entropy(logits, labels, reduction="none") / n.log()
+        return per_example.mean() * (scale * math.log(self.num_choices) if self.num_choices else 1.0)
+
+    def for_task(self, spec: TaskSpec) -> MultipleChoiceFamily:
+        """The family with the task's most choices, which its loss ``scale`` is computed from."""
+        return dataclasses.replace(self, num_choices=spec.num_choices or 0)
+
     def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
-        """The number of choices."""
+        """The most choices a question has (each example is scaled by its own number, see ``scaled_loss``)."""
         return spec.num_choices
 
     def loss_n_rule(self, spec: TaskSpec) -> int | str | None:

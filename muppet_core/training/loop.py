@@ -62,9 +62,9 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
     return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm)
 
 
-def scaled_loss(loss: torch.Tensor, scale: float, enabled: bool) -> torch.Tensor:
-    """Apply a task's 1/log n(i) factor when loss scaling is on."""
-    return loss * scale if enabled else loss
+def scaled_loss(family: Family, logits: Any, labels: torch.Tensor, scale: float, enabled: bool) -> torch.Tensor:
+    """The family's loss with a task's 1/log n(i) factor when loss scaling is on (see ``Family.scaled_loss``)."""
+    return family.scaled_loss(logits, labels, scale if enabled else 1.0)
 
 
 def padding_efficiency(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
@@ -127,7 +127,7 @@ def train(
             family = stream.family
             batch = family.collate([stream.features[i] for i in batches[name].next_batch()], pad_id)
             logits = engine(stream.head, family, batch)
-            loss = scaled_loss(family.loss(logits, batch["labels"]), stream.loss_scale, mixing.loss_scaling)
+            loss = scaled_loss(family, logits, batch["labels"], stream.loss_scale, mixing.loss_scaling)
             if optim.r3f_eps > 0:
                 loss = loss + optim.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, optim.r3f_eps)
             engine.backward(loss)
