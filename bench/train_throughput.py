@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     # The micro-batches the engine draws: the loop's schedule and batch streams, built as the loop builds them.
     mixing = settings.mixing
     schedule = TaskSchedule(
-        {n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, mixing.sampling, settings.seed,
+        {n: s.family.examples(s.features) for n, s in streams.items()}, settings.tasks_per_step, mixing.sampling, settings.seed,
         mixing.schedule, mixing.temperature, settings.steps,
     )
     batch_streams = {
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 if pad_to:
                     feats = [pad_tokens(f, pad_to, pad) for f in feats]
                 batch = s.family.collate(feats, pad)
-                loss = scaled_loss(s.family.loss(model(s.head, s.family, batch), batch["labels"]), s.loss_scale, mixing.loss_scaling)
+                loss = scaled_loss(s.family, model(s.head, s.family, batch), batch["labels"], s.loss_scale, mixing.loss_scaling)
                 (loss / len(step)).backward()
                 r, c = padding_efficiency(batch)
                 real, computed = real + r, computed + c

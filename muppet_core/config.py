@@ -48,6 +48,9 @@ class Optimization(Strict):
     """Gradient clipping."""
     max_length: int = Field(128, gt=8, le=4096)
     """Tokens per sequence (per question-choice pair for multiple choice)."""
+    pooling: Literal["cls", "mean"] | None = None
+    """How classification and ranking heads read a sequence: its first token (``cls``, the paper's
+    heads) or the mean of its tokens. None: the backbone's own (see ``models.backbone.default_pooling``)."""
     max_train_examples: int | None = Field(None, gt=0)
     """Cap on training examples per task (None: all)."""
     group_by_length: bool = True
@@ -133,16 +136,20 @@ class FinetuneConfig(Optimization):
     seeds: list[NonNegativeInt] = plan(default_factory=lambda: [0], min_length=1)
     """One fine-tune per seed for each benchmark, variant and learning rate."""
     learning_rates: list[PositiveFloat] = plan(default_factory=lambda: [3e-5], min_length=1)
-    """The learning-rate grid; the leaderboard takes the best on the validation split."""
+    """The learning-rate grid; the leaderboard takes the best on the selection slice (see ``selection_fraction``)."""
     selection: Literal["median", "mean"] = plan("median")
     """Over seeds, at the best learning rate: the median, or the mean (the spread is always shown)."""
     head_reuse: bool = plan(True)
     """Start from the pre-finetuned head when the benchmark was part of pre-finetuning (in the key
     of each run whose variant was pre-finetuned)."""
     eval_every: int | None = Field(None, gt=0)
-    """Updates between validation passes for early stopping (None: evaluate once, at the end)."""
+    """Updates between passes over the selection slice for early stopping (None: no early stopping)."""
     patience: int = Field(3, gt=0)
-    """Validation passes without improvement before stopping; the best weights are kept."""
+    """Selection passes without improvement before stopping; the best weights are kept."""
+    selection_fraction: float = Field(0.1, gt=0, lt=1)
+    """Share of the training split held out (by example id) as the selection slice when the
+    fine-tune selects (a learning-rate grid or ``eval_every``): the grid and early stopping are
+    decided on it, never on the validation split that is reported."""
     train_fractions: list[float] = plan(default_factory=list)
     """Sample-efficiency experiment: also fine-tune on these fractions of the training split (0 < f <= 1)."""
     epochs: float = Field(1.0, gt=0)
@@ -168,6 +175,11 @@ class FinetuneConfig(Optimization):
     retries: int = execution(0, ge=0)
     """Times a fine-tune process that dies (killed, out of memory) is started again; it resumes from
     its last checkpoint. A run that still fails is a failure record."""
+
+    @property
+    def selects(self) -> bool:
+        """Whether fine-tunes select (a learning-rate grid or early stopping), and so carve a selection slice."""
+        return len(self.learning_rates) > 1 or self.eval_every is not None
 
     @field_validator("train_fractions")
     @classmethod

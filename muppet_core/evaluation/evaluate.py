@@ -41,6 +41,6 @@ def evaluate(
     """
     if not features:
         raise ValueError(f"no {spec.name} examples to evaluate")
-    family = get_family(spec.family)
+    family = get_family(spec.family).for_task(spec)
     predictions = family.predict(model, head, features, pad_id, batch_size, tokenizer, max_new_tokens)
     return compute([spec.metric, *spec.secondary_metrics], predictions, family.references(features))

@@ -28,6 +28,11 @@ class ResultRecord(BaseModel):
     """Every metric on the validation split (empty for a failed run)."""
     main_metric: str
     """The benchmark's main metric (a key of ``metrics``)."""
+    selection_metrics: dict[str, float] | None = None
+    """Every metric on the selection slice carved from the training split, where the fine-tune
+    selected (a learning-rate grid or early stopping); the learning rate is chosen on these."""
+    selection_examples: int | None = None
+    """Examples in the selection slice (None where nothing was selected)."""
     train_examples: int | None
     """Training examples available to the run (None for a failed run)."""
     examples_seen: int | None
@@ -63,3 +68,8 @@ class ResultRecord(BaseModel):
     def score(self) -> float | None:
         """The main metric's value; None for a failed run (never zero)."""
         return self.metrics[self.main_metric] if self.ok else None
+
+    @property
+    def selection_score(self) -> float | None:
+        """The main metric on the selection slice; None where the run has none."""
+        return (self.selection_metrics or {}).get(self.main_metric) if self.ok else None

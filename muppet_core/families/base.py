@@ -103,6 +103,10 @@ class Family(abc.ABC):
         """Why a well-typed record with non-empty text is still malformed for ``spec``, or None."""
         return None
 
+    def for_task(self, spec: TaskSpec) -> Family:
+        """The family as one task uses it (bound to settings of its catalog entry): by default itself."""
+        return self
+
     def from_row(self, row: dict[str, Any]) -> Any:
         """Rebuild a record from a stored (Parquet) row; other columns are ignored."""
         names = {f.name for f in dataclasses.fields(self.record_type)}
@@ -128,6 +132,10 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         """Tensors for one micro-batch, padded to its longest member; ``labels`` holds the targets."""
+
+    def examples(self, features: list[dict[str, Any]]) -> int:
+        """How many examples the features encode (what proportional task sampling counts): by default one each."""
+        return len(features)
 
     def length(self, feature: dict[str, Any]) -> int:
         """A feature's size in tokens, which length-grouped training batches sort by and budget."""
@@ -160,6 +168,10 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def loss(self, logits: Any, labels: torch.Tensor) -> torch.Tensor:
         """The training loss of ``forward``'s logits against the batch's ``labels``."""
+
+    def scaled_loss(self, logits: Any, labels: torch.Tensor, scale: float) -> torch.Tensor:
+        """The loss times the task's ``scale`` (1/log n(i), or 1.0: not scaled)."""
+        return self.loss(logits, labels) * scale
 
     def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
         """n(i) of the paper's loss scaling (the loss is divided by log n(i)), or None: not scaled."""

@@ -5,6 +5,8 @@ The paper found per-dataset heads overfit here, so every multiple-choice dataset
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +27,24 @@ RANKING_HEAD = "ranking"
 
 @dataclass(frozen=True)
 class MultipleChoiceRecord:
-    """A context (question, premise, passage + question) with candidate answers; label indexes choices."""
+    """A context (question, premise) with candidate answers; label indexes choices.
+
+    ``passage`` is the optional text the question is about (a RACE article, a SciQ support
+    paragraph): encoding truncates it alone, so the context and every choice always survive.
+    """
 
     context: str
     choices: list[str]
     label: int
     id: str = ""
+    passage: str = ""
 
 
+@dataclass(frozen=True)
 class MultipleChoiceFamily(Family):
-    """Cross-entropy over the choices' scores (padding choices at -inf); n(i) is the number of choices."""
+    """Cross-entropy over the choices' scores (padding choices at -inf); n(i) is each example's number of choices."""
+
+    num_choices: int = 0
 
     name = "multiple_choice"
     record_type = MultipleChoiceRecord
@@ -59,21 +69,38 @@ class MultipleChoiceFamily(Family):
         return super().from_row({**row, "choices": list(row["choices"])})
 
     def model_inputs(self, record: MultipleChoiceRecord) -> tuple[str, str | None]:
-        """The context with its longest choice."""
+        """The passage (if any) with the context and its longest choice."""
+        if record.passage:
+            return record.passage, f"{record.context} {max(record.choices, key=len)}"
         return record.context, max(record.choices, key=len)
 
     def encode(self, records: list[Any], tokenizer, max_length: int, max_target_length: int = 64) -> tuple[list[dict[str, Any]], int]:
-        """One feature per record: a truncated (context, choice) sequence per choice under ``choices``."""
+        """One feature per record: a truncated sequence per choice under ``choices``.
+
+        Without a passage the sequence is the pair (context, choice). With one it is (passage,
+        context + choice), as fairseq encodes RACE, and only the passage is truncated; a context and
+        choice that alone exceed ``max_length`` fall back to truncating the longer segment.
+        """
         if not records:
             return [], 0
-        firsts = [r.context for r in records for _ in r.choices]
-        seconds = [c for r in records for c in r.choices]
-        enc = text_rows(tokenizer(firsts, seconds, truncation=True, max_length=max_length), len(seconds))
+        flat = [(r, c) for r in records for c in r.choices]
+        seconds = [f"{r.context} {c}" if r.passage else c for r, c in flat]
+        firsts = [r.passage or r.context for r, _ in flat]
+        passages = sorted({r.passage for r in records if r.passage})
+        if passages:  # each passage tokenized once, however many questions and choices share it
+            offsets = tokenizer(passages, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            ends = {p: [end for _, end in o] for p, o in zip(passages, offsets)}
+            tails = tokenizer(seconds, add_special_tokens=False)["input_ids"]
+            room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+            for i, (r, _) in enumerate(flat):
+                budget = room - len(tails[i])
+                if r.passage and 0 < budget < len(ends[r.passage]):  # cut the passage text at its last token that fits
+                    firsts[i] = r.passage[: ends[r.passage][budget - 1]]
+        enc = text_rows(tokenizer(firsts, seconds, truncation=True, max_length=max_length), len(flat))
         features, i = [], 0
         for r in records:
-            choices = enc[i : i + len(r.choices)]
+            features.append({"choices": enc[i : i + len(r.choices)], "labels": r.label})
             i += len(r.choices)
-            features.append({"choices": choices, "labels": r.label})
         return features, 0
 
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -127,8 +154,23 @@ class MultipleChoiceFamily(Family):
         """Cross-entropy over the choices."""
         return F.cross_entropy(logits, labels)
 
+    def scaled_loss(self, logits: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+        """With scaling (``scale`` != 1), n(i) per example: each example's cross-entropy divided by
+        the log of its own number of choices (an ARC question with 4 choices by log 4, not by the
+        task's most, 5). ``scale`` is the task's 1/log n(i) of its most choices (``for_task`` binds
+        that number), so a catalog override of n(i) rescales every example alike."""
+        if scale == 1.0:
+            return self.loss(logits, labels)
+        n = torch.isfinite(logits).sum(-1).clamp(min=2).to(torch.float32)
+        per_example = F.cross_entropy(logits, labels, reduction="none") / n.log()
+        return per_example.mean() * (scale * math.log(self.num_choices) if self.num_choices else 1.0)
+
+    def for_task(self, spec: TaskSpec) -> MultipleChoiceFamily:
+        """The family with the task's most choices, which its loss ``scale`` is computed from."""
+        return dataclasses.replace(self, num_choices=spec.num_choices or 0)
+
     def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
-        """The number of choices."""
+        """The most choices a question has (each example is scaled by its own number, see ``scaled_loss``)."""
         return spec.num_choices
 
     def loss_n_rule(self, spec: TaskSpec) -> int | str | None:

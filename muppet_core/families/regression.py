@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,9 +29,17 @@ class RegressionRecord:
     id: str = ""
 
 
+@dataclass(frozen=True)
 class RegressionFamily(ClassificationFamily):
-    """Mean squared error of a one-output head; the loss is not scaled (no n(i)); the prediction
-    is the head's output."""
+    """Mean squared error of a one-output head; the loss is not scaled (no n(i)).
+
+    As in fairseq's STS-B recipe, the model trains on scores rescaled from the task's
+    ``label_range`` to [0, 1], and its predictions are mapped back to the original scale, where
+    they are scored. ``for_task`` binds the range of one task.
+    """
+
+    low: float = 0.0
+    high: float = 1.0
 
     name = "regression"
     record_type = RegressionRecord
@@ -39,8 +48,23 @@ class RegressionFamily(ClassificationFamily):
     label_dtype = "float"
 
     def spec_problem(self, spec: TaskSpec) -> str | None:
-        """Nothing beyond the common fields."""
+        """Regression entries need the range of their scores."""
+        if not spec.label_range or spec.label_range[0] >= spec.label_range[1]:
+            return "regression tasks need 'label_range: [low, high]' with low < high"
         return None
+
+    def for_task(self, spec: TaskSpec) -> RegressionFamily:
+        """The family with the task's ``label_range``."""
+        low, high = spec.label_range
+        return dataclasses.replace(self, low=float(low), high=float(high))
+
+    def encode(self, records: list[Any], tokenizer, max_length: int, max_target_length: int = 64) -> tuple[list[dict[str, Any]], int]:
+        """Classification's features with the score rescaled to [0, 1] in ``labels`` (the original in ``score``)."""
+        features, dropped = super().encode(records, tokenizer, max_length, max_target_length)
+        for f in features:
+            f["score"] = f["labels"]
+            f["labels"] = (f["labels"] - self.low) / (self.high - self.low)
+        return features, dropped
 
     def record_problem(self, record: RegressionRecord, spec: TaskSpec) -> str | None:
         """A score that is not a finite number."""
@@ -67,8 +91,12 @@ class RegressionFamily(ClassificationFamily):
         return F.mse_loss(noisy_logits, logits)
 
     def decide(self, logits: torch.Tensor) -> torch.Tensor:
-        """The head's one output, as the predicted score."""
-        return logits[:, 0].float()
+        """The head's one output mapped back to the task's scale, as the predicted score."""
+        return self.low + logits[:, 0].float() * (self.high - self.low)
+
+    def references(self, features: list[dict[str, Any]]) -> Any:
+        """The original scores."""
+        return np.array([f["score"] for f in features], dtype=np.float64)
 
 
 FAMILY = RegressionFamily()

@@ -5,7 +5,8 @@ The paper found per-dataset heads overfit here, so every extractive dataset shar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,17 +25,23 @@ nn = LazyModule("torch.nn")
 
 SPAN_HEAD = "span"
 MAX_ANSWER_TOKENS = 30
+DOC_STRIDE = 32  # tokens shared by consecutive windows of a long context, unless the catalog says otherwise
 
 
 @dataclass(frozen=True)
 class SpanRecord:
-    """Extractive reading comprehension: the answer is context[answer_start:answer_start+len(answer_text)]."""
+    """Extractive reading comprehension: the answer is context[answer_start:answer_start+len(answer_text)].
+
+    ``answers`` holds every gold answer text (SQuAD's dev set has up to six); scoring takes the
+    best match over them. Empty: the one ``answer_text``.
+    """
 
     question: str
     context: str
     answer_text: str
     answer_start: int
     id: str = ""
+    answers: list[str] = field(default_factory=list)
 
 
 def best_spans(start: torch.Tensor, end: torch.Tensor, allowed: torch.Tensor, max_tokens: int = MAX_ANSWER_TOKENS) -> torch.Tensor:
@@ -55,13 +62,20 @@ def best_spans(start: torch.Tensor, end: torch.Tensor, allowed: torch.Tensor, ma
     return pairs.masked_fill(~valid.flatten(1).any(-1, keepdim=True), 0)
 
 
+@dataclass(frozen=True)
 class SpanFamily(Family):
     """Mean of the start and end cross-entropies; n(i) is the sequence length (the candidate
     positions); the prediction is the best-scoring answer inside the context, as text.
 
+    A context longer than fits is read in sliding windows that share ``doc_stride`` tokens; a
+    question is predicted by its best span over all its windows.
+
     Attributes:
         max_answer_tokens: the longest answer predicted, in tokens.
+        doc_stride: tokens shared by consecutive windows (the catalog's ``doc_stride`` binds it, see ``for_task``).
     """
+
+    doc_stride: int = DOC_STRIDE
 
     name = "span"
     record_type = SpanRecord
@@ -77,16 +91,28 @@ class SpanFamily(Family):
             return "answer not at its offset in the context"
         return None
 
+    def from_row(self, row: dict[str, Any]) -> SpanRecord:
+        """The record, its answers a list again (Parquet gives back an array)."""
+        return super().from_row({**row, "answers": list(row.get("answers", []))})
+
+    def for_task(self, spec: TaskSpec) -> SpanFamily:
+        """The family with the task's ``doc_stride``, where the catalog sets one."""
+        return dataclasses.replace(self, doc_stride=spec.doc_stride) if spec.doc_stride else self
+
     def model_inputs(self, record: SpanRecord) -> tuple[str, str | None]:
         """The question and the context."""
         return record.question, record.context
 
     def encode(self, records: list[Any], tokenizer, max_length: int, max_target_length: int = 64) -> tuple[list[dict[str, Any]], int]:
-        """(question, context) sequences, the context truncated; labels are the answer's first and
-        last tokens. Records whose answer does not fit in the first ``max_length`` tokens are dropped.
+        """(question, context window) sequences: a long context is read in windows of ``max_length``
+        tokens sharing ``doc_stride`` tokens. Labels are the answer's first and last tokens in the
+        window, or (0, 0), the first token, in a window without the whole answer (as Hugging Face's
+        SQuAD recipe does). The count returned is of records whose answer no window holds (an answer
+        cut mid-token); their windows stay, so that every question is scored.
 
-        Evaluation also reads ``context``, ``offsets`` (an int32 array of each token's character
-        span in the context, -1 outside it) and ``answer_text``, which ``collate`` ignores.
+        Evaluation also reads ``example`` (the record's index), ``context``, ``offsets`` (an int32
+        array of each token's character span in the context, -1 outside it) and ``answers``, which
+        ``collate`` ignores.
         """
         if not records:
             return [], 0
@@ -95,12 +121,15 @@ class SpanFamily(Family):
             [r.context for r in records],
             truncation="only_second",
             max_length=max_length,
+            stride=min(self.doc_stride, max_length // 4),
+            return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
-        features, dropped = [], 0
-        for i, r in enumerate(records):
+        features, found = [], set()
+        for w, i in enumerate(enc["overflow_to_sample_mapping"]):
+            r = records[i]
             start_char, end_char = r.answer_start, r.answer_start + len(r.answer_text)
-            seq_ids, offsets = enc.sequence_ids(i), enc["offset_mapping"][i]
+            seq_ids, offsets = enc.sequence_ids(w), enc["offset_mapping"][w]
             start_tok = end_tok = None
             for t, (sid, (a, b)) in enumerate(zip(seq_ids, offsets)):
                 if sid != 1:
@@ -110,14 +139,14 @@ class SpanFamily(Family):
                 if a < end_char <= b:
                     end_tok = t
             if start_tok is None or end_tok is None or end_tok < start_tok:
-                dropped += 1
-                continue
-            row = {k: enc[k][i] for k in TEXT_KEYS if k in enc}
+                start_tok = end_tok = 0
+            else:
+                found.add(i)
+            row = {k: enc[k][w] for k in TEXT_KEYS if k in enc}
             context_offsets = np.array([o if sid == 1 else (-1, -1) for sid, o in zip(seq_ids, offsets)], dtype=np.int32)
-            features.append(
-                {**row, "labels": [start_tok, end_tok], "context": r.context, "offsets": context_offsets, "answer_text": r.answer_text}
-            )
-        return features, dropped
+            golds = list(r.answers) or [r.answer_text]
+            features.append({**row, "labels": [start_tok, end_tok], "example": i, "context": r.context, "offsets": context_offsets, "answers": golds})
+        return features, len(records) - len(found)
 
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         """Padded inputs and [B, 2] (start, end) token labels."""
@@ -174,26 +203,41 @@ class SpanFamily(Family):
         tokenizer=None,
         max_new_tokens: int = MAX_NEW_TOKENS,
     ) -> list[str]:
-        """Predicted answer texts, cut from each feature's ``context`` at the chosen tokens' ``offsets``
-        (see ``best_spans``; at most ``max_answer_tokens`` long). The tokenizer is not needed."""
-        out = [""] * len(features)
+        """One predicted answer text per question (in order of first appearance): the best-scoring
+        span over all of its windows, cut from ``context`` at the chosen tokens' ``offsets`` (see
+        ``best_spans``; at most ``max_answer_tokens`` long). The tokenizer is not needed."""
+        best: dict[int, tuple[float, str]] = {}
         with inference(model):
             for idx, batch in self.batches(model, features, pad_id, batch_size):
                 start, end = model(head, self, batch)
+                start, end = start.float().cpu(), end.float().cpu()
                 allowed = torch.zeros(start.shape, dtype=torch.bool)
                 for row, i in enumerate(idx):
                     offsets = features[i]["offsets"]
                     allowed[row, : len(offsets)] = torch.from_numpy(offsets[:, 0] >= 0)
-                pairs = best_spans(start.cpu(), end.cpu(), allowed, self.max_answer_tokens).tolist()
-                for i, (s, e) in zip(idx, pairs):
-                    offsets = features[i]["offsets"]
-                    if offsets[s, 0] >= 0:
-                        out[i] = features[i]["context"][offsets[s, 0] : offsets[e, 1]]
-        return out
+                pairs = best_spans(start, end, allowed, self.max_answer_tokens).tolist()
+                for row, (i, (s, e)) in enumerate(zip(idx, pairs)):
+                    offsets, example = features[i]["offsets"], features[i]["example"]
+                    score = float(start[row, s] + end[row, e]) if offsets[s, 0] >= 0 else float("-inf")
+                    text = features[i]["context"][offsets[s, 0] : offsets[e, 1]] if offsets[s, 0] >= 0 else ""
+                    if example not in best or score > best[example][0]:
+                        best[example] = (score, text)
+        return [best[e][1] for e in self._order(features)]
 
     def references(self, features: list[dict[str, Any]]) -> list[list[str]]:
-        """Each feature's gold answer (one per question)."""
-        return [[f["answer_text"]] for f in features]
+        """Every gold answer of each question (in order of first appearance)."""
+        first = {}
+        for f in features:
+            first.setdefault(f["example"], f["answers"])
+        return [first[e] for e in self._order(features)]
+
+    def examples(self, features: list[dict[str, Any]]) -> int:
+        """The questions, however many windows each has."""
+        return len(self._order(features))
+
+    @staticmethod
+    def _order(features: list[dict[str, Any]]) -> list[int]:
+        return list(dict.fromkeys(f["example"] for f in features))
 
 
 FAMILY = SpanFamily()

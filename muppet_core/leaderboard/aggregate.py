@@ -38,20 +38,26 @@ SELECTIONS = {
 
 
 def benchmark_cell(runs: list[ResultRecord], selection: Selection) -> Cell:
-    """One benchmark's cell: at the best learning rate (by the selection over seeds on the validation
-    split), the selection over the finished runs, their count and min-max; failed runs are counted
-    and their reasons kept. With no finished run the value is missing, never zero."""
-    by_lr: dict[float, list[float]] = {}
+    """One benchmark's cell: at the best learning rate (by the selection over seeds of the scores on
+    the selection slice carved from train, never on the reported validation split), the selection
+    over the finished runs' validation scores, their count and min-max; failed runs are counted and
+    their reasons kept. With no finished run the value is missing, never zero; with several learning
+    rates and runs that lack a selection score (older code), it is missing too, and the note says why."""
+    by_lr: dict[float, list[ResultRecord]] = {}
     for r in runs:
         if r.ok:
-            by_lr.setdefault(r.learning_rate, []).append(r.score)
-    best_lr = max(by_lr, key=lambda lr: selection.pick(np.array(by_lr[lr], dtype=float))) if by_lr else None
-    scores = np.array(by_lr.get(best_lr, []), dtype=float)
+            by_lr.setdefault(r.learning_rate, []).append(r)
     failed = [r for r in runs if not r.ok]
     reasons = "; ".join(sorted({r.error or "no main metric" for r in failed}))
     notes = [f"{len(failed)} of {len(runs)} runs failed: {reasons}"] if failed else []
+    best_lr = next(iter(by_lr), None)
     if len(by_lr) > 1:
-        notes.append(f"learning rate {best_lr:g}, the best of {len(by_lr)} on validation")
+        if any(r.selection_score is None for rs in by_lr.values() for r in rs):
+            notes.append("no selection score to choose the learning rate on (runs of older code)")
+            return Cell(n=0, failed=len(failed), note="; ".join(notes))
+        best_lr = max(by_lr, key=lambda lr: selection.pick(np.array([r.selection_score for r in by_lr[lr]], dtype=float)))
+        notes.append(f"learning rate {best_lr:g}, the best of {len(by_lr)} on the selection slice of train")
+    scores = np.array([r.score for r in by_lr.get(best_lr, [])], dtype=float)
     note = "; ".join(notes) or None
     if not len(scores):
         return Cell(n=0, failed=len(failed), note=note or "no run")

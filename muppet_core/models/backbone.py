@@ -8,6 +8,7 @@ backbone's folder or repository is ever run (``trust_remote_code=False``).
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -96,6 +97,21 @@ def load_tokenizer(resolved: str):
         return AutoTokenizer.from_pretrained(resolved, use_fast=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise BackboneError(f"tokenizer of '{resolved}' could not be loaded: {first_line(exc)}") from None
+
+
+def default_pooling(resolved: str) -> str:
+    """The pooling a backbone was trained with: the one a model this project saved records beside
+    its encoder; a sentence-transformers model's (``1_Pooling/config.json``: ``mean`` for
+    all-MiniLM-L6-v2); otherwise ``cls``, as BERT, RoBERTa and the paper's heads read the first token."""
+    from muppet_core.models.multitask import POOLING_FILE
+
+    saved = Path(resolved).parent / POOLING_FILE
+    if saved.is_file():
+        return saved.read_text().strip()
+    pooling = Path(resolved) / "1_Pooling" / "config.json"
+    if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
+        return "mean"
+    return "cls"
 
 
 def load_encoder(resolved: str):

@@ -24,7 +24,7 @@ from muppet_core.training.prefinetune import STAGE
 
 KEY_PREFIX = 8
 """The shortest key prefix taken for a key (the results history shows 8 characters)."""
-EXTRAS = ("heads.safetensors", "heads.json", "train_summary.json", "loss_curves.png")
+EXTRAS = ("heads.safetensors", "heads.json", "pooling.txt", "train_summary.json", "loss_curves.png")
 """Files beside ``encoder/`` that go to the repository's root with the encoder's files."""
 
 

@@ -26,6 +26,10 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+POOLING_FILE = "pooling.txt"  # beside heads.json: the pooling the saved heads were trained with
+POOLINGS = ("cls", "mean")
+
+
 class MultiTaskModel(nn.Module):
     """A shared encoder with named heads.
 
@@ -33,13 +37,17 @@ class MultiTaskModel(nn.Module):
         encoder: a Hugging Face encoder (``AutoModel``).
         heads: head name -> head module.
         head_shapes: head name -> ``{"kind": ..., "outputs": ...}``, what rebuilds the head (heads.json).
+        pooling: ``cls`` (the first token's vector) or ``mean`` (the masked mean of the tokens).
     """
 
-    def __init__(self, encoder: nn.Module, heads: dict[str, nn.Module], head_shapes: dict[str, dict]):
+    def __init__(self, encoder: nn.Module, heads: dict[str, nn.Module], head_shapes: dict[str, dict], pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling '{pooling}'; known: {', '.join(POOLINGS)}")
         self.encoder = encoder
         self.head_shapes = dict(head_shapes)
         self.heads = nn.ModuleDict(heads)
+        self.pooling = pooling
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's last hidden states [B, L, H] for a batch's token ids (or ``inputs_embeds``) and masks."""
@@ -47,8 +55,8 @@ class MultiTaskModel(nn.Module):
         return self.encoder(**{k: batch[k] for k in keys if k in batch}).last_hidden_state
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One vector per sequence: the mean of its token vectors under ``mask``."""
-        return mean_pool(hidden, mask)
+        """One vector per sequence: its first token's vector (``cls``) or the mean of its token vectors under ``mask``."""
+        return hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, mask)
 
     def forward(self, head: str, family: Family, batch: dict[str, torch.Tensor]):
         """Logits of ``head`` for a collated batch of ``family`` (see the family's ``forward``)."""
@@ -62,6 +70,7 @@ class MultiTaskModel(nn.Module):
         state = {k: v.detach().clone().contiguous() for k, v in self.heads.state_dict().items()}
         save_file(state, str(directory / "heads.safetensors"))
         (directory / "heads.json").write_text(json.dumps(self.head_shapes, indent=1, sort_keys=True))
+        (directory / POOLING_FILE).write_text(self.pooling)
 
     def load_heads(self, directory: Path, names: list[str] | None = None) -> list[str]:
         """Copy saved heads (all, or ``names``) whose shape matches; returns the names loaded."""
@@ -76,7 +85,7 @@ class MultiTaskModel(nn.Module):
         return loaded
 
 
-def build_multitask_model(encoder: nn.Module, specs: list[TaskSpec]) -> MultiTaskModel:
+def build_multitask_model(encoder: nn.Module, specs: list[TaskSpec], pooling: str = "mean") -> MultiTaskModel:
     """A model with the heads the given tasks train (shared heads created once), built in task order."""
     heads: dict[str, nn.Module] = {}
     shapes: dict[str, dict] = {}
@@ -86,4 +95,4 @@ def build_multitask_model(encoder: nn.Module, specs: list[TaskSpec]) -> MultiTas
         if name not in shapes:
             shapes[name] = family.head_shape(spec)
             heads[name] = family.build_head(shapes[name], encoder)
-    return MultiTaskModel(encoder, heads, shapes)
+    return MultiTaskModel(encoder, heads, shapes, pooling)

@@ -66,6 +66,10 @@ class TaskSpec(Strict):
     """Class names, index = label id (classification)."""
     num_choices: int | None = Field(None, gt=1)
     """Choices per question (multiple choice); the most a question has when it varies."""
+    label_range: tuple[float, float] | None = None
+    """The lowest and highest score (regression): training rescales scores to [0, 1]."""
+    doc_stride: int | None = Field(None, gt=0)
+    """Tokens shared by consecutive windows of a long context (span; the family's default otherwise)."""
     metric: str
     """Main metric (see muppet_core.evaluation.metrics)."""
     secondary_metrics: list[str] = Field(default_factory=list)

@@ -18,13 +18,13 @@ from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
-from muppet_core.data.splits import subsample
+from muppet_core.data.splits import carve, subsample
 from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import ResultRecord
 from muppet_core.families import get_family
-from muppet_core.models.backbone import Variant, load_encoder
+from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.schema import result_settings
 from muppet_core.tracking import Tracker, stage_run
@@ -88,13 +88,16 @@ def _validation_score(model, spec, features, tokenizer) -> float:
 @dataclass(frozen=True)
 class Fitted:
     """What one fine-tune produced: validation metrics, the training loop's summary (updates,
-    examples, tokens, wall time, padding efficiency), the example counts and the fine-tuned weights' digest."""
+    examples, tokens, wall time, padding efficiency), the example counts, the fine-tuned weights'
+    digest, and the scores on the selection slice carved from train (None when nothing selects)."""
 
     metrics: dict[str, float]
     summary: dict
     train_examples: int
     eval_examples: int
     weights_sha256: str
+    selection_metrics: dict[str, float] | None = None
+    selection_examples: int | None = None
 
 
 def fit(
@@ -111,20 +114,26 @@ def fit(
     ``extra_callbacks`` are installed besides progress, logging and early stopping (see ``CallbackSpec``).
     """
     spec = get_task(run.benchmark)
-    family = get_family(spec.family)
+    family = get_family(spec.family).for_task(spec)
     head = family.head_name(spec)
     torch.manual_seed(run.seed)
     encoder, tokenizer = load_encoder(run.variant.encoder_path)
-    model = build_multitask_model(encoder, [spec])
+    model = build_multitask_model(encoder, [spec], config.pooling or default_pooling(run.variant.encoder_path))
     label = run.name
     if config.head_reuse and run.variant.tasks:
         reused = model.load_heads(Path(run.variant.encoder_path).parent, [head])
         if reused:
             log.info("%s starts from the pre-finetuned head %s", label, reused[0])
     train_records = subsample(load_split(data_dir, spec.family, "train"), config.max_train_examples, run.seed)
+    eval_records = subsample(load_split(data_dir, spec.family, "validation"), config.max_eval_examples, 0)
+    select_features = None
+    if config.selects:  # the grid and early stopping decide on a slice of train, never on the reported split
+        train_records, select_records = carve(train_records, config.selection_fraction, 0, [r.id for r in train_records])
+        if not select_records and len(train_records) > 1:
+            select_records = [train_records.pop()]
+        select_features, _ = family.encode(select_records, tokenizer, config.max_length)
     if run.fraction < 1:
         train_records = subsample(train_records, max(1, round(run.fraction * len(train_records))), run.seed)
-    eval_records = subsample(load_split(data_dir, spec.family, "validation"), config.max_eval_examples, 0)
     train_features, _ = family.encode(train_records, tokenizer, config.max_length)
     eval_features, _ = family.encode(eval_records, tokenizer, config.max_length)
     stream = TaskStream(family, head, train_features, 1.0)
@@ -133,7 +142,7 @@ def fit(
     callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
     stopper = None
     if config.eval_every:
-        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, eval_features, tokenizer), config.eval_every, config.patience)
+        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, select_features, tokenizer), config.eval_every, config.patience)
         callbacks.append(stopper)
     callbacks += build_callbacks(extra_callbacks)
     summary = train(model, {run.benchmark: stream}, settings, tokenizer.pad_token_id, callbacks)
@@ -141,7 +150,9 @@ def fit(
         stopper.keep_best()
     metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    return Fitted(metrics, summary, len(train_features), len(eval_features), weights_digest(model))
+    selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer) if select_features else None
+    return Fitted(metrics, summary, len(train_records), len(eval_records), weights_digest(model), selection,
+                  len(select_features) if select_features else None)
 
 
 def finetune(
@@ -154,6 +165,7 @@ def finetune(
     return _record(
         pipeline, run, started, metrics=fitted.metrics, train_examples=fitted.train_examples,
         examples_seen=int(fitted.summary["examples_seen"]), eval_examples=fitted.eval_examples, weights_sha256=fitted.weights_sha256,
+        selection_metrics=fitted.selection_metrics, selection_examples=fitted.selection_examples,
     )
 
 
@@ -199,6 +211,7 @@ def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) ->
         benchmark=run.benchmark,
         config=result_settings(config),
         head_reuse=config.head_reuse and bool(run.variant.tasks),
+        selects=config.selects,
         seed=run.seed,
         learning_rate=run.learning_rate,
         fraction=run.fraction,
@@ -212,7 +225,7 @@ def run_settings(run: FinetuneRun, config: FinetuneConfig) -> dict:
     """What decides one fine-tune's result: the settings in its key, the variant and the run's own values."""
     own = {"variant": run.variant.name, "backbone": run.variant.backbone, "benchmark": run.benchmark, "seed": run.seed,
            "learning_rate": run.learning_rate, "fraction": run.fraction, "experiment": run.experiment}
-    return {**own, **result_settings(config), "head_reuse": config.head_reuse and bool(run.variant.tasks)}
+    return {**own, **result_settings(config), "head_reuse": config.head_reuse and bool(run.variant.tasks), "selects": config.selects}
 
 
 def finetune_stage(

@@ -70,9 +70,9 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
     return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm, optim.precision, device)
 
 
-def scaled_loss(loss: torch.Tensor, scale: float, enabled: bool) -> torch.Tensor:
-    """Apply a task's 1/log n(i) factor when loss scaling is on."""
-    return loss * scale if enabled else loss
+def scaled_loss(family: Family, logits: Any, labels: torch.Tensor, scale: float, enabled: bool) -> torch.Tensor:
+    """The family's loss with a task's 1/log n(i) factor when loss scaling is on (see ``Family.scaled_loss``)."""
+    return family.scaled_loss(logits, labels, scale if enabled else 1.0)
 
 
 def padding_efficiency(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
@@ -99,7 +99,7 @@ def train(
     model.train()
     optim, mixing = settings.optim, settings.mixing
     schedule = TaskSchedule(
-        {n: len(s.features) for n, s in streams.items()}, settings.tasks_per_step, mixing.sampling,
+        {n: s.family.examples(s.features) for n, s in streams.items()}, settings.tasks_per_step, mixing.sampling,
         settings.seed, mixing.schedule, mixing.temperature, settings.steps,
     )
     accumulation = settings.tasks_per_step // world_size
@@ -143,7 +143,7 @@ def train(
                 cb.on_micro_batch(step, name, picked)
             with engine.autocast():
                 logits = engine(stream.head, family, batch)
-                loss = scaled_loss(family.loss(logits, batch["labels"]), stream.loss_scale, mixing.loss_scaling)
+                loss = scaled_loss(family, logits, batch["labels"], stream.loss_scale, mixing.loss_scaling)
                 if optim.r3f_eps > 0:
                     loss = loss + optim.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, optim.r3f_eps)
             engine.backward(loss)

@@ -18,7 +18,7 @@ def build_streams(
     streams, dropped = {}, {}
     for task in tasks:
         spec = get_task(task)
-        family = get_family(spec.family)
+        family = get_family(spec.family).for_task(spec)
         records = subsample(load_split(data_dirs[task], spec.family, "train"), cap, seed)
         features, dropped[task] = family.encode(records, tokenizer, max_length, max_target_length)
         streams[task] = TaskStream(family, family.head_name(spec), features, spec.loss_scale(max_length, tokenizer.vocab_size))

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PrefinetuneConfig
-from muppet_core.models.backbone import load_encoder
+from muppet_core.models.backbone import default_pooling, load_encoder
 from muppet_core.models.export import export_model
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
@@ -74,7 +74,7 @@ def run(job: WorkerJob) -> dict | None:
     rank, world_size = init_distributed() if config.engine == "deepspeed" or config.launcher != "local" else (0, 1)
     torch.manual_seed(config.seed)
     encoder, tokenizer = load_encoder(job.backbone_path)
-    model = build_multitask_model(encoder, [get_task(t) for t in config.tasks])
+    model = build_multitask_model(encoder, [get_task(t) for t in config.tasks], config.pooling or default_pooling(job.backbone_path))
     store = ArtifactStore(job.store)
     data_dirs = {t: store.fetch("data", key) for t, key in job.data_keys.items()}
     streams, dropped = build_streams(
@@ -95,7 +95,7 @@ def run(job: WorkerJob) -> dict | None:
     info = {
         "summary": {k: v for k, v in summary.items() if k != "history"},
         "world_size": world_size,
-        "tasks": {t: {"examples": len(s.features), "dropped_by_truncation": dropped[t], "loss_scale": s.loss_scale} for t, s in streams.items()},
+        "tasks": {t: {"examples": s.family.examples(s.features), "dropped_by_truncation": dropped[t], "loss_scale": s.loss_scale} for t, s in streams.items()},
     }
     export_model(model, tokenizer, Path(job.out_dir), config, info, summary["history"], job.backbone_path)
     return info

@@ -66,11 +66,13 @@ def test_dynamic_padding_and_every_family_forward(tiny):
     assert start.shape == end.shape == (1, len(span[0]["input_ids"]))
 
 
-def test_span_answers_beyond_the_window_are_dropped(tiny):
+def test_span_answers_beyond_the_first_window_are_found_in_a_later_one(tiny):
     _, tok = tiny
     context = "word " * 200 + "answer here."
-    _, dropped = get_family("span").encode([SpanRecord("q?", context, "answer", context.index("answer"))], tok, 32)
-    assert dropped == 1
+    features, dropped = get_family("span").encode([SpanRecord("q?", context, "answer", context.index("answer"))], tok, 32)
+    assert dropped == 0 and len(features) > 5 and {f["example"] for f in features} == {0}
+    labelled = [f for f in features if f["labels"] != [0, 0]]
+    assert labelled and all(tok.decode(f["input_ids"][f["labels"][0] : f["labels"][1] + 1]) == "answer" for f in labelled)
 
 
 def test_training_reduces_loss_and_heads_round_trip(tiny, tiny_backbone, tmp_path):

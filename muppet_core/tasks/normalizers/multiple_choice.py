@@ -81,7 +81,7 @@ def piqa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
 
 
 def _race_question(article: str, question: str, options: list[str], answer: str, id: str = "") -> MultipleChoiceRecord:
-    return MultipleChoiceRecord(context=f"{article}\n{question}", choices=list(options), label=LETTERS.index(answer), id=id)
+    return MultipleChoiceRecord(context=question, choices=list(options), label=LETTERS.index(answer), id=id, passage=article)
 
 
 def race(row: dict, spec: TaskSpec) -> MultipleChoiceRecord | list[MultipleChoiceRecord]:
@@ -101,16 +101,15 @@ def race_question(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
 
 def sciq(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
     """SciQ: support (may be ''), question, correct_answer and 3 distractors, shuffled per question."""
-    context = f"{row['support'].strip()}\n{row['question']}" if row["support"].strip() else row["question"]
     distractors = [row["distractor1"], row["distractor2"], row["distractor3"]]
     choices, label = _shuffled(row["question"], row["correct_answer"], distractors)
-    return MultipleChoiceRecord(context=context, choices=choices, label=label)
+    return MultipleChoiceRecord(context=row["question"], choices=choices, label=label, passage=row["support"].strip())
 
 
 def cosmosqa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
     """Cosmos QA csv (or hub): id, context, question, answer0-3, label."""
     choices = [row[f"answer{i}"] for i in range(4)]
-    return MultipleChoiceRecord(context=f"{row['context']}\n{row['question']}", choices=choices, label=int(row["label"]), id=row["id"])
+    return MultipleChoiceRecord(context=row["question"], choices=choices, label=int(row["label"]), id=row["id"], passage=row["context"])
 
 
 def swag(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:

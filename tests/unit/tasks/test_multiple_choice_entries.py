@@ -95,32 +95,32 @@ def test_race_gives_one_record_per_question(prepared):
     stats, out = prepared("race")
     valid = {r.id: r for r in _records(out, "validation")}
     sherman = valid["high10024.txt-0"]
-    assert sherman.context.endswith("\nThe Sherman Antitrust Act  _  .")
+    assert sherman.context == "The Sherman Antitrust Act  _  ." and sherman.passage
     assert sherman.choices[sherman.label] == "sought to eliminate monopolies in favor of competition in the market-place"
     # Answer letters of dev high + middle as counted in SOURCES.md.
     assert stats["labels"]["validation"] == {"0": 756 + 311, "1": 907 + 384, "2": 917 + 386, "3": 871 + 355}
     test = _records(out, "test")
-    assert test[0].context.startswith('It is well-known that the "prom"')
+    assert test[0].passage.startswith('It is well-known that the "prom"')
     assert stats["labels"]["test"] == {"0": 309, "1": 388, "2": 374, "3": 365}
 
 
 def test_sciq_shuffles_the_correct_answer_among_the_distractors(prepared):
     stats, out = prepared("sciq")
     evolution = _records(out, "validation")[0]
-    assert evolution.context == "Who proposed the theory of evolution by natural selection?"  # support is ''
+    assert evolution.context == "Who proposed the theory of evolution by natural selection?" and evolution.passage == ""
     assert evolution.choices[evolution.label] == "darwin"
     for split, counts in stats["labels"].items():
         assert set(counts) == {"0", "1", "2", "3"}
         assert all(0.2 < n / stats["rows"][split] < 0.3 for n in counts.values()), (split, counts)
-    with_support = [r for r in _records(out, "train") if "\n" in r.context]
+    with_support = [r for r in _records(out, "train") if r.passage]
     assert len(with_support) >= 10000  # 10,481 train questions have a support paragraph
 
 
-def test_cosmosqa_joins_context_and_question(prepared):
+def test_cosmosqa_keeps_the_question_apart_from_its_passage(prepared):
     records = _all("cosmosqa", prepared)
     divorce = next(r for r in records if r.id.endswith("##Blog_56156##q1_a1##378G7J1SJNCDAAIN46FM2P7T6KZEW2"))
-    assert divorce.context.startswith("Do i need to go for a legal divorce ?")
-    assert divorce.context.endswith("\nWhy is this person asking about divorce ?")
+    assert divorce.passage.startswith("Do i need to go for a legal divorce ?")
+    assert divorce.context == "Why is this person asking about divorce ?"
     assert divorce.choices[divorce.label] == "He wants to get married to a different person ."
     assert collections.Counter(r.label for r in records) == {2: 761, 3: 751, 0: 744, 1: 729}
 

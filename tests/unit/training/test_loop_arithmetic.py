@@ -46,7 +46,7 @@ def _bare(model, streams, config: PrefinetuneConfig, pad_id: int) -> tuple[list[
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.learning_rate, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * config.steps), config.steps)
-    schedule = TaskSchedule({n: len(s.features) for n, s in streams.items()}, config.tasks_per_step, config.sampling, config.seed,
+    schedule = TaskSchedule({n: s.family.examples(s.features) for n, s in streams.items()}, config.tasks_per_step, config.sampling, config.seed,
                             config.schedule, config.temperature, config.steps)
     batches = {n: BatchStream([s.family.length(f) for f in s.features], config.micro_batch_size, config.seed + i, config.group_by_length)
                for i, (n, s) in enumerate(sorted(streams.items()))}
@@ -56,7 +56,7 @@ def _bare(model, streams, config: PrefinetuneConfig, pad_id: int) -> tuple[list[
         for name in schedule.tasks_for_step(step):
             s = streams[name]
             batch = s.family.collate([s.features[i] for i in batches[name].next_batch()], pad_id)
-            loss = s.family.loss(model(s.head, s.family, batch), batch["labels"]) * s.loss_scale
+            loss = s.family.scaled_loss(model(s.head, s.family, batch), batch["labels"], s.loss_scale)  # n(i) per example for multiple choice
             (loss / config.tasks_per_step).backward()
             step_losses.setdefault(name, []).append(loss.item())
         norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)))
