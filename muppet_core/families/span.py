@@ -116,12 +116,16 @@ class SpanFamily(Family):
         """
         if not records:
             return [], 0
+        # The tokenizer needs the shared tokens to be fewer than the context tokens of a window, which
+        # the longest question and the special tokens leave.
+        questions = tokenizer([r.question for r in records], add_special_tokens=False)["input_ids"]
+        room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - max(len(q) for q in questions)
         enc = tokenizer(
             [r.question for r in records],
             [r.context for r in records],
             truncation="only_second",
             max_length=max_length,
-            stride=min(self.doc_stride, max_length // 4),
+            stride=max(0, min(self.doc_stride, max_length // 4, room - 1)),
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
