@@ -98,7 +98,8 @@ def check_vs_trainer(f: dict, backbone: str) -> None:
         r = f[name]
         assert set(r) == {"examples_per_s", "tokens_per_s", "accuracy", "padding_efficiency", "train_seconds"}, name
         assert positive(r["examples_per_s"]) and positive(r["train_seconds"]) and positive(r["tokens_per_s"]), (name, r)
-        assert r["examples_per_s"] == pytest.approx(32 / r["train_seconds"], rel=0.02), name
+        # train_seconds is printed to 0.01 s, which at this size is a few per cent of it
+        assert 32 / (r["train_seconds"] + 0.005) <= r["examples_per_s"] * 1.001 and r["examples_per_s"] <= 32 / max(r["train_seconds"] - 0.005, 1e-9) * 1.001, name
         # Every run sees the same examples once: the same real tokens, so tokens/s scale as examples/s.
         assert r["tokens_per_s"] / r["examples_per_s"] == pytest.approx(f["muppet"]["tokens_per_s"] / f["muppet"]["examples_per_s"], rel=0.02)
         assert 0 < r["padding_efficiency"] <= 1 and 0 <= r["accuracy"] <= 100

@@ -156,15 +156,17 @@ def test_finetune_killed_at_a_random_update_resumes_bit_exact(data_template, mir
         benchmarks=[BENCHMARK], batch_size=4, max_length=48, max_train_examples=48, max_eval_examples=24,
         checkpoint_every=3, eval_every=2, patience=6, learning_rates=[1e-3],
     )
-    steps = math.ceil(config.max_train_examples / config.batch_size)
-    kill_at, resume_at = _kill_point("finetune", steps, config.checkpoint_every)
     base = base_variant(tiny_backbone, tmp_path / "cache")
     run = FinetuneRun(base, BENCHMARK, 0, 1e-3)
 
     straight_store, straight_data = _fresh_store(data_template, tmp_path / "straight", mirror)
     straight_weights = _spy_final_weights(monkeypatch)
     straight = read_result(straight_store, finetune_stage("faults", run, straight_data[BENCHMARK], config, straight_store))
-    assert straight.status == "ok" and straight.examples_seen == steps * config.batch_size
+    # early stopping selects on a slice carved from the 48 training examples: the rest are trained on
+    steps = math.ceil(straight.train_examples / config.batch_size)
+    assert straight.status == "ok" and straight.train_examples < config.max_train_examples
+    assert straight.examples_seen == straight.train_examples
+    kill_at, resume_at = _kill_point("finetune", steps, config.checkpoint_every)
 
     store, data = _fresh_store(data_template, tmp_path / "killed", mirror)
     key = finetune_key(run, data[BENCHMARK], config)

@@ -107,7 +107,8 @@ def test_push_uploads_encoder_heads_and_card_to_the_endpoint(first_run, prefinet
 
     files = hub.recorded.files["org/muppet-tiny"]
     encoder = {p.name for p in (export / "encoder").iterdir()}
-    assert set(files) == encoder | {"heads.safetensors", "heads.json", "train_summary.json", "loss_curves.png"}
+    assert set(files) == encoder | {"heads.safetensors", "heads.json", "pooling.txt", "train_summary.json", "loss_curves.png"}
+    assert files["pooling.txt"] == (export / "pooling.txt").read_bytes()  # the pooling the heads were trained with
     for name in ("model.safetensors", "config.json", "tokenizer.json"):
         assert files[name] == (export / "encoder" / name).read_bytes()
     assert files["heads.safetensors"] == (export / "heads.safetensors").read_bytes()

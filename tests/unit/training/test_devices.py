@@ -83,6 +83,7 @@ def test_every_batch_of_a_prefinetune_and_a_finetune_goes_to_the_chosen_device(m
     variant = Variant("prefinetuned", "k", str(tmp_path / "pft" / "encoder"), tuple(TASKS))
     record = finetune(FinetuneRun(variant, "rte", 0, 1e-4), store.fetch("data", keys["rte"]), ft, "test")
     assert record.eval_examples == 20
-    # 4 updates of 8; 20 validation examples in one batch: early stopping after updates 2 and 4, on the final
-    # weights (keep_best), then the final evaluation
-    _check(recorder, training=4, evaluation=4)
+    # 4 updates of 8 (29 examples: early stopping selects on 3 carved from the 32); one batch each time the
+    # selection slice is scored (after updates 2 and 4, on the final weights, and for the record) and one
+    # for the 20 validation examples
+    _check(recorder, training=4, evaluation=5)
