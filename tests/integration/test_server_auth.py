@@ -283,7 +283,7 @@ def test_a_run_started_from_the_ui_run_form_completes_and_its_leaderboard_artifa
         shows(page, f"Leaderboard: {PIPELINE}")
         first_cells = page.locator("table").first.locator("tbody tr td:first-child")
         expect(first_cells).to_have_count(2)  # the leaderboard table's rows: base and pre-finetuned
-        rows = first_cells.all_inner_texts()
+        rows = [first_cells.nth(i).inner_text() for i in range(2)]  # each waits for its cell (the table may re-render)
         screenshot(page, "ui-run-leaderboard")
 
     run = httpx.get(f"{secured.api}/flow_runs/{run_id}", headers=basic(secured.auth), timeout=10).json()
