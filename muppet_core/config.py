@@ -42,8 +42,7 @@ class Optimization(Strict):
     weight_decay: float = Field(0.01, ge=0)
     """AdamW weight decay."""
     optimizer: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"
-    """AdamW as torch's fused kernel (one pass over each parameter and its moments), or per operation
-    (slower; it rounds as results trained before the fused kernel did). The names are Trainer's ``optim``."""
+    """AdamW as torch's fused kernel, or per operation (slower; rounds as older results did). Trainer's ``optim`` names."""
     max_grad_norm: float = Field(1.0, gt=0)
     """Gradient clipping."""
     max_length: int = Field(128, gt=8, le=4096)
