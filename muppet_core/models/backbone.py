@@ -20,7 +20,7 @@ import fsspec
 
 # Imported here, once, rather than inside the loaders: transformers resolves these names lazily,
 # and that first resolution is not safe when several data or fine-tune tasks load at once.
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from muppet_core.artifacts.store import digest, files_digest
@@ -102,7 +102,8 @@ def load_tokenizer(resolved: str):
 def default_pooling(resolved: str) -> str:
     """The pooling a backbone was trained with: the one a model this project saved records beside
     its encoder; a sentence-transformers model's (``1_Pooling/config.json``: ``mean`` for
-    all-MiniLM-L6-v2); otherwise ``cls``, as BERT, RoBERTa and the paper's heads read the first token."""
+    all-MiniLM-L6-v2); ``eos`` for a seq2seq backbone (its decoder's last end-of-sequence state, as
+    BART's classification heads read); otherwise ``cls``, as BERT, RoBERTa and the paper's heads read the first token."""
     from muppet_core.models.multitask import POOLING_FILE
 
     saved = Path(resolved).parent / POOLING_FILE
@@ -111,11 +112,24 @@ def default_pooling(resolved: str) -> str:
     pooling = Path(resolved) / "1_Pooling" / "config.json"
     if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
         return "mean"
+    config = Path(resolved) / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("is_encoder_decoder"):
+        return "eos"
     return "cls"
 
 
+def _model_class(resolved: str):
+    """``AutoModelForSeq2SeqLM`` for an encoder-decoder (its config's ``is_encoder_decoder``), else ``AutoModel``."""
+    try:
+        config = AutoConfig.from_pretrained(resolved, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"backbone '{resolved}' could not be loaded: {first_line(exc)}") from None
+    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
+
+
 def load_encoder(resolved: str):
-    """The encoder (``AutoModel``, train mode) and its fast tokenizer.
+    """The encoder (``AutoModel``, train mode), or for a seq2seq backbone (BART, T5) the whole
+    ``AutoModelForSeq2SeqLM``, and its fast tokenizer.
 
     Raises:
         BackboneError: when the weights or tokenizer cannot be loaded (for example a hub id
@@ -125,8 +139,9 @@ def load_encoder(resolved: str):
     if os.path.isdir(resolved) and not _has_safetensors(resolved):
         raise safetensors_required(resolved)
     tokenizer = load_tokenizer(resolved)
+    model_class = _model_class(resolved)
     try:
-        encoder = AutoModel.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
+        encoder = model_class.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         if "model.safetensors" in str(exc):  # a hub repository with pickled weights only
             raise safetensors_required(resolved) from None

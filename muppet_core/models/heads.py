@@ -1,5 +1,6 @@
 """Task heads: one per classification dataset, one shared ranking head, one shared span head, and
-for summarization a decoder warm-started from the encoder."""
+for summarization a decoder warm-started from the encoder (an encoder backbone's; a seq2seq
+backbone summarizes with its own decoder, see ``muppet_core.models.seq2seq``)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,21 @@ class DecoderHead(nn.Module):
             encoder_hidden_states=encoder_hidden,
             encoder_attention_mask=encoder_mask,
         ).logits
+
+    def logits(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, T, vocabulary] next-token logits for the batch's ``decoder_input_ids`` over ``model``'s encoder states."""
+        return self(batch["decoder_input_ids"], batch["decoder_attention_mask"], model.encode(batch), batch["attention_mask"])
+
+    def decode(self, model, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int, num_beams: int = 1) -> list[list[int]]:
+        """Greedy output for a collated batch (see ``generate``).
+
+        Raises:
+            ValueError: ``num_beams`` above 1: this decoder decodes greedily (beam search needs a seq2seq backbone).
+        """
+        if num_beams != 1:
+            raise ValueError(f"num_beams={num_beams}: the decoder warm-started from an encoder decodes greedily; beam search needs a seq2seq backbone")
+        with torch.no_grad():
+            return self.generate(model.encode(batch), batch["attention_mask"], start_id, stop_id, max_new_tokens)
 
     @torch.no_grad()
     def generate(self, encoder_hidden, encoder_mask, start_id: int, stop_id: int, max_new_tokens: int) -> list[list[int]]:

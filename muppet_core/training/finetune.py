@@ -77,11 +77,11 @@ def plan_runs(config: FinetuneConfig, variants: list[Variant]) -> list[FinetuneR
     return runs
 
 
-def _validation_score(model, spec, features, tokenizer) -> float:
+def _validation_score(model, spec, features, tokenizer, num_beams: int = 1) -> float:
     """The main metric, oriented so that higher is better."""
     metric = METRICS.get(spec.metric)
     head = get_family(spec.family).head_name(spec)
-    value = evaluate(model, head, spec, features, tokenizer.pad_token_id, tokenizer=tokenizer)[spec.metric]
+    value = evaluate(model, head, spec, features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=num_beams)[spec.metric]
     return value if metric.higher_is_better else -value
 
 
@@ -142,15 +142,15 @@ def fit(
     callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
     stopper = None
     if config.eval_every:
-        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, select_features, tokenizer), config.eval_every, config.patience)
+        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, select_features, tokenizer, config.num_beams), config.eval_every, config.patience)
         callbacks.append(stopper)
     callbacks += build_callbacks(extra_callbacks)
     summary = train(model, {run.benchmark: stream}, settings, tokenizer.pad_token_id, callbacks)
     if stopper:
         stopper.keep_best()
-    metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
+    metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=config.num_beams)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer) if select_features else None
+    selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=config.num_beams) if select_features else None
     return Fitted(metrics, summary, len(train_records), len(eval_records), weights_digest(model), selection,
                   len(select_features) if select_features else None)
 
