@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 VOCAB = 1000
-DOCUMENTS = 400  # XSum articles the tokenizers learn from
+DOCUMENTS = 200  # XSum articles the tokenizers learn from
 
 
 def _texts(mirror: str) -> list[str]:
