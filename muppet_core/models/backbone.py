@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from muppet_core.errors import BackboneError, first_line
 log = logging.getLogger(__name__)
 PACKAGE_PREFIX = "package:"
 PACKAGE_MODEL_DIR = "model"
+# One load at a time in a process: transformers ties a seq2seq model's shared embeddings (BART's)
+# after loading, and two threads loading at once leave the tied weights on the meta device.
+_LOAD_LOCK = threading.Lock()
 
 
 def resolve_backbone(spec: str, cache_dir: Path) -> str:
@@ -141,7 +145,8 @@ def load_encoder(resolved: str):
     tokenizer = load_tokenizer(resolved)
     model_class = _model_class(resolved)
     try:
-        encoder = model_class.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
+        with _LOAD_LOCK:
+            encoder = model_class.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         if "model.safetensors" in str(exc):  # a hub repository with pickled weights only
             raise safetensors_required(resolved) from None

@@ -13,7 +13,9 @@ from muppet_core.models.backbone import backbone_label
 from tests.integration.conftest import PRETRAIN_TASKS, artifact_keys, write_pipeline
 
 TASKS = [*PRETRAIN_TASKS, "xsum"]  # classification, multiple choice, span and summarization
-BENCHMARKS = ["rte", "commonsenseqa", "squad", "xsum"]
+# BART fine-tunes on every family; T5 (kept short for the suite's time) on spans and summaries, the
+# two that differ most from BART (a tokenizer with nothing before the text, a decoder starting at <pad>).
+BENCHMARKS = {"bart": ["rte", "commonsenseqa", "squad", "xsum"], "t5": ["squad", "xsum"]}
 
 
 @pytest.mark.parametrize("kind", ["bart", "t5"])
@@ -21,7 +23,8 @@ def test_a_seq2seq_backbone_runs_the_tiny_pipeline(kind, request, prefect_harnes
     from flows.reproduce import reproduce
 
     backbone = request.getfixturevalue(f"tiny_{kind}")
-    finetune = {"benchmarks": BENCHMARKS, "max_train_examples": 16, "max_eval_examples": 8, "num_beams": 2}
+    benchmarks = BENCHMARKS[kind]
+    finetune = {"benchmarks": benchmarks, "max_train_examples": 16, "max_eval_examples": 8, "num_beams": 2}
     config = write_pipeline(tmp_path / "pipelines.yaml", backbone, mirror, tmp_path / "store", seeds=[0], name=kind, finetune=finetune, tasks=TASKS)
     csv_uri = reproduce(pipeline=kind, config=str(config))
     store = tmp_path / "store"
@@ -37,7 +40,7 @@ def test_a_seq2seq_backbone_runs_the_tiny_pipeline(kind, request, prefect_harnes
     assert summary["summary"]["steps"] == 3 and summary["summary"]["examples_seen"] == 3 * 3 * 4
 
     records = [json.loads(p.read_text()) for p in (store / "finetune").glob("*/record.json")]
-    assert sorted((r["variant"], r["benchmark"]) for r in records) == sorted((v, b) for v in ("base", "prefinetuned") for b in BENCHMARKS)
+    assert sorted((r["variant"], r["benchmark"]) for r in records) == sorted((v, b) for v in ("base", "prefinetuned") for b in benchmarks)
     assert not list(store.glob("failures/**/*.json"))
     for r in records:
         assert r["status"] == "ok" and r["eval_examples"] == 8 and r["train_examples"] == 16
@@ -48,4 +51,4 @@ def test_a_seq2seq_backbone_runs_the_tiny_pipeline(kind, request, prefect_harnes
     table = pd.read_csv(csv_uri, index_col="model")
     label = backbone_label(backbone)
     assert list(table.index) == [f"{label} / base", f"{label} / prefinetuned", f"{label} / prefinetuned - base"]
-    assert table.loc[f"{label} / base", BENCHMARKS].notna().all()
+    assert table.loc[f"{label} / base", benchmarks].notna().all()

@@ -214,3 +214,17 @@ def test_export_loads_back_for_fine_tuning(backbone, data, tmp_path):
         family, head, _, batch = _batch(task, data[task][1][:4], tok2)
         with torch.no_grad():
             torch.testing.assert_close(model(head, family, batch), fresh(head, family, batch))
+
+
+def test_concurrent_fine_tunes_load_a_bart_whole(tiny_bart):
+    """Fine-tunes run as threads: two loads at once must each tie BART's shared embeddings."""
+    import threading
+
+    loaded = []
+    threads = [threading.Thread(target=lambda: loaded.append(load_encoder(tiny_bart)[0])) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(loaded) == 2
+    for lm in loaded:
+        assert not any(p.is_meta for p in lm.parameters())
+        assert lm.get_output_embeddings().weight is lm.get_input_embeddings().weight
