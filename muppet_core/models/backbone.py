@@ -116,10 +116,7 @@ def default_pooling(resolved: str) -> str:
     pooling = Path(resolved) / "1_Pooling" / "config.json"
     if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
         return "mean"
-    config = Path(resolved) / "config.json"
-    if config.is_file() and json.loads(config.read_text()).get("is_encoder_decoder"):
-        return "eos"
-    return "cls"
+    return "eos" if _model_class(resolved) is AutoModelForSeq2SeqLM else "cls"
 
 
 def _model_class(resolved: str):
