@@ -155,7 +155,7 @@ class FinetuneConfig(Optimization):
     max_eval_examples: int | None = Field(None, gt=0)
     """Cap on validation examples (None: the whole validation split)."""
     num_beams: int = Field(1, gt=0)
-    """Beams of the beam search that writes summaries (1: greedy; more needs a seq2seq backbone)."""
+    """Beams of the beam search that writes summaries (1: greedy decoding)."""
     engine: Literal["torch"] = "torch"
     """Fine-tunes run on the plain torch engine."""
     concurrency: int = execution(1, gt=0)

@@ -148,13 +148,39 @@ def test_greedy_and_beam_decoding(backbone, data):
     assert texts == [tok.decode(row, skip_special_tokens=True).strip() for row in beams]
 
 
-def test_beam_search_needs_a_seq2seq_backbone(tiny_backbone):
-    encoder, tok = load_encoder(tiny_backbone)
-    model = build_multitask_model(encoder, [get_task("xsum")])
-    assert isinstance(model.heads["generation"], DecoderHead)  # an encoder keeps its warm-started decoder
-    family, head, features, batch = _batch("xsum", [get_family("summarization").record_type("a b c", "a")], tok)
-    with pytest.raises(ValueError, match="beam search needs a seq2seq backbone"):
-        family.generate(model, head, batch, tok.cls_token_id, tok.sep_token_id, 4, num_beams=2)
+def test_the_warm_started_decoders_beam_search_is_exact_when_it_keeps_every_hypothesis():
+    """On a 6-token vocabulary, 3 new tokens and beams enough for every prefix, beam search must return
+    the best of all sequences, scored here one by one: log-probability per generated token."""
+    import itertools
+
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=6, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    head = DecoderHead(encoder).eval()
+    with torch.no_grad():  # weights far from their init, so that the best sequence is not always the greedy one
+        for p in head.parameters():
+            p.normal_(0, 0.4)
+    start, stop, steps = 1, 2, 3
+    mask = torch.ones(1, 5, dtype=torch.long)
+    candidates = [s for n in range(1, steps + 1) for s in itertools.product(range(6), repeat=n)
+                  if stop not in s[:-1] and (s[-1] == stop or n == steps)]
+    beat_greedy = 0
+    for _ in range(8):  # encoder states
+        hidden = torch.randn(1, 5, 16)
+        scores = {}
+        for n in range(1, steps + 1):  # every candidate of n tokens in one forward
+            group = [c for c in candidates if len(c) == n]
+            seqs = torch.tensor([[start, *c] for c in group])
+            with torch.no_grad():
+                logp = head(seqs, torch.ones_like(seqs), hidden.expand(len(group), -1, -1), mask.expand(len(group), -1))[:, :-1].log_softmax(-1)
+            picked = logp.gather(2, seqs[:, 1:].unsqueeze(2)).squeeze(2).sum(1) / n
+            scores.update(zip(group, picked.tolist()))
+        best = max(candidates, key=scores.get)
+        assert head.beam_search(hidden, mask, start, stop, steps, num_beams=6**steps) == [t for t in best if t != stop]
+        greedy = tuple(head.generate(hidden, mask, start, stop, steps)[0])
+        beat_greedy += best != (greedy + ((stop,) if len(greedy) < steps else ()))
+    assert beat_greedy  # the check tells a search from greedy decoding
 
 
 def test_r3f_noises_the_shared_embedding(backbone, data):
