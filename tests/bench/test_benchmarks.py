@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO
 
 BENCH = REPO / "bench"
-HELPERS = {"common.py"}  # modules the scripts import, not benchmarks themselves
+HELPERS = {"common.py", "flops.py"}  # modules the scripts import, not benchmarks themselves
 ALL_FAMILIES = ["rotten_tomatoes", "stsb", "commonsenseqa", "squad", "cnn_dailymail"]  # one task per family
 TINY = {
     "train_throughput.py": ["--tasks", ",".join(ALL_FAMILIES), "--steps", "3", "--warmup", "1", "--max-examples", "64",
@@ -131,7 +131,7 @@ def check_fanout(f: dict, backbone: str) -> None:
 
 def check_gpu_check(f: dict, backbone: str) -> None:
     assert set(f) == {
-        "device", "device_name", "tiny", "examples_per_second", "tokens_per_second", "mfu", "gpu_cpu_max_rel_diff", "peak_flops",
+        "device", "device_name", "tiny", "examples_per_second", "tokens_per_second", "mfu", "headline", "gpu_cpu_max_rel_diff", "peak_flops",
         "peak_flops_source", "matmul_flops", "model", "tokenizer", "tasks", "prefinetune", "finetunes", "correctness", "versions",
         "seconds", "section_seconds",
     }
@@ -148,6 +148,7 @@ def check_gpu_check(f: dict, backbone: str) -> None:
         assert e["tokens_per_second"] > e["examples_per_second"] and 0 < e["padding_efficiency"] <= 1
         assert e["mfu"] < 1 and e["mfu"] <= e["mfu_computed"]  # padded positions are computed too
         assert e["mfu"] == pytest.approx(e["achieved_flops"] / f["peak_flops"], rel=1e-3) and e["peak_memory_gib"] is None
+    assert f["headline"] == "deepspeed_zero1"  # the figures of the pre-finetuning stage's engine
     top = f["prefinetune"]["deepspeed_zero1"]
     assert (f["examples_per_second"], f["tokens_per_second"], f["mfu"]) == (top["examples_per_second"], top["tokens_per_second"], top["mfu"])
     ft = f["finetunes"]
@@ -157,7 +158,7 @@ def check_gpu_check(f: dict, backbone: str) -> None:
     assert c["updates"] == 20 and len(c["device_losses"]) == len(c["cpu_losses"]) == 20 and all(positive(x) for x in c["cpu_losses"])
     # --device cpu: both runs on the CPU, in one process with the same threads: the same losses, bit for bit.
     assert f["gpu_cpu_max_rel_diff"] == c["max_rel_diff"] == 0 and c["device_losses"] == c["cpu_losses"] and c["within_1e-3"] is True
-    assert set(f["section_seconds"]) == {"setup", "deepspeed_zero1", "torch", "finetunes", "correctness"}
+    assert set(f["section_seconds"]) == {"setup", "correctness", "deepspeed_zero1", "torch", "finetunes"}
     assert sum(f["section_seconds"].values()) <= f["seconds"] + 0.5
 
 
