@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             sections[name] = clock.lap()
         finetunes = guarded(finetune_figures, s, pipeline, args.finetunes or size["finetunes"])
         sections["finetunes"] = clock.lap()
+    torch.distributed.destroy_process_group()  # nothing left for the process group's teardown to say after the JSON line
 
     headline = next((n for n in engines if "error" not in engines[n]), None)
     top = engines[headline] if headline else {}
