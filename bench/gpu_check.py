@@ -181,11 +181,13 @@ def loss_curves(s: Setup) -> dict:
 
 def guarded(part, *args) -> dict:
     """``part(*args)``, or ``{"error": ...}`` when it raises (its traceback on stderr): one broken part leaves the others' figures."""
+    from muppet_core.errors import first_line
+
     try:
         return part(*args)
     except Exception as exc:  # noqa: BLE001  (reported in the figures; the exit status says it failed)
         traceback.print_exc()
-        return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]}
+        return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
 
 
 def main(argv: list[str] | None = None) -> int:
