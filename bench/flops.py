@@ -3,7 +3,9 @@ FLOPs of those micro-batches, and the rate of a plain matrix product (the ceilin
 
 FLOPs of an encoder's micro-batch: 6 x N x T + 12 x L x H x sum(len^2), N the encoder's
 non-embedding parameters, T its tokens, L layers, H the hidden size and ``len`` each sequence's
-length (the forward and backward of attention's two products, which 6 x N x T leaves out).
+length (the forward and backward of attention's two products, which 6 x N x T leaves out). On a
+RoBERTa encoder with eager attention this is 0.1-0.4% above what ``torch.utils.flop_counter``
+counts for a forward and backward (N includes the biases and LayerNorm weights, which do no matrix work).
 """
 
 from __future__ import annotations
