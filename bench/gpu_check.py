@@ -72,6 +72,11 @@ CHECK_UPDATES = 20  # fp32 updates compared between the device and the CPU
 MAX_LENGTH = 128  # tokens per sequence (per question-choice pair), as the pipelines train
 
 
+def significant(x: float, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant digits (an MFU of a tiny model on a fast CPU can be 1e-4)."""
+    return float(f"{x:.{digits}g}")
+
+
 def save_backbone(path: Path, tokenizer, shape: dict, dropout: float) -> str:
     """A RoBERTa encoder of ``shape`` with random weights (seed 0) and ``tokenizer``, saved as safetensors."""
     import torch
@@ -138,7 +143,7 @@ def engine_figures(s: Setup, engine: str, zero_stage: int) -> dict:
     rates = {k: recorder.timer.steady_rate(v, warmup) for k, v in work.items()}
     return {
         "examples_per_second": round(rates["examples"], 2), "tokens_per_second": round(rates["tokens"], 1),
-        "mfu": round(rates["flops"] / s.peak, 5), "mfu_computed": round(rates["flops_computed"] / s.peak, 5),
+        "mfu": significant(rates["flops"] / s.peak), "mfu_computed": significant(rates["flops_computed"] / s.peak),
         "achieved_flops": round(rates["flops"], 1), "padding_efficiency": round(sum(work["tokens"]) / sum(work["computed"]), 4),
         "updates": summary["steps"], "examples": int(sum(work["examples"])),
         "seconds_per_update": round(sum(recorder.timer.laps[warmup:]) / (summary["steps"] - warmup), 4),
