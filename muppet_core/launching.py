@@ -40,6 +40,9 @@ class Launching(Strict):
             raise ValueError("rdzv_endpoint: several nodes meet at a rendezvous: give HOST:PORT of the flow's node")
         return self
 
-    def multi_node(self) -> bool:
-        """Whether the ranks span several nodes (torchrun's nnodes, or a DeepSpeed hostfile)."""
-        return self.nnodes > 1 or bool(self.hostfile)
+    def multi_node(self) -> str | None:
+        """What spreads the ranks over several nodes, in words (torchrun's nnodes or a DeepSpeed
+        hostfile); None when they run on one."""
+        if self.nnodes > 1:
+            return f"pre-finetuning on {self.nnodes} nodes (prefinetune.nnodes)"
+        return "pre-finetuning on a hostfile's hosts (prefinetune.hostfile)" if self.hostfile else None

@@ -150,8 +150,8 @@ def check_store(pipeline: PipelineConfig) -> None:
     store = open_store(pipeline)
     store.check_access()
     pft = pipeline.prefinetune
-    if pft.enabled and pft.nnodes > 1:
-        store.require_shared(f"pre-finetuning on {pft.nnodes} nodes (prefinetune.nnodes)", pft.shared_store)
+    if pft.enabled and pft.multi_node():
+        store.require_shared(pft.multi_node(), pft.shared_store)
 
 
 def read_watch_list(location: str) -> list[str]:

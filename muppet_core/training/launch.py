@@ -163,7 +163,7 @@ def run_workers(
     Raises:
         LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
     """
-    if job.config.nnodes > 1:
+    if job.config.multi_node():
         from muppet_core.training.nodes import run_first_node
 
         run_first_node(job, rdzv_id, log)

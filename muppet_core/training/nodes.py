@@ -39,21 +39,27 @@ class LaunchRecord(BaseModel):
 
 
 def run_first_node(job: WorkerJob, rdzv_id: str, log_line: Callable[[str], None]) -> None:
-    """Announce ``job`` in the store and run the flow node's agent until the job ends on every node.
+    """Run a job whose ranks span several nodes from the flow's node: the job file goes to the store;
+    under torchrun the job is announced for the joining nodes and this node's agent runs until the
+    job ends on every node; DeepSpeed's launcher starts every host's ranks itself, over ssh.
 
     Raises:
-        LaunchError: this node's agent exited non-zero (a rank failed here, or another node died).
+        LaunchError: this node's launcher exited non-zero (a rank failed, or another node died).
     """
     store, place = ArtifactStore(job.store), ArtifactStore(job.checkpoint_dir)
     name, record = f"job-{uuid.uuid4().hex[:12]}.json", f"{LAUNCHES}/{rdzv_id}.json"
     job_uri = place.write_text(name, job.model_dump_json(indent=1))
-    store.write_text(record, LaunchRecord(job=job_uri, rdzv_id=rdzv_id).model_dump_json())
-    log_line(f"pre-finetuning on {job.config.nnodes} nodes: the others join with `muppet join {store.root}` "
-             f"(rendezvous {rdzv_id} at {job.config.rdzv_endpoint})")
+    nodes = job.config.nnodes > 1
+    if nodes:
+        store.write_text(record, LaunchRecord(job=job_uri, rdzv_id=rdzv_id).model_dump_json())
+        log_line(f"pre-finetuning on {job.config.nnodes} nodes: the others join with `muppet join {store.root}` "
+                 f"(rendezvous {rdzv_id} at {job.config.rdzv_endpoint})")
+    what = f"pre-finetuning workers (node 1 of {job.config.nnodes})" if nodes else "pre-finetuning workers (hostfile)"
     try:
-        stream([*launch_command(job.config, rdzv_id), job_uri], log_line, f"pre-finetuning workers (node 1 of {job.config.nnodes})")
+        stream([*launch_command(job.config, rdzv_id), job_uri], log_line, what)
     finally:
-        store.remove(record)
+        if nodes:
+            store.remove(record)
         place.remove(name)
 
 

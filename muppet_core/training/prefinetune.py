@@ -61,14 +61,14 @@ def prefinetune_stage(
     Raises:
         StoreError: several nodes and a store only this machine reaches (before any work).
     """
-    if config.nnodes > 1:
-        store.require_shared(f"pre-finetuning on {config.nnodes} nodes", config.shared_store)
+    if config.multi_node():
+        store.require_shared(config.multi_node(), config.shared_store)
     key = prefinetune_key(config, base.key, data)
     scratch = ArtifactStore(store.scratch_uri(STAGE, key))
 
     def build(out) -> dict:
         settings = {"backbone": base.backbone or base.encoder_path, **result_settings(config)}
-        nodes = config.nnodes > 1
+        nodes = bool(config.multi_node())
         with stage_run(tracker, f"pre-finetune {base.label or base.name} ({len(config.tasks)} tasks)", key, settings) as tracked:
             job = WorkerJob(
                 config=config, backbone_path=(base.backbone or base.encoder_path) if nodes else base.encoder_path, store=store.root,
