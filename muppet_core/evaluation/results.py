@@ -39,6 +39,9 @@ class ResultRecord(BaseModel):
     """Examples processed during training, with repeats (None for a failed run)."""
     eval_examples: int | None
     """Validation examples evaluated (None for a failed run)."""
+    eval_split: str | None = None
+    """What was scored, in words: the official validation split of the named files, or how it was
+    carved where the source lacks one, and how many of its examples (None for a failed run)."""
     wall_seconds: float
     """Training plus evaluation wall time (until the failure for a failed run)."""
     code_version: str

@@ -61,9 +61,10 @@ def benchmark_cell(runs: list[ResultRecord], selection: Selection) -> Cell:
     note = "; ".join(notes) or None
     if not len(scores):
         return Cell(n=0, failed=len(failed), note=note or "no run")
+    scored = "; ".join(sorted({r.eval_split for r in by_lr[best_lr] if r.eval_split})) or None
     return Cell(
         value=float(selection.pick(scores)), n=len(scores), min=float(scores.min()), max=float(scores.max()),
-        failed=len(failed), note=note,
+        std=float(scores.std(ddof=1)) if len(scores) > 1 else None, failed=len(failed), note=note, scored=scored,
     )
 
 

@@ -40,10 +40,14 @@ class Cell(Schema):
     """Lowest score over the runs."""
     max: float | None = None
     """Highest score over the runs."""
+    std: float | None = None
+    """Sample standard deviation over the runs (ddof 1; None with fewer than two)."""
     failed: int | None = None
     """Runs that failed (None for averages and deltas)."""
     note: str | None = None
     """Why the cell is missing, or which runs failed."""
+    scored: str | None = None
+    """What the runs scored: the official validation split, or how it was carved, and how many examples."""
 
 
 class Reference(Schema):

@@ -4,6 +4,7 @@ rate, possibly on a fraction of the data) trained then evaluated."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import shutil
@@ -18,7 +19,7 @@ from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
-from muppet_core.data.splits import carve, subsample
+from muppet_core.data.splits import carve, describe_scored, subsample
 from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
@@ -89,7 +90,8 @@ def _validation_score(model, spec, features, tokenizer) -> float:
 class Fitted:
     """What one fine-tune produced: validation metrics, the training loop's summary (updates,
     examples, tokens, wall time, padding efficiency), the example counts, the fine-tuned weights'
-    digest, and the scores on the selection slice carved from train (None when nothing selects)."""
+    digest, the scores on the selection slice carved from train (None when nothing selects), and
+    what was scored (see ``describe_scored``)."""
 
     metrics: dict[str, float]
     summary: dict
@@ -98,6 +100,7 @@ class Fitted:
     weights_sha256: str
     selection_metrics: dict[str, float] | None = None
     selection_examples: int | None = None
+    eval_split: str | None = None
 
 
 def fit(
@@ -151,8 +154,9 @@ def fit(
     metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer) if select_features else None
+    scored = describe_scored(spec, json.loads((Path(data_dir) / "stats.json").read_text()), len(eval_records))
     return Fitted(metrics, summary, len(train_records), len(eval_records), weights_digest(model), selection,
-                  len(select_features) if select_features else None)
+                  len(select_features) if select_features else None, scored)
 
 
 def finetune(
@@ -165,7 +169,7 @@ def finetune(
     return _record(
         pipeline, run, started, metrics=fitted.metrics, train_examples=fitted.train_examples,
         examples_seen=int(fitted.summary["examples_seen"]), eval_examples=fitted.eval_examples, weights_sha256=fitted.weights_sha256,
-        selection_metrics=fitted.selection_metrics, selection_examples=fitted.selection_examples,
+        selection_metrics=fitted.selection_metrics, selection_examples=fitted.selection_examples, eval_split=fitted.eval_split,
     )
 
 
