@@ -203,6 +203,35 @@ def _scored_section(board: Leaderboard) -> list[str]:
     return ["### Scored on", "", *lines, ""] if lines else []
 
 
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if digits else f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def _paired_section(board: Leaderboard) -> list[str]:
+    if not board.paired_tests:
+        return []
+    lines = ["### Paired tests over seeds × benchmarks", "",
+             "Each pair is one benchmark and one seed that both variants finished; the difference is in the benchmark's "
+             "main metric (×100). Wilcoxon signed-rank test (zero differences dropped) and paired t-test, both two-sided (scipy).", ""]
+    table = [[f"{t.backbone} / {t.variant} vs {t.against}", str(t.pairs), ", ".join(t.benchmarks), points(t.mean_difference, True),
+              f"{t.wins} / {t.pairs - t.wins - t.losses} / {t.losses}", _number(t.wilcoxon_statistic, 1), _number(t.wilcoxon_p, 0),
+              _number(t.t_statistic, 2), _number(t.t_p, 0)] for t in board.paired_tests]
+    header = ["comparison", "pairs", "benchmarks", "mean difference", "wins / ties / losses", "Wilcoxon W", "p", "paired t", "p"]
+    return lines + _table(header, table) + [""]
+
+
+def _exposure_section(board: Leaderboard) -> list[str]:
+    lines = []
+    for key, tasks in board.examples_per_task.items():
+        total = sum(t.received for t in tasks.values()) or 1
+        rows = [[name, "—" if t.available is None else str(t.available), str(t.received), f"{100 * t.received / total:.1f}%"]
+                for name, t in sorted(tasks.items(), key=lambda kv: -kv[1].received)]
+        lines += [f"### Examples per pre-finetuning task (variant {key[:8]})", "",
+                  "What each task offered (after the cap) and how many examples it received in pre-finetuning, with repeats.", ""]
+        lines += _table(["task", "available", "received", "share"], rows) + [""]
+    return lines
+
+
 def to_markdown(board: Leaderboard) -> str:
     """The leaderboard as Markdown: the table, the deltas, the paper's numbers, notes and file links."""
     backbones = ", ".join(f"`{label}` ({spec})" if spec != label else f"`{label}`" for label, spec in board.backbones.items())
@@ -219,7 +248,9 @@ def to_markdown(board: Leaderboard) -> str:
     lines += _scored_table(board, ranked(board.rows), notes, signed=False) + [""]
     if board.deltas:
         lines += ["### Pre-finetuned minus base (points)", ""] + _scored_table(board, board.deltas, notes, signed=True) + [""]
+    lines += _paired_section(board)
     lines += _scored_section(board)
+    lines += _exposure_section(board)
     lines += _left_out_section(board)
     lines += _paper_section(board)
     if notes:
