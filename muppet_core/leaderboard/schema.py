@@ -207,4 +207,6 @@ class Leaderboard(Schema):
             "backbones": {backbone: self.backbones[backbone]} if backbone in self.backbones else {},
             "paper_families": {k: v for k, v in self.paper_families.items() if k == backbone},
             "left_out": [x for x in self.left_out if x.backbone == backbone],
+            "paired_tests": [t for t in self.paired_tests if t.backbone == backbone],
+            "examples_per_task": {k: v for k, v in self.examples_per_task.items() if k in {r.variant_key for r in keep(self.rows)}},
         })

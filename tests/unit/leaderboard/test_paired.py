@@ -89,8 +89,19 @@ def test_the_control_is_tested_against_base_and_the_pre_finetuned_variant(tmp_pa
     board = aggregate(records(with_control=True), list(BASE), "p", "mean")
     assert [r.model for r in board.deltas] == ["minilm / prefinetuned - base", f"minilm / {CONTROL_VARIANT} - base"]
     board.paired_tests = tests
+    assert board.only("minilm").paired_tests == tests
     text = to_markdown(board)
     assert "### Paired tests over seeds × benchmarks" in text and "| minilm / prefinetuned vs base | 12 | rte, cb, copa |" in text
+
+
+def test_each_backbone_is_tested_on_its_own_runs():
+    from muppet_core.leaderboard.aggregate import aggregate
+
+    other = [r.model_copy(update={"backbone": "other", "variant_key": f"other-{r.variant}"}) for r in records() if r.benchmark == "rte"]
+    board = aggregate(records() + other, list(BASE), "p", "mean")
+    board.paired_tests = paired_tests(records() + other, list(BASE), SELECTIONS["mean"])
+    assert [(t.backbone, t.pairs) for t in board.paired_tests] == [("minilm", 12), ("other", 5)]
+    assert [(t.backbone, t.pairs) for t in board.only("other").paired_tests] == [("other", 5)]
 
 
 @pytest.mark.parametrize("diffs", [[0.0, 0.0, 0.0], [0.02]])
