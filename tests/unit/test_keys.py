@@ -61,7 +61,7 @@ def test_only_execution_and_plan_fields_are_left_out(model):
     assert roles <= {EXECUTION, PLAN}
     expected = {
         PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "device", "checkpoint_every"},
-        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "train_fractions", "concurrency", "executor",
+        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "head_reuse_control", "train_fractions", "concurrency", "executor",
                          "threads", "retries", "device", "checkpoint_every"},
     }[model]
     assert left_out == expected
