@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator
 
 from muppet_core.errors import ConfigError
+from muppet_core.launching import Launching
 from muppet_core.registry import did_you_mean
 from muppet_core.schema import Strict, describe_errors, execution, plan
 
@@ -86,8 +87,8 @@ class Mixing(Strict):
     """Heterogeneous updates (the paper's), or the homogeneous ablations."""
 
 
-class PrefinetuneConfig(Optimization, Mixing):
-    """Multi-task pre-finetuning: tasks, budget and the paper's switches."""
+class PrefinetuneConfig(Optimization, Mixing, Launching):
+    """Multi-task pre-finetuning: tasks, budget, the paper's switches and how its ranks start (``Launching``)."""
 
     enabled: bool = plan(True)
     """Set to false to fine-tune the base backbone only."""
@@ -110,12 +111,6 @@ class PrefinetuneConfig(Optimization, Mixing):
     """Seed of task sampling, data order, dropout and head initialisation."""
     engine: Literal["deepspeed", "torch"] = "deepspeed"
     """deepspeed (every device, CPU included) or plain torch (no DeepSpeed at all)."""
-    launcher: Literal["local", "torchrun", "deepspeed"] = execution("local")
-    """local: one process; torchrun or deepspeed: that launcher, with nproc_per_node/hostfile."""
-    nproc_per_node: int = execution(1, gt=0)
-    """Processes per node under torchrun/deepspeed (one per GPU)."""
-    hostfile: str | None = execution(None)
-    """DeepSpeed hostfile for multi-node runs."""
 
     @field_validator("task_counts")
     @classmethod

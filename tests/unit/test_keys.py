@@ -60,7 +60,8 @@ def test_only_execution_and_plan_fields_are_left_out(model):
     roles = {key_role(model, name) for name in left_out}
     assert roles <= {EXECUTION, PLAN}
     expected = {
-        PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "device", "checkpoint_every"},
+        PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "nnodes", "rdzv_endpoint", "shared_store", "device",
+                            "checkpoint_every"},
         FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "head_reuse_control", "train_fractions", "concurrency", "executor",
                          "threads", "retries", "device", "checkpoint_every"},
     }[model]
