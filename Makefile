@@ -12,7 +12,7 @@ export MUPPET_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
-.PHONY: bootstrap lock demo test test-fast serve clean-store browser
+.PHONY: bootstrap lock demo study test test-fast serve clean-store browser
 
 bootstrap: $(STAMP)
 
@@ -35,6 +35,15 @@ lock:
 demo: $(STAMP)
 	$(BIN)/muppet run demo
 	$(BIN)/muppet results demo --format md
+
+# The study (docs/results/study.md, about 2 hours on 2 quiet cores): the ablation pipelines are run apart. The run's
+# log (every stage's start and end) goes to muppet-store/study-run.log; the table, its CSV and chart to docs/results/.
+study: $(STAMP)
+	@mkdir -p muppet-store
+	bash -o pipefail -c '$(BIN)/muppet run study 2>&1 | tee muppet-store/study-run.log'
+	$(BIN)/muppet results study --format csv --output docs/results/study.csv
+	$(BIN)/muppet results study --format md --output docs/results/study-leaderboard.md
+	cp muppet-store/pipelines/study/leaderboard.png docs/results/study.png
 
 # A local Prefect server (UI on http://127.0.0.1:4200) serving one deployment per pipeline; its
 # auth string comes from PREFECT_API_AUTH_STRING or ~/.prefect/muppet-server-auth, generated once (README: Security).

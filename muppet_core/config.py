@@ -1,5 +1,4 @@
-"""Pydantic models for pipelines.yaml, loaded with the project's strict YAML loader and validated
-field by field.
+"""Pydantic models for pipelines.yaml, loaded with the project's strict YAML loader and validated field by field.
 
 Every problem is reported with the YAML path of the offending field, for example
 ``pipelines.demo.finetune.seeds[1]: Input should be a valid integer``. Fields marked ``execution``
@@ -134,8 +133,9 @@ class FinetuneConfig(Optimization):
     selection: Literal["median", "mean"] = plan("median")
     """Over seeds, at the best learning rate: the median, or the mean (the spread is always shown)."""
     head_reuse: bool = plan(True)
-    """Start from the pre-finetuned head when the benchmark was part of pre-finetuning (in the key
-    of each run whose variant was pre-finetuned)."""
+    """Start from the pre-finetuned head when the benchmark was part of pre-finetuning (in each run's key)."""
+    head_reuse_control: bool = plan(False)
+    """Also fine-tune the pre-finetuned encoder from fresh heads: the control row ``prefinetuned_fresh_head``."""
     eval_every: int | None = Field(None, gt=0)
     """Updates between passes over the selection slice for early stopping (None: no early stopping)."""
     patience: int = Field(3, gt=0)

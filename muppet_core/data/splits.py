@@ -60,3 +60,36 @@ def subsample(records: list[T], cap: int | None, seed: int) -> list[T]:
 
     keep = np.sort(np.random.default_rng(seed).permutation(len(records))[:cap])
     return [records[i] for i in keep]
+
+
+def _files(files: str | list[str] | dict[str, str]) -> str:
+    values = [files] if isinstance(files, str) else list(files.values()) if isinstance(files, dict) else list(files)
+    return ", ".join(dict.fromkeys(values))
+
+
+def describe_scored(spec, stats: dict, scored: int, sample_seed: int = 0) -> str:
+    """What a fine-tune scored, in words: whether the validation split is the benchmark's official dev
+    set, the files it comes from, how it was carved when the source lacks it, and how many of its
+    examples were scored (all, or a seeded sample).
+
+    Args:
+        spec: the benchmark's catalog entry (``official_validation``, ``validation_note``, ``mirror``).
+        stats: the data stage's stats record of the benchmark (``source``, ``rows``, ``carved``).
+        scored: validation examples scored.
+        sample_seed: the seed of the sample when fewer than all were scored.
+    """
+    carved = stats.get("carved", {}).get("validation")
+    if stats.get("source") == "mirror":
+        source = "validation" if "validation" in spec.mirror or "train" not in spec.mirror else "train"
+        files = _files(spec.mirror[source] if source in spec.mirror else spec.mirror[next(iter(spec.mirror))])
+    else:
+        files = f"hub {spec.hub.path}" + (f"/{spec.hub.name}" if spec.hub.name else "")
+    if carved:
+        what = f"{carved} [{files}]"
+    elif spec.official_validation:
+        what = f"official validation split [{files}]"
+    else:
+        what = f"validation split of the source [{files}], not known to be the official dev set"
+    total = stats.get("rows", {}).get("validation", scored)
+    count = f"all {total}" if scored >= total else f"a seeded sample (seed {sample_seed}) of {scored} of {total}"
+    return f"{what}: {count} scored" + (f"; {spec.validation_note}" if spec.validation_note else "")

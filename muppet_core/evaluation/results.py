@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 
+CONTROL_VARIANT = "prefinetuned_fresh_head"
+"""The head-reuse control: the pre-finetuned encoder fine-tuned from fresh heads (``finetune.head_reuse_control``)."""
+
+
 class ResultRecord(BaseModel):
     """One fine-tune-and-evaluate run, finished or failed."""
 
@@ -15,7 +19,7 @@ class ResultRecord(BaseModel):
     pipeline: str
     """The pipeline that computed the run (pipelines asking for the same run share it)."""
     variant: str
-    """Backbone variant: ``base`` or ``prefinetuned``."""
+    """Backbone variant: ``base``, ``prefinetuned`` or the control ``prefinetuned_fresh_head``."""
     variant_key: str
     """Artifact key of the variant's weights (backbone fingerprint or pre-finetune key)."""
     benchmark: str
@@ -39,6 +43,9 @@ class ResultRecord(BaseModel):
     """Examples processed during training, with repeats (None for a failed run)."""
     eval_examples: int | None
     """Validation examples evaluated (None for a failed run)."""
+    eval_split: str | None = None
+    """What was scored, in words: the official validation split of the named files, or how it was
+    carved where the source lacks one, and how many of its examples (None for a failed run)."""
     wall_seconds: float
     """Training plus evaluation wall time (until the failure for a failed run)."""
     code_version: str

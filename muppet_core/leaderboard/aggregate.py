@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from muppet_core.evaluation.results import ResultRecord
+from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord
 from muppet_core.leaderboard.paper import PaperReferences
 from muppet_core.leaderboard.schema import Cell, Column, Leaderboard, Reference, Row
 from muppet_core.tasks.catalog import get_task
 
-VARIANT_ORDER = ["base", "prefinetuned"]
+VARIANT_ORDER = ["base", "prefinetuned", CONTROL_VARIANT]
 DELTA = "delta"
 
 
@@ -37,33 +37,39 @@ SELECTIONS = {
 }
 
 
-def benchmark_cell(runs: list[ResultRecord], selection: Selection) -> Cell:
-    """One benchmark's cell: at the best learning rate (by the selection over seeds of the scores on
-    the selection slice carved from train, never on the reported validation split), the selection
-    over the finished runs' validation scores, their count and min-max; failed runs are counted and
-    their reasons kept. With no finished run the value is missing, never zero; with several learning
-    rates and runs that lack a selection score (older code), it is missing too, and the note says why."""
+def at_best_learning_rate(runs: list[ResultRecord], selection: Selection) -> tuple[list[ResultRecord], list[str]]:
+    """The finished runs at the best learning rate, by the selection over seeds of their scores on the
+    selection slice carved from train (never on the reported validation split), and notes on the
+    choice. With several learning rates and runs that lack a selection score (older code), none."""
     by_lr: dict[float, list[ResultRecord]] = {}
     for r in runs:
         if r.ok:
             by_lr.setdefault(r.learning_rate, []).append(r)
+    if len(by_lr) <= 1:
+        return next(iter(by_lr.values()), []), []
+    if any(r.selection_score is None for rs in by_lr.values() for r in rs):
+        return [], ["no selection score to choose the learning rate on (runs of older code)"]
+    best_lr = max(by_lr, key=lambda lr: selection.pick(np.array([r.selection_score for r in by_lr[lr]], dtype=float)))
+    return by_lr[best_lr], [f"learning rate {best_lr:g}, the best of {len(by_lr)} on the selection slice of train"]
+
+
+def benchmark_cell(runs: list[ResultRecord], selection: Selection) -> Cell:
+    """One benchmark's cell: the selection over the finished runs' validation scores at the best
+    learning rate (see ``at_best_learning_rate``), their count, min-max and standard deviation, and
+    what they scored; failed runs are counted and their reasons kept. With no finished run the value
+    is missing, never zero, and the note says why."""
     failed = [r for r in runs if not r.ok]
     reasons = "; ".join(sorted({r.error or "no main metric" for r in failed}))
-    notes = [f"{len(failed)} of {len(runs)} runs failed: {reasons}"] if failed else []
-    best_lr = next(iter(by_lr), None)
-    if len(by_lr) > 1:
-        if any(r.selection_score is None for rs in by_lr.values() for r in rs):
-            notes.append("no selection score to choose the learning rate on (runs of older code)")
-            return Cell(n=0, failed=len(failed), note="; ".join(notes))
-        best_lr = max(by_lr, key=lambda lr: selection.pick(np.array([r.selection_score for r in by_lr[lr]], dtype=float)))
-        notes.append(f"learning rate {best_lr:g}, the best of {len(by_lr)} on the selection slice of train")
-    scores = np.array([r.score for r in by_lr.get(best_lr, [])], dtype=float)
+    chosen, choice = at_best_learning_rate(runs, selection)
+    notes = ([f"{len(failed)} of {len(runs)} runs failed: {reasons}"] if failed else []) + choice
     note = "; ".join(notes) or None
+    scores = np.array([r.score for r in chosen], dtype=float)
     if not len(scores):
         return Cell(n=0, failed=len(failed), note=note or "no run")
+    scored = "; ".join(sorted({r.eval_split for r in chosen if r.eval_split})) or None
     return Cell(
         value=float(selection.pick(scores)), n=len(scores), min=float(scores.min()), max=float(scores.max()),
-        failed=len(failed), note=note,
+        std=float(scores.std(ddof=1)) if len(scores) > 1 else None, failed=len(failed), note=note, scored=scored,
     )
 
 
@@ -113,11 +119,11 @@ def _paper_refs(row: Row, columns: list[Column], family: str | None, references:
 
 
 def delta_row(base: Row, tuned: Row, columns: list[Column]) -> Row:
-    """Pre-finetuned minus base, column by column; missing where either side is."""
+    """A pre-finetuned variant (or the control) minus base, column by column; missing where either side is."""
     cells = {}
     for column in columns:
         a, b = base.cells[column.name].value, tuned.cells[column.name].value
-        missing = [v for v, x in (("base", a), ("prefinetuned", b)) if x is None]
+        missing = [v for v, x in (("base", a), (tuned.variant, b)) if x is None]
         cells[column.name] = Cell(value=b - a) if not missing else Cell(note=f"{' and '.join(missing)} missing")
     paper = {}
     for name, ref_b in tuned.paper.items():
@@ -130,7 +136,7 @@ def delta_row(base: Row, tuned: Row, columns: list[Column]) -> Row:
                 value=gap, metric=ref_b.metric, verified=ref_a.verified and ref_b.verified, comparable=comparable,
                 diff=ours - gap if comparable and ours is not None else None, note=ref_b.note or ref_a.note,
             )
-    return Row(model=f"{base.backbone} / prefinetuned - base", backbone=base.backbone, variant=DELTA, cells=cells, paper=paper)
+    return Row(model=f"{base.backbone} / {tuned.variant} - base", backbone=base.backbone, variant=DELTA, cells=cells, paper=paper)
 
 
 def aggregate(
@@ -179,8 +185,7 @@ def aggregate(
     deltas = []
     for backbone in order:
         mine = {r.variant: r for r in reversed(rows) if r.backbone == backbone}
-        if "base" in mine and "prefinetuned" in mine:
-            deltas.append(delta_row(mine["base"], mine["prefinetuned"], columns))
+        deltas += [delta_row(mine["base"], mine[v], columns) for v in VARIANT_ORDER[1:] if "base" in mine and v in mine]
     return Leaderboard(
         pipeline=pipeline, selection=rule.name, selection_text=rule.describe, backbones=backbones,
         paper_families={k: v for k, v in families.items() if v}, columns=columns, rows=rows, deltas=deltas,

@@ -20,7 +20,7 @@ PROVENANCE = ["own", "computed_at", "run", "code_version", "older_code"]
 """After the ids: whether the row is the pipeline's own backbone, and where its results come from."""
 OWN = "◆"
 """Marks the pipeline's own backbone in the Markdown."""
-BENCHMARK_STATS = ["n", "min", "max", "failed", "note"]
+BENCHMARK_STATS = ["n", "min", "max", "std", "failed", "note", "scored"]
 AVERAGE_STATS = ["note"]
 PAPER_STATS = ["paper", "paper_verified", "vs_paper", "paper_note"]
 COUNTS = ("n", "failed")
@@ -91,9 +91,12 @@ def points(value: float | None, signed: bool = False) -> str:
     return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
 
 
-def cell_text(cell: Cell, signed: bool = False) -> str:
-    """``84.2 (n=3, 83.1–85.0)`` for a benchmark cell, ``84.2`` for an average, ``—`` when missing."""
+def cell_text(cell: Cell, signed: bool = False, std: bool = False) -> str:
+    """``84.2 (n=3, 83.1–85.0)`` for a benchmark cell (``84.2 ± 0.9 (n=3, ...)`` with ``std``), ``84.2``
+    for an average, ``—`` when missing."""
     text = points(cell.value, signed)
+    if std and cell.std is not None:
+        text += f" ± {100 * cell.std:.1f}"
     if cell.value is not None and cell.n:
         spread = f", {points(cell.min)}–{points(cell.max)}" if cell.n > 1 else ""
         text += f" (n={cell.n}{spread})"
@@ -129,7 +132,7 @@ def _scored_table(board: Leaderboard, rows: list[Row], notes: list[str], signed:
         cells = [f"{row.model} {OWN}" if row.own and not signed else row.model]
         for column in board.columns:
             cell = row.cells[column.name]
-            text = cell_text(cell, signed)
+            text = cell_text(cell, signed, std=board.selection == "mean")
             if cell.note and column.kind == "benchmark" and not signed:
                 notes.append(f"{row.model}, {column.name}: {cell.note}")
                 text += f" [{len(notes)}]"
@@ -191,13 +194,51 @@ def _paper_section(board: Leaderboard) -> list[str]:
     return lines + _table(["model", "benchmark", "metric", "ours", "paper", "ours − paper"], table) + [""]
 
 
+def _scored_section(board: Leaderboard) -> list[str]:
+    """What each benchmark's runs scored (the official validation split, or how it was carved)."""
+    lines = []
+    for name in board.benchmarks:
+        texts = list(dict.fromkeys(t for row in board.rows if (t := row.cells[name].scored)))
+        lines += [f"- {name}: {t}" for t in texts]
+    return ["### Scored on", "", *lines, ""] if lines else []
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if digits else f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def _paired_section(board: Leaderboard) -> list[str]:
+    if not board.paired_tests:
+        return []
+    lines = ["### Paired tests over seeds × benchmarks", "",
+             "Each pair is one benchmark and one seed that both variants finished; the difference is in the benchmark's "
+             "main metric (×100). Wilcoxon signed-rank test (zero differences dropped) and paired t-test, both two-sided (scipy).", ""]
+    table = [[f"{t.backbone} / {t.variant} vs {t.against}", str(t.pairs), ", ".join(t.benchmarks), points(t.mean_difference, True),
+              f"{t.wins} / {t.pairs - t.wins - t.losses} / {t.losses}", _number(t.wilcoxon_statistic, 1), _number(t.wilcoxon_p, 0),
+              _number(t.t_statistic, 2), _number(t.t_p, 0)] for t in board.paired_tests]
+    header = ["comparison", "pairs", "benchmarks", "mean difference", "wins / ties / losses", "Wilcoxon W", "p", "paired t", "p"]
+    return lines + _table(header, table) + [""]
+
+
+def _exposure_section(board: Leaderboard) -> list[str]:
+    lines = []
+    for key, tasks in board.examples_per_task.items():
+        total = sum(t.received for t in tasks.values()) or 1
+        rows = [[name, "—" if t.available is None else str(t.available), str(t.received), f"{100 * t.received / total:.1f}%"]
+                for name, t in sorted(tasks.items(), key=lambda kv: -kv[1].received)]
+        lines += [f"### Examples per pre-finetuning task (variant {key[:8]})", "",
+                  "What each task offered (after the cap) and how many examples it received in pre-finetuning, with repeats.", ""]
+        lines += _table(["task", "available", "received", "share"], rows) + [""]
+    return lines
+
+
 def to_markdown(board: Leaderboard) -> str:
     """The leaderboard as Markdown: the table, the deltas, the paper's numbers, notes and file links."""
     backbones = ", ".join(f"`{label}` ({spec})" if spec != label else f"`{label}`" for label, spec in board.backbones.items())
     lines = [
         f"## Leaderboard: {board.pipeline}", "",
         f"Backbone{'s' if len(board.backbones) > 1 else ''}: {backbones}. Each cell: the {board.selection_text} of the benchmark's main metric, ×100, "
-        "with the number of finished runs (n) and their min–max. — marks a missing cell (never a zero): "
+        + ("± the sample standard deviation over seeds, " if board.selection == "mean" else "") + "with the number of finished runs (n) and their min–max. — marks a missing cell (never a zero): "
         "the notes say why; an average is missing when one of its benchmarks is.", "",
     ]
     own = f"; {OWN} marks the pipeline's own backbone (`{board.own}`)" if board.own in board.backbones else ""
@@ -207,6 +248,9 @@ def to_markdown(board: Leaderboard) -> str:
     lines += _scored_table(board, ranked(board.rows), notes, signed=False) + [""]
     if board.deltas:
         lines += ["### Pre-finetuned minus base (points)", ""] + _scored_table(board, board.deltas, notes, signed=True) + [""]
+    lines += _paired_section(board)
+    lines += _scored_section(board)
+    lines += _exposure_section(board)
     lines += _left_out_section(board)
     lines += _paper_section(board)
     if notes:

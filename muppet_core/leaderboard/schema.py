@@ -40,10 +40,14 @@ class Cell(Schema):
     """Lowest score over the runs."""
     max: float | None = None
     """Highest score over the runs."""
+    std: float | None = None
+    """Sample standard deviation over the runs (ddof 1; None with fewer than two)."""
     failed: int | None = None
     """Runs that failed (None for averages and deltas)."""
     note: str | None = None
     """Why the cell is missing, or which runs failed."""
+    scored: str | None = None
+    """What the runs scored: the official validation split, or how it was carved, and how many examples."""
 
 
 class Reference(Schema):
@@ -105,6 +109,45 @@ class LeftOut(Schema):
     """Why its rows are left out."""
 
 
+class PairedTest(Schema):
+    """One variant against another over every (benchmark, seed) both finished: the paired differences
+    of the benchmarks' main metrics, a Wilcoxon signed-rank test and a paired t-test (scipy, two-sided)."""
+
+    backbone: str
+    """Short backbone label."""
+    variant: str
+    """The variant tested (for example ``prefinetuned``)."""
+    against: str
+    """The variant it is compared with (for example ``base``)."""
+    benchmarks: list[str]
+    """The benchmarks that contributed pairs."""
+    pairs: int
+    """Pairs (benchmark, seed) with a finished run on both sides."""
+    mean_difference: float
+    """Mean of ``variant`` minus ``against`` over the pairs (fractions of each benchmark's main metric)."""
+    wins: int
+    """Pairs where ``variant`` scored higher."""
+    losses: int
+    """Pairs where it scored lower (the rest are ties)."""
+    wilcoxon_statistic: float | None = None
+    """scipy's Wilcoxon signed-rank statistic (zero differences dropped); None below two non-zero pairs."""
+    wilcoxon_p: float | None = None
+    """Its two-sided p-value."""
+    t_statistic: float | None = None
+    """The paired t statistic; None below two pairs or with no spread."""
+    t_p: float | None = None
+    """Its two-sided p-value."""
+
+
+class TaskExposure(Schema):
+    """What one pre-finetuning task offered and what it received."""
+
+    available: int | None = None
+    """Training examples the task offered after the cap (None where the summary does not say)."""
+    received: int
+    """Examples drawn from it during pre-finetuning (with repeats)."""
+
+
 class Leaderboard(Schema):
     """A pipeline's leaderboard, built from result records only."""
 
@@ -130,6 +173,10 @@ class Leaderboard(Schema):
     """Label of the pipeline's own backbone."""
     left_out: list[LeftOut] = Field(default_factory=list)
     """Backbones whose results no longer match the pipeline's settings, with why."""
+    paired_tests: list[PairedTest] = Field(default_factory=list)
+    """Paired tests over seeds x benchmarks: each pre-finetuned variant against base, and against the control."""
+    examples_per_task: dict[str, dict[str, TaskExposure]] = Field(default_factory=dict)
+    """Pre-finetuned variant key -> task -> what it offered and received (from the pre-finetune's train_summary.json)."""
     links: dict[str, str] = Field(default_factory=dict)
     """Rendering name (csv, md, json, chart, curves-...) -> its location in the store."""
 
@@ -160,4 +207,6 @@ class Leaderboard(Schema):
             "backbones": {backbone: self.backbones[backbone]} if backbone in self.backbones else {},
             "paper_families": {k: v for k, v in self.paper_families.items() if k == backbone},
             "left_out": [x for x in self.left_out if x.backbone == backbone],
+            "paired_tests": [t for t in self.paired_tests if t.backbone == backbone],
+            "examples_per_task": {k: v for k, v in self.examples_per_task.items() if k in {r.variant_key for r in keep(self.rows)}},
         })

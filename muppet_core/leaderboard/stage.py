@@ -5,6 +5,7 @@ of the latest run."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,20 +15,22 @@ from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import MuppetError
 from muppet_core.evaluation.results import ResultRecord
-from muppet_core.leaderboard.aggregate import aggregate
+from muppet_core.leaderboard.aggregate import SELECTIONS, aggregate
 from muppet_core.leaderboard.history import append_history
 from muppet_core.leaderboard.kept import (
     KeptEntry, KeptIndex, ResultRef, fingerprint, index_lock, left_out, most_common, merge, read_index, read_records, scored_settings, split, write_index,
 )
+from muppet_core.leaderboard.paired import paired_tests
 from muppet_core.leaderboard.paper import load_references
 from muppet_core.leaderboard.read import published_path
 from muppet_core.leaderboard.plots import bar_chart, curve_charts
 from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markdown
-from muppet_core.leaderboard.schema import Leaderboard, LeftOut
+from muppet_core.leaderboard.schema import Leaderboard, LeftOut, Row, TaskExposure
 from muppet_core.models.backbone import backbone_label
 from muppet_core.registry import safe_name
 
 STAGE = "leaderboard"
+PREFINETUNE_STAGE = "prefinetune"
 CHART = "leaderboard.png"
 
 
@@ -161,6 +164,20 @@ def _annotate(board: Leaderboard, index: KeptIndex, out: list[LeftOut]) -> None:
         row.older_code = None not in (entry.code_version, index.code_version) and entry.code_version != index.code_version
 
 
+def examples_per_task(store: ArtifactStore, rows: list[Row]) -> dict[str, dict[str, TaskExposure]]:
+    """Per pre-finetuned variant key, what each pre-finetuning task offered and how many examples it
+    received, from the pre-finetune's ``train_summary.json`` (variants whose summary is not in the store are left out)."""
+    out: dict[str, dict[str, TaskExposure]] = {}
+    for key in dict.fromkeys(r.variant_key for r in rows if r.variant != "base" and r.variant_key):
+        path = f"{PREFINETUNE_STAGE}/{key}/train_summary.json"
+        if not store.exists(path):
+            continue
+        summary = json.loads(store.read_text(path))
+        received, offered = summary.get("summary", {}).get("examples_per_task", {}), summary.get("tasks", {})
+        out[key] = {t: TaskExposure(available=offered.get(t, {}).get("examples"), received=received.get(t, 0)) for t in sorted({*offered, *received})}
+    return out
+
+
 def publish(
     store: ArtifactStore, index: KeptIndex, fresh: dict[str, list[ResultRecord]], run: str | None, now: datetime, pruned: str | None = None,
 ) -> Published:
@@ -186,6 +203,8 @@ def publish(
     )
     board = aggregate(records, index.benchmarks, pipeline, index.selection, labels, load_references())
     _annotate(board, index, out)
+    board.paired_tests = paired_tests(records, index.benchmarks, SELECTIONS[index.selection])
+    board.examples_per_task = examples_per_task(store, board.rows)
     charts = {CHART: bar_chart(board), **{f"curves-{name}.png": png for name, png in curve_charts(records, index.selection).items()}}
     board.key = key
     board.links = {

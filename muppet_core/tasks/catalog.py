@@ -78,6 +78,10 @@ class TaskSpec(Strict):
     """Override of n(i) for loss scaling."""
     max_bad_fraction: float = Field(0.001, ge=0, le=1)
     """Share of a split's rows that may be malformed (dropped and reported) before the data stage fails."""
+    official_validation: bool = False
+    """Whether the mirror's validation files are the benchmark's whole official dev set (results say so)."""
+    validation_note: str | None = None
+    """What results should say about the scored split where it is not the official dev set (a subset, dev ids missing)."""
 
     @field_validator("family")
     @classmethod

@@ -3,7 +3,9 @@ rate, possibly on a fraction of the data) trained then evaluated."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import math
 import time
@@ -17,11 +19,11 @@ from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
-from muppet_core.data.splits import carve, subsample
+from muppet_core.data.splits import carve, describe_scored, subsample
 from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
-from muppet_core.evaluation.results import ResultRecord
+from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord
 from muppet_core.families import get_family
 from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.models.multitask import build_multitask_model
@@ -41,7 +43,8 @@ FAILED_STAGE = "finetune-failed"
 @dataclass(frozen=True)
 class FinetuneRun:
     """One cell of the fan-out: a variant fine-tuned on a benchmark with one seed and learning rate,
-    on a fraction of the training split, for the main grid or an experiment."""
+    on a fraction of the training split, for the main grid or an experiment; ``head_reuse`` False
+    starts a pre-finetuned variant from fresh heads (the control)."""
 
     variant: Variant
     benchmark: str
@@ -49,6 +52,11 @@ class FinetuneRun:
     learning_rate: float
     fraction: float = 1.0
     experiment: str | None = None
+    head_reuse: bool = True
+
+    def reuses_head(self, config: FinetuneConfig) -> bool:
+        """Whether the run starts from the pre-finetuned head (of a pre-finetuned variant, head reuse on)."""
+        return config.head_reuse and self.head_reuse and bool(self.variant.tasks)
 
     @property
     def name(self) -> str:
@@ -58,7 +66,8 @@ class FinetuneRun:
 
 
 def plan_runs(config: FinetuneConfig, variants: list[Variant]) -> list[FinetuneRun]:
-    """Every fine-tune of a pipeline: variants x benchmarks x seeds x learning rates, plus the
+    """Every fine-tune of a pipeline: variants x benchmarks x seeds x learning rates (and, with
+    ``head_reuse_control``, the pre-finetuned variant's grid again from fresh heads), plus the
     sample-efficiency fractions (at the first learning rate) and the task-count variants' runs."""
     runs = []
     first_lr = config.learning_rates[0]
@@ -67,6 +76,9 @@ def plan_runs(config: FinetuneConfig, variants: list[Variant]) -> list[FinetuneR
             runs += [FinetuneRun(v, b, s, first_lr, experiment=v.experiment) for b in config.benchmarks for s in config.seeds]
             continue
         runs += [FinetuneRun(v, b, s, lr) for b in config.benchmarks for s in config.seeds for lr in config.learning_rates]
+        if config.head_reuse_control and config.head_reuse and v.tasks:
+            control = dataclasses.replace(v, name=CONTROL_VARIANT)
+            runs += [FinetuneRun(control, b, s, lr, head_reuse=False) for b in config.benchmarks for s in config.seeds for lr in config.learning_rates]
         runs += [
             FinetuneRun(v, b, s, first_lr, fraction=f, experiment="sample_efficiency")
             for f in config.train_fractions
@@ -88,7 +100,8 @@ def _validation_score(model, spec, features, tokenizer, num_beams: int = 1) -> f
 class Fitted:
     """What one fine-tune produced: validation metrics, the training loop's summary (updates,
     examples, tokens, wall time, padding efficiency), the example counts, the fine-tuned weights'
-    digest, and the scores on the selection slice carved from train (None when nothing selects)."""
+    digest, the scores on the selection slice carved from train (None when nothing selects), and
+    what was scored (see ``describe_scored``)."""
 
     metrics: dict[str, float]
     summary: dict
@@ -97,6 +110,7 @@ class Fitted:
     weights_sha256: str
     selection_metrics: dict[str, float] | None = None
     selection_examples: int | None = None
+    eval_split: str | None = None
 
 
 def fit(
@@ -119,7 +133,7 @@ def fit(
     encoder, tokenizer = load_encoder(run.variant.encoder_path)
     model = build_multitask_model(encoder, [spec], config.pooling or default_pooling(run.variant.encoder_path))
     label = run.name
-    if config.head_reuse and run.variant.tasks:
+    if run.reuses_head(config):
         reused = model.load_heads(Path(run.variant.encoder_path).parent, [head])
         if reused:
             log.info("%s starts from the pre-finetuned head %s", label, reused[0])
@@ -150,8 +164,9 @@ def fit(
     metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=config.num_beams)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=config.num_beams) if select_features else None
+    scored = describe_scored(spec, json.loads((Path(data_dir) / "stats.json").read_text()), len(eval_records))
     return Fitted(metrics, summary, len(train_records), len(eval_records), weights_digest(model), selection,
-                  len(select_features) if select_features else None)
+                  len(select_features) if select_features else None, scored)
 
 
 def finetune(
@@ -164,7 +179,7 @@ def finetune(
     return _record(
         pipeline, run, started, metrics=fitted.metrics, train_examples=fitted.train_examples,
         examples_seen=int(fitted.summary["examples_seen"]), eval_examples=fitted.eval_examples, weights_sha256=fitted.weights_sha256,
-        selection_metrics=fitted.selection_metrics, selection_examples=fitted.selection_examples,
+        selection_metrics=fitted.selection_metrics, selection_examples=fitted.selection_examples, eval_split=fitted.eval_split,
     )
 
 
@@ -209,7 +224,7 @@ def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) ->
         data=data.key,
         benchmark=run.benchmark,
         config=result_settings(config),
-        head_reuse=config.head_reuse and bool(run.variant.tasks),
+        head_reuse=run.reuses_head(config),
         selects=config.selects,
         seed=run.seed,
         learning_rate=run.learning_rate,
@@ -224,7 +239,7 @@ def run_settings(run: FinetuneRun, config: FinetuneConfig) -> dict:
     """What decides one fine-tune's result: the settings in its key, the variant and the run's own values."""
     own = {"variant": run.variant.name, "backbone": run.variant.backbone, "benchmark": run.benchmark, "seed": run.seed,
            "learning_rate": run.learning_rate, "fraction": run.fraction, "experiment": run.experiment}
-    return {**own, **result_settings(config), "head_reuse": config.head_reuse and bool(run.variant.tasks), "selects": config.selects}
+    return {**own, **result_settings(config), "head_reuse": run.reuses_head(config), "selects": config.selects}
 
 
 def finetune_stage(

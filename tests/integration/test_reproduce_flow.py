@@ -43,7 +43,7 @@ def test_leaderboard_csv_holds_the_result_records(first_run, tiny_backbone):
     assert list(table["variant"]) == ["base", "prefinetuned", "delta"] and set(table["selection"]) == {"median"}
     assert list(table.columns) == [
         "backbone", "variant", "variant_key", "selection", "own", "computed_at", "run", "code_version", "older_code",
-        *[f"{b}{stat}" for b in BENCHMARKS for stat in ("", ".n", ".min", ".max", ".failed", ".note")],
+        *[f"{b}{stat}" for b in BENCHMARKS for stat in ("", ".n", ".min", ".max", ".std", ".failed", ".note", ".scored")],
         "avg.classification", "avg.classification.note", "average", "average.note",
     ]
     records = tiny_records(root / "store")

@@ -22,6 +22,23 @@ def test_plan_covers_the_grid_and_the_experiments():
     assert len({r.name for r in runs} | {r.variant.name + r.name for r in runs}) >= len(runs)
 
 
+def test_the_head_reuse_control_repeats_the_pre_finetuned_grid_from_fresh_heads():
+    from muppet_core.artifacts.stage import StageOutput
+    from muppet_core.evaluation.results import CONTROL_VARIANT
+
+    config = FinetuneConfig(benchmarks=["rte", "cb"], seeds=[0, 1, 2], head_reuse_control=True)
+    base, tuned = Variant("base", "k0", "/b"), Variant("prefinetuned", "k1", "/p/encoder", ("rte",))
+    runs = plan_runs(config, [base, tuned])
+    control = [r for r in runs if r.variant.name == CONTROL_VARIANT]
+    assert len(runs) == 3 * 2 * 3 and len(control) == 2 * 3
+    assert all(r.variant.key == "k1" and not r.reuses_head(config) for r in control)
+    assert all(r.reuses_head(config) for r in runs if r.variant.name == "prefinetuned")
+    data = StageOutput("data", "rte", "dk", "store/data/dk", False)
+    keys = {finetune_key(r, data, config) for r in runs}
+    assert len(keys) == len(runs)
+    assert len(plan_runs(config.model_copy(update={"head_reuse_control": False}), [base, tuned])) == 2 * 2 * 3
+
+
 def test_the_key_ignores_execution_settings_but_not_what_changes_the_result():
     from muppet_core.artifacts.stage import StageOutput
 

@@ -62,7 +62,7 @@ def test_only_execution_and_plan_fields_are_left_out(model):
     expected = {
         PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "nnodes", "rdzv_endpoint", "shared_store", "device",
                             "checkpoint_every"},
-        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "train_fractions", "concurrency", "executor",
+        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "head_reuse_control", "train_fractions", "concurrency", "executor",
                          "threads", "retries", "device", "checkpoint_every"},
     }[model]
     assert left_out == expected

@@ -18,7 +18,7 @@ def test_csv_has_one_header_row_and_a_stable_column_order(records):
     header, *rows = list(csv.reader(io.StringIO(text)))
     assert header == flat_columns(board) == [
         "model", "backbone", "variant", "variant_key", "selection", "own", "computed_at", "run", "code_version", "older_code",
-        *[f"{b}{s}" for b in BENCHMARKS for s in ("", ".n", ".min", ".max", ".failed", ".note")],
+        *[f"{b}{s}" for b in BENCHMARKS for s in ("", ".n", ".min", ".max", ".std", ".failed", ".note", ".scored")],
         "avg.classification", "avg.classification.note", "avg.multiple_choice", "avg.multiple_choice.note", "average", "average.note",
     ]
     assert [r[0] for r in rows] == ["minilm / base", "minilm / prefinetuned", "minilm / prefinetuned - base"]
