@@ -52,6 +52,11 @@ class NamedFiles:
         """Read a named UTF-8 text file."""
         return self.read_bytes(relpath).decode("utf-8")
 
+    def remove(self, relpath: str) -> None:
+        """Delete a named file (absent: nothing to do)."""
+        path = self._path(relpath)
+        self._call("delete", f"{self.root}/{relpath}", lambda: self.fs.rm_file(path) if self.fs.exists(path) else None)
+
     def exists(self, relpath: str) -> bool:
         """Whether a named file exists."""
         return self._call("look up", f"{self.root}/{relpath}", lambda: self.fs.exists(self._path(relpath)))
