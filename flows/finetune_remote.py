@@ -11,8 +11,8 @@ result lives written under the store's ``_jobs/`` folder, where the fan-out read
 A flow run whose worker dies goes silent: its flow runs send heartbeats every ``HEARTBEAT_S``, and
 the automation ``CRASH_AUTOMATION`` marks one silent for ``SILENT_S`` Crashed. A run that ends
 without results (Crashed, Failed, Cancelled) is submitted again for the jobs it left, at most
-``finetune.retries`` times; they resume from their checkpoints where the store's scratch holds them.
-Then each job left is a failure record.
+``finetune.retries`` times; they resume from their last checkpoints, which the jobs keep in the
+store (``muppet_core.training.shared_checkpoints``). Then each job left is a failure record.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def finetune_on_workers(
     deployment = check_executor(config, store)
     started = time.perf_counter()
     jobs = [
-        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", tracker=tracker)
+        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json",
+                    tracker=tracker, shared_checkpoints=True)
         for run, d in zip(runs, data)
     ]
     pending = {_submit(deployment, jobs[i:i + config.chunk]): (jobs[i:i + config.chunk], 0) for i in range(0, len(jobs), config.chunk)}

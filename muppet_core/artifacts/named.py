@@ -52,10 +52,12 @@ class NamedFiles:
         """Read a named UTF-8 text file."""
         return self.read_bytes(relpath).decode("utf-8")
 
-    def remove(self, relpath: str) -> None:
-        """Delete a named file (absent: nothing to do)."""
+    def remove(self, relpath: str, recursive: bool = False) -> None:
+        """Delete a named file, or with ``recursive`` a folder and everything under it (absent: nothing to do)."""
         path = self._path(relpath)
-        self._call("delete", f"{self.root}/{relpath}", lambda: self.fs.rm_file(path) if self.fs.exists(path) else None)
+        if not self.is_local:
+            self.fs.invalidate_cache(path)
+        self._call("delete", f"{self.root}/{relpath}", lambda: self.fs.rm(path, recursive=recursive) if self.fs.exists(path) else None)
 
     def exists(self, relpath: str) -> bool:
         """Whether a named file exists."""
