@@ -56,7 +56,7 @@ class RemoteRunError(MuppetError):
     """A fine-tune's flow run ended without a result (its worker died, or it failed or was cancelled)."""
 
 
-@flow(name=FLOW, log_prints=True)
+@flow(name=FLOW)
 def finetune_jobs(jobs: list[FinetuneJob]) -> list[str]:
     """Run fine-tunes on this worker, one after another; returns where each result's location was written."""
     logger = get_run_logger()

@@ -8,6 +8,7 @@ completes with the same leaderboard, every artifact matching its manifest."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,6 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import yaml
 
 from muppet_core.artifacts.store import MANIFEST, ArtifactStore
 from muppet_core.server import LocalServer
@@ -164,6 +164,20 @@ def test_two_workers_run_the_fine_tunes_and_the_leaderboard_equals_in_process(st
     ours = board(seaweed, store)
     pd.testing.assert_frame_equal(ours.drop(columns=VARYING), in_process_board.drop(columns=VARYING))
     assert verified_artifacts(store) == ARTIFACTS
+
+
+def test_the_fanout_benchmark_measures_what_a_flow_run_costs_beyond_a_process(stack, tiny_backbone, mirror):
+    """bench/fanout.py at its tiny size with --work-pool: the deployment run's records equal the
+    concurrency-1 run's, and its cost per run beyond the process executor is a figure."""
+    _, env, _ = stack
+    command = [sys.executable, str(REPO / "bench" / "fanout.py"), "--benchmarks", "rte", "--seeds", "2", "--concurrency", "2", "--max-train", "16",
+               "--max-eval", "16", "--backbone", tiny_backbone, "--work-pool", POOL, "--store", f"s3://{BUCKET}/bench", "--json"]
+    done = subprocess.run(command, cwd=REPO, env={**env, "MUPPET_DATA_MIRROR": mirror}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["identical"] is True and figures["failed"] == [] and figures["runs"] == 2
+    assert figures["deployment_seconds"] > 0 and isinstance(figures["deployment_overhead_s"], float)
+    assert figures["deployment_overhead_s"] == pytest.approx((figures["deployment_seconds"] - figures["process_seconds"]) * 2 / 2, abs=0.02)
 
 
 def test_a_killed_worker_s_fine_tunes_are_submitted_again_and_the_leaderboard_is_the_same(
