@@ -16,8 +16,10 @@ three times from the same data, each time into a fresh store, dispatched as the 
 
 With --work-pool POOL --store s3://..., the same fine-tunes also run as the `deployment` executor
 (one flow run each, on the pool's workers, against the Prefect server of PREFECT_API_URL, with that
-store), and `deployment_overhead_s` is what each run costs beyond the `process` run's:
-(deployment seconds - process seconds) x concurrency / runs, so run as many workers as --concurrency.
+store; run as many workers as --concurrency). A run's overhead is the time it holds a slot without
+fine-tuning (seconds x concurrency / runs, less the mean fine-tune's own wall time, which its record
+keeps), and `deployment_overhead_s` is a deployment run's overhead beyond a `process` run's: the
+flow run's scheduling, start and store round trips beyond a process start.
 
 A tiny run (the tests run one): --backbone TINY_DIR --benchmarks rte --seeds 2 --max-train 16 --max-eval 16.
 """
@@ -146,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
              f"{len(cores)} cores, load average {figures['load_average']}")
     if args.work_pool:
         figures["deployment_seconds"] = round(seconds["deployment"], 2)
-        figures["deployment_overhead_s"] = round((seconds["deployment"] - seconds["process"]) * args.concurrency / len(runs), 2)
+        overhead = {k: seconds[k] * args.concurrency / len(runs) - sum(r.wall_seconds for r in records[k].values()) / len(runs) for k in ("process", "deployment")}
+        figures["process_overhead_s"], figures["deployment_overhead_s"] = round(overhead["process"], 2), round(overhead["deployment"] - overhead["process"], 2)
         rows += [(f"deployment on {args.work_pool}, one flow run each, s", figures["deployment_seconds"]),
-                 ("deployment's cost per run beyond process, s", figures["deployment_overhead_s"])]
+                 ("a process run's overhead (its slot's time less the fine-tune's), s", figures["process_overhead_s"]),
+                 ("a deployment run's overhead beyond a process run's, s", figures["deployment_overhead_s"])]
     notes = [f"differ from the concurrency-1 run: {', '.join(sorted(set(mismatched)))}"] if mismatched else []
     notes += [f"failed: {', '.join(failed)}"] if failed else []
     common.emit("\n".join([title, common.table(rows), *notes]), figures, args.json)
