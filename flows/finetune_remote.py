@@ -11,8 +11,8 @@ result lives written under the store's ``_jobs/`` folder, where the fan-out read
 A flow run whose worker dies goes silent: its flow runs send heartbeats every ``HEARTBEAT_S``, and
 the automation ``CRASH_AUTOMATION`` marks one silent for ``SILENT_S`` Crashed. A run that ends
 without results (Crashed, Failed, Cancelled) is submitted again for the jobs it left, at most
-``finetune.retries`` times; they resume from their last checkpoints, which the jobs keep in the
-store (``muppet_core.training.shared_checkpoints``). Then each job left is a failure record.
+``finetune.retries`` times; they resume from their last checkpoints, which live in the store's
+scratch area. Then each job left is a failure record.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
-from muppet_core.artifacts.shared import require_shared_store
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
@@ -74,7 +73,7 @@ def check_executor(config: FinetuneConfig, store: ArtifactStore) -> str:
         StoreError: the store is a local path.
         MuppetError: no ``finetune.work_pool``, or no such pool on the server.
     """
-    require_shared_store(store, "finetune.executor: deployment")
+    store.require_shared("finetune.executor: deployment")
     pool = config.work_pool
     if not pool:
         raise MuppetError("finetune.executor: deployment needs finetune.work_pool: the work pool whose workers run the fine-tunes")
@@ -136,8 +135,7 @@ def finetune_on_workers(
     deployment = check_executor(config, store)
     started = time.perf_counter()
     jobs = [
-        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json",
-                    tracker=tracker, shared_checkpoints=True)
+        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", tracker=tracker)
         for run, d in zip(runs, data)
     ]
     pending = {_submit(deployment, jobs[i:i + config.chunk]): (jobs[i:i + config.chunk], 0) for i in range(0, len(jobs), config.chunk)}

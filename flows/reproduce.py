@@ -19,7 +19,7 @@ from flows.leaderboard import build_leaderboard
 from flows.prefinetune import prefinetune as prefinetune_backbone
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant, base_variant
-from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, open_store, pipeline_backbones
+from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, open_store, pipeline_backbones
 from muppet_core.tracking import Tracker, end_pipeline_run, pipeline_tracker, without_mlflow
 
 
@@ -48,7 +48,7 @@ def reproduce(
     if prefinetune is not None:
         overrides["prefinetune"] = cfg.prefinetune.model_copy(update={"enabled": prefinetune})
     cfg = cfg.model_copy(update=overrides)
-    open_store(cfg).check_access()  # a refused or unreachable store stops the run before any work
+    check_store(cfg)  # a refused, unreachable or (for several machines) local store stops the run before any work
     if finetune and cfg.finetune.executor == "deployment":
         check_executor(cfg.finetune, open_store(cfg))  # a local store, or no work pool, likewise
     specs = list(dict.fromkeys(backbones)) if backbones else pipeline_backbones(cfg)

@@ -115,6 +115,14 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _join(args: argparse.Namespace) -> int:
+    from muppet_core.training.nodes import join
+
+    ran = join(args.store, lambda line: print(line, flush=True), once=args.once, idle_s=args.idle)
+    print(f"took part in {ran} multi-node job(s)")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """The parser with the library subcommands, and its subparsers for the flows' own."""
     parser = argparse.ArgumentParser(prog="muppet", description="Pre-finetuning pipelines (Muppet) on Prefect.")
@@ -160,6 +168,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--config", default=DEFAULT_FILE)
     p.add_argument("--store", help="store root (directory or s3:// URI); default: each pipeline's")
     p.set_defaults(func=_push)
+
+    p = sub.add_parser("join", help="on another node of a multi-node pre-finetune: run this node's share of every job the flow announces in the store")
+    p.add_argument("store", help="the pipeline's store root (an s3:// URI, or a path every node mounts)")
+    p.add_argument("--once", action="store_true", help="exit after one job (its failure exits non-zero)")
+    p.add_argument("--idle", type=float, metavar="SECONDS", help="exit after this long without a new job (default: wait forever)")
+    p.set_defaults(func=_join)
     return parser, sub
 
 

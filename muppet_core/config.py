@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator
 
 from muppet_core.errors import ConfigError
+from muppet_core.launching import Launching
 from muppet_core.registry import did_you_mean
 from muppet_core.schema import Strict, describe_errors, execution, plan
 
@@ -47,9 +48,9 @@ class Optimization(Strict):
     """Gradient clipping."""
     max_length: int = Field(128, gt=8, le=4096)
     """Tokens per sequence (per question-choice pair for multiple choice)."""
-    pooling: Literal["cls", "mean"] | None = None
-    """How classification and ranking heads read a sequence: its first token (``cls``, the paper's
-    heads) or the mean of its tokens. None: the backbone's own (see ``models.backbone.default_pooling``)."""
+    pooling: Literal["cls", "mean", "eos"] | None = None
+    """How classification and ranking heads read a sequence: its first token (``cls``), the mean of its tokens, or its last
+    end-of-sequence token (``eos``, a seq2seq decoder's). None: the backbone's own (``models.backbone.default_pooling``)."""
     max_train_examples: int | None = Field(None, gt=0)
     """Cap on training examples per task (None: all)."""
     group_by_length: bool = True
@@ -87,8 +88,8 @@ class Mixing(Strict):
     """Heterogeneous updates (the paper's), or the homogeneous ablations."""
 
 
-class PrefinetuneConfig(Optimization, Mixing):
-    """Multi-task pre-finetuning: tasks, budget and the paper's switches."""
+class PrefinetuneConfig(Optimization, Mixing, Launching):
+    """Multi-task pre-finetuning: tasks, budget, the paper's switches and how its ranks start (``Launching``)."""
 
     enabled: bool = plan(True)
     """Set to false to fine-tune the base backbone only."""
@@ -111,12 +112,6 @@ class PrefinetuneConfig(Optimization, Mixing):
     """Seed of task sampling, data order, dropout and head initialisation."""
     engine: Literal["deepspeed", "torch"] = "deepspeed"
     """deepspeed (every device, CPU included) or plain torch (no DeepSpeed at all)."""
-    launcher: Literal["local", "torchrun", "deepspeed"] = execution("local")
-    """local: one process; torchrun or deepspeed: that launcher, with nproc_per_node/hostfile."""
-    nproc_per_node: int = execution(1, gt=0)
-    """Processes per node under torchrun/deepspeed (one per GPU)."""
-    hostfile: str | None = execution(None)
-    """DeepSpeed hostfile for multi-node runs."""
 
     @field_validator("task_counts")
     @classmethod
@@ -159,6 +154,8 @@ class FinetuneConfig(Optimization):
     """Share of the updates spent warming up."""
     max_eval_examples: int | None = Field(None, gt=0)
     """Cap on validation examples (None: the whole validation split)."""
+    num_beams: int = Field(1, gt=0)
+    """Beams of the beam search that writes summaries (1: greedy decoding)."""
     engine: Literal["torch"] = "torch"
     """Fine-tunes run on the plain torch engine."""
     concurrency: int = execution(1, gt=0)
@@ -195,9 +192,8 @@ class WatchConfig(Strict):
     backbones: list[str] = Field(default_factory=list)
     """Backbones (package:NAME, a directory, an s3:// URI or a hub id) listed here."""
     list_file: str | None = None
-    """A text file (a path relative to pipelines.yaml, or a URI such as s3://bucket/backbones.txt)
-    with one backbone per line; blank lines and lines starting with # are ignored. Read at the
-    start of every run, so adding a line schedules the backbone's evaluation."""
+    """A text file (relative to pipelines.yaml, or a URI such as s3://bucket/backbones.txt), one backbone a line (blank
+    lines and # comments ignored), read at the start of every run: adding a line schedules the backbone's evaluation."""
 
 
 class TrackingConfig(Strict):
@@ -294,7 +290,5 @@ def get_pipeline(pipelines: PipelinesFile, name: str) -> PipelineConfig:
     """The pipeline called ``name``, or a ConfigError that lists the known names."""
     if name not in pipelines.pipelines:
         known = ", ".join(sorted(pipelines.pipelines))
-        raise ConfigError(
-            [f"no pipeline named '{name}'{did_you_mean(name, list(pipelines.pipelines))}; known: {known}"]
-        )
+        raise ConfigError([f"no pipeline named '{name}'{did_you_mean(name, list(pipelines.pipelines))}; known: {known}"])
     return pipelines.pipelines[name]

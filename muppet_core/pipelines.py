@@ -140,6 +140,20 @@ def open_store(pipeline: PipelineConfig) -> ArtifactStore:
     return ArtifactStore(pipeline.store)
 
 
+def check_store(pipeline: PipelineConfig) -> None:
+    """Refuse, before any work, a store that refuses access or does not answer, and a store only this
+    machine reaches when work runs on other machines.
+
+    Raises:
+        StoreError: one line: which store, what failed, what to do.
+    """
+    store = open_store(pipeline)
+    store.check_access()
+    pft = pipeline.prefinetune
+    if pft.enabled and pft.multi_node():
+        store.require_shared(pft.multi_node(), pft.shared_store)
+
+
 def read_watch_list(location: str) -> list[str]:
     """The backbones of a watch-list file (local or a URI): one per line, # comments and blank lines skipped.
 
@@ -183,6 +197,6 @@ def preflight(name: str, config: str, backbones: list[str] | None = None, store:
     check_backbones(pipeline, name, os.path.basename(config), backbones)
     for task in pipeline.data_tasks():
         hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
-    open_store(pipeline.model_copy(update={"store": store}) if store else pipeline).check_access()
+    check_store(pipeline.model_copy(update={"store": store}) if store else pipeline)
     pipeline_tracker(pipeline.tracking, name, "")  # a tracking server that does not answer
 

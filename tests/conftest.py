@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data mirror, a tiny random 2-layer BERT, and the Prefect test harness."""
+"""Shared fixtures: the real data mirror, a tiny random 2-layer BERT, BART and T5, and the Prefect test harness."""
 
 from __future__ import annotations
 
@@ -55,6 +55,22 @@ def tiny_backbone(tmp_path_factory, minilm_path) -> str:
     BertModel(config).save_pretrained(path, safe_serialization=True)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory, mirror) -> str:
+    """A randomly initialised 2+2-layer BART (width 32) with a small BART-style tokenizer (``tests.tiny_seq2seq``)."""
+    from tests.tiny_seq2seq import save_tiny_seq2seq
+
+    return save_tiny_seq2seq("bart", tmp_path_factory.mktemp("tiny-bart"), mirror)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory, mirror) -> str:
+    """A randomly initialised 2+2-layer T5 (width 32) with a small T5-style tokenizer (``tests.tiny_seq2seq``)."""
+    from tests.tiny_seq2seq import save_tiny_seq2seq
+
+    return save_tiny_seq2seq("t5", tmp_path_factory.mktemp("tiny-t5"), mirror)
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,48 @@ class NamedFiles:
 
         found = self._call("list", f"{self.root}/{folder}", names)
         return sorted(n for n in found if n.endswith(suffix) and ".tmp-" not in n)
+
+    def local_path(self, relpath: str) -> Path | None:
+        """The local path of a named file on a local store (None on a remote one)."""
+        return Path(self._path(relpath)) if self.is_local else None
+
+    def put(self, relpath: str, local: str | Path) -> str:
+        """Copy a local file to a named file (a remote store streams it in parts); returns its URI."""
+        path, uri = self._path(relpath), f"{self.root}/{relpath}"
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._call("upload", uri, lambda: self.fs.put_file(str(local), path))
+        return uri
+
+    def get(self, relpath: str, local: str | Path) -> Path:
+        """Copy a named file to ``local``; returns ``local``."""
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        self._call("download", f"{self.root}/{relpath}", lambda: self.fs.get_file(self._path(relpath), str(local)))
+        return Path(local)
+
+    def remove(self, relpath: str) -> None:
+        """Delete a named file or folder with everything in it; an absent one is no error."""
+        path = self._path(relpath)
+
+        def rm() -> None:
+            try:
+                self.fs.rm(path, recursive=True)
+            except FileNotFoundError:
+                pass
+
+        self._call("delete", f"{self.root}/{relpath}", rm)
+
+    def put_folder(self, relpath: str, local: str | Path) -> None:
+        """Copy every file under a local folder to the named folder ``relpath``."""
+        for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+            self.put(f"{relpath}/{path.relative_to(local).as_posix()}", path)
+
+    def get_folder(self, relpath: str, local: str | Path) -> None:
+        """Copy every file under the named folder ``relpath`` into a local folder."""
+        base = self._path(relpath).rstrip("/")
+        if not self.is_local:
+            self.fs.invalidate_cache(base)
+        found = self._call("list", f"{self.root}/{relpath}", lambda: self.fs.find(base))
+        for path in found:
+            name = path[len(base):].lstrip("/") if path.startswith(base) else path.rsplit("/", 1)[-1]
+            self.get(f"{relpath}/{name}", Path(local) / name)

@@ -251,6 +251,18 @@ class ArtifactStore(NamedFiles):
         base = Path(self._root_path) / "_scratch" if self.is_local else self.cache_dir / "scratch"
         return base / stage / key
 
+    def scratch_uri(self, stage: str, key: str) -> str:
+        """A stage's unfinished work inside the store itself (checkpoints, a multi-node run's job and
+        export), which every machine that reaches the store reaches."""
+        return f"{self.root}/_scratch/{stage}/{key}"
+
+    def require_shared(self, what: str, shared: bool = False) -> None:
+        """Refuse a store that other machines cannot reach (a local path, unless ``shared`` says every
+        machine mounts it there), before any work. Raises StoreError, one line naming ``what`` needs it."""
+        if self.is_local and not shared:
+            raise StoreError(f"{what} needs an artifact store that every machine reaches, and {self.root} is a path on this "
+                             "machine: use an s3:// store (or, for a path every machine mounts, set shared_store: true)")
+
     def lock_path(self, stage: str, key: str) -> Path:
         """The local file that serializes builds of one key on this machine."""
         return self.scratch(stage, key).parent.parent / ".locks" / stage / f"{key}.lock"

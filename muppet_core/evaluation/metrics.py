@@ -73,7 +73,7 @@ spearman = Metric("spearman", _spearman)
 METRICS = Registry("metric")
 for _name in ("accuracy", "f1", "f1_macro", "matthews", "pearson", "spearman"):
     METRICS.register(_name, f"muppet_core.evaluation.metrics:{_name}")
-for _name in ("exact_match", "squad_f1", "rouge1", "rouge2", "rougeL"):
+for _name in ("exact_match", "squad_f1", "rouge1", "rouge2", "rougeL", "rougeLsum"):
     METRICS.register(_name, f"muppet_core.evaluation.text_metrics:{_name}")
 
 

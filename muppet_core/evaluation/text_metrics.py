@@ -1,5 +1,9 @@
 """Metrics over text: SQuAD's exact match and token F1, and ROUGE (rouge-score, stemmed, F-measure).
 
+``rougeLsum`` is the summary-level LCS over sentences (rouge-score's, one sentence a line): the
+texts are split into sentences first (see ``sentence_lines``), as summarization scripts do with
+NLTK's Punkt, whose model is a download this project does without.
+
 A reference is one string or a list of acceptable strings; each example scores its best match, and
 a metric is the mean over examples.
 """
@@ -61,8 +65,18 @@ def _scorer(kind: str):
     return rouge_scorer.RougeScorer([kind], use_stemmer=True)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentence_lines(text: str) -> str:
+    """``text`` one sentence a line: split at line breaks and after ``.``, ``!`` or ``?`` followed by space."""
+    return "\n".join(s.strip() for s in _SENTENCE_END.split(text) if s.strip())
+
+
 def rouge_f(kind: str, prediction: str, reference: str) -> float:
-    """ROUGE ``kind`` (rouge1, rouge2, rougeL) F-measure of one prediction against one reference."""
+    """ROUGE ``kind`` (rouge1, rouge2, rougeL, rougeLsum) F-measure of one prediction against one reference."""
+    if kind == "rougeLsum":
+        prediction, reference = sentence_lines(prediction), sentence_lines(reference)
     return _scorer(kind).score(reference, prediction)[kind].fmeasure
 
 
@@ -75,3 +89,4 @@ squad_f1 = Metric("squad_f1", _best_mean(answer_f1))
 rouge1 = _rouge("rouge1")
 rouge2 = _rouge("rouge2")
 rougeL = _rouge("rougeL")
+rougeLsum = _rouge("rougeLsum")

@@ -184,16 +184,19 @@ class Family(abc.ABC):
     def r3f(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], logits: Any, eps: float) -> torch.Tensor:
         """R3F: the divergence between predictions on the input embeddings and on noised embeddings.
 
+        The noisy batch keeps ``input_ids`` beside ``inputs_embeds``: an encoder reads the embeddings
+        alone; a seq2seq backbone's encoder reads them, its decoder the clean ids (as fairseq's R3F
+        noises BART's encoder input).
+
         Args:
-            model: the multi-task model (its encoder's input embeddings are noised).
+            model: the multi-task model (its encoder's input embeddings, a seq2seq backbone's shared ones, are noised).
             head: the head that produced ``logits``.
             batch: the collated micro-batch.
             logits: the clean predictions.
             eps: scale of the normal noise added to the embeddings.
         """
         embeds = model.encoder.get_input_embeddings()(batch["input_ids"])
-        noisy = {k: v for k, v in batch.items() if k != "input_ids"}
-        noisy["inputs_embeds"] = embeds + torch.randn_like(embeds) * eps
+        noisy = {**batch, "inputs_embeds": embeds + torch.randn_like(embeds) * eps}
         return self.divergence(logits, model(head, self, noisy), batch)
 
     def divergence(self, logits: Any, noisy_logits: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -220,6 +223,7 @@ class Family(abc.ABC):
         batch_size: int = 64,
         tokenizer=None,
         max_new_tokens: int = MAX_NEW_TOKENS,
+        num_beams: int = 1,
     ) -> Any:
         """Predictions in the order of ``features``, batched, without gradients, the model's mode kept.
 
@@ -233,6 +237,7 @@ class Family(abc.ABC):
             batch_size: examples per forward pass.
             tokenizer: decodes generated text (for families that generate).
             max_new_tokens: the longest generated output (for families that generate).
+            num_beams: beams of the beam search (for families that generate; 1: greedy).
         """
         out = np.empty(len(features), dtype=self.prediction_dtype)
         with inference(model):

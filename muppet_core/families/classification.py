@@ -28,7 +28,7 @@ class ClassificationRecord:
 
 
 class ClassificationFamily(Family):
-    """Cross-entropy over a per-dataset head on the mean-pooled encoder states; n(i) is the number
+    """Cross-entropy over a per-dataset head on the pooled encoder states; n(i) is the number
     of classes. Sentence-pair regression reuses all of it but the label type, head size and loss.
 
     Attributes:
@@ -90,9 +90,9 @@ class ClassificationFamily(Family):
         return ClassificationHead.for_encoder(encoder, shape["outputs"])
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[B, outputs] logits of the head over the mean-pooled encoder states."""
+        """[B, outputs] logits of the head over the pooled encoder states (see ``MultiTaskModel.pool``)."""
         hidden = model.encode(batch)
-        return model.heads[head](model.pool(hidden, batch["attention_mask"]))
+        return model.heads[head](model.pool(hidden, batch))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over the classes."""

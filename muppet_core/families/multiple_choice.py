@@ -147,7 +147,7 @@ class MultipleChoiceFamily(Family):
         b, c, length = batch["attention_mask"].shape
         flat = {k: v.reshape(b * c, length, *v.shape[3:]) for k, v in batch.items() if k in (*TEXT_KEYS, "inputs_embeds")}
         hidden = model.encode(flat)
-        scores = model.heads[head](model.pool(hidden, flat["attention_mask"])).view(b, c)
+        scores = model.heads[head](model.pool(hidden, flat)).view(b, c)
         return scores.masked_fill(~batch["choice_mask"], float("-inf"))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

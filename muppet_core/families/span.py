@@ -206,6 +206,7 @@ class SpanFamily(Family):
         batch_size: int = 64,
         tokenizer=None,
         max_new_tokens: int = MAX_NEW_TOKENS,
+        num_beams: int = 1,
     ) -> list[str]:
         """One predicted answer text per question (in order of first appearance): the best-scoring
         span over all of its windows, cut from ``context`` at the chosen tokens' ``offsets`` (see

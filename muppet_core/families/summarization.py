@@ -1,5 +1,6 @@
-"""Summarization: a document and its summary, written by the one shared ``generation`` decoder,
-warm-started from the encoder and cross-attending to it."""
+"""Summarization: a document and its summary, written by the one shared ``generation`` head: for an
+encoder backbone a decoder warm-started from the encoder and cross-attending to it, for a seq2seq
+backbone (BART, T5) its own decoder (``muppet_core.models.seq2seq.OwnDecoderHead``)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,12 @@ class SummarizationRecord:
 
 
 def decoder_start_id(tokenizer) -> int:
-    """The token the summarization decoder starts from ([CLS], or <s>)."""
-    return tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    """The token the summarization decoder starts from: the one the tokenizer puts first ([CLS], or
+    <s>), or for a tokenizer that puts none before the text (T5's) its padding token, as T5 starts."""
+    for token in (tokenizer.cls_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id):
+        if token is not None:
+            return token
+    raise ValueError("the tokenizer has no [CLS], <s> or padding token to start the summarization decoder from")
 
 
 def decoder_stop_id(tokenizer) -> int:
@@ -43,7 +48,7 @@ def decoder_stop_id(tokenizer) -> int:
 
 class SummarizationFamily(Family):
     """Label-smoothed (0.1) token cross-entropy over the summary; n(i) is the vocabulary size; no
-    R3F term; the prediction is the decoder's greedy output, as text."""
+    R3F term; the prediction is the decoder's output (beam search with ``num_beams`` > 1), as text."""
 
     name = "summarization"
     record_type = SummarizationRecord
@@ -57,15 +62,17 @@ class SummarizationFamily(Family):
 
     def encode(self, records: list[Any], tokenizer, max_length: int, max_target_length: int = 64) -> tuple[list[dict[str, Any]], int]:
         """The truncated document, and the summary cut to ``max_target_length`` tokens: the decoder
-        reads ``[CLS] summary`` and predicts ``summary [SEP]``. Evaluation also reads the whole
-        reference ``summary``, which ``collate`` ignores."""
+        reads ``[CLS] summary`` and predicts ``summary [SEP]`` (BART's tokenizer: ``<s> summary`` and
+        ``summary </s>``; a tokenizer that puts no token first, T5's: ``<pad> summary`` and
+        ``summary </s>``). Evaluation also reads the whole reference ``summary``, which ``collate`` ignores."""
         if not records:
             return [], 0
         sources = text_rows(tokenizer([r.document for r in records], truncation=True, max_length=max_length), len(records))
-        targets = tokenizer([r.summary for r in records], truncation=True, max_length=max_target_length + 1)["input_ids"]
+        lead = int(tokenizer("a")["input_ids"][0] in {tokenizer.cls_token_id, tokenizer.bos_token_id})  # a token before the text
+        targets = tokenizer([r.summary for r in records], truncation=True, max_length=max_target_length + lead)["input_ids"]
         start = decoder_start_id(tokenizer)
         return [
-            {**src, "decoder_input_ids": [start, *tgt[1:-1]], "labels": tgt[1:], "summary": r.summary}
+            {**src, "decoder_input_ids": [start, *tgt[lead:-1]], "labels": tgt[lead:], "summary": r.summary}
             for src, tgt, r in zip(sources, targets, records)
         ], 0
 
@@ -87,15 +94,15 @@ class SummarizationFamily(Family):
         return {"kind": "decoder", "outputs": 0}
 
     def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
-        """A decoder warm-started from the encoder."""
+        """A seq2seq backbone's own decoder, or a decoder warm-started from an encoder."""
         from muppet_core.models.heads import DecoderHead
+        from muppet_core.models.seq2seq import OwnDecoderHead, is_seq2seq
 
-        return DecoderHead(encoder)
+        return OwnDecoderHead() if is_seq2seq(encoder) else DecoderHead(encoder)
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, T, vocabulary] next-token logits of the decoder over the encoder's states."""
-        hidden = model.encode(batch)
-        return model.heads[head](batch["decoder_input_ids"], batch["decoder_attention_mask"], hidden, batch["attention_mask"])
+        return model.heads[head].logits(model, batch)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Label-smoothed token cross-entropy, padding positions skipped."""
@@ -114,12 +121,13 @@ class SummarizationFamily(Family):
         return torch.zeros((), device=batch["input_ids"].device)
 
     def generate(
-        self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int
+        self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int,
+        num_beams: int = 1,
     ) -> list[list[int]]:
-        """Greedy output of the decoder ``head`` for a collated batch (see ``DecoderHead.generate``), without gradients."""
+        """The decoder ``head``'s output for a collated batch, greedy or by beam search, without gradients
+        (see ``DecoderHead.decode`` and ``OwnDecoderHead.decode``)."""
         with torch.no_grad():
-            hidden = model.encode(batch)
-            return model.heads[head].generate(hidden, batch["attention_mask"], start_id, stop_id, max_new_tokens)
+            return model.heads[head].decode(model, batch, start_id, stop_id, max_new_tokens, num_beams)
 
     def predict(
         self,
@@ -130,8 +138,10 @@ class SummarizationFamily(Family):
         batch_size: int = 64,
         tokenizer=None,
         max_new_tokens: int = MAX_NEW_TOKENS,
+        num_beams: int = 1,
     ) -> list[str]:
-        """Greedy summaries (at most ``max_new_tokens`` tokens, ending at [SEP]), decoded to text.
+        """Summaries (at most ``max_new_tokens`` tokens, ending at [SEP] or </s>; greedy, or beam search
+        over ``num_beams`` beams), decoded to text.
 
         Raises:
             ValueError: no tokenizer to decode the summaries with.
@@ -142,7 +152,7 @@ class SummarizationFamily(Family):
         out = [""] * len(features)
         with inference(model):
             for idx, batch in self.batches(model, features, pad_id, batch_size):
-                for i, tokens in zip(idx, self.generate(model, head, batch, start_id, stop_id, max_new_tokens)):
+                for i, tokens in zip(idx, self.generate(model, head, batch, start_id, stop_id, max_new_tokens, num_beams)):
                     out[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return out
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import fsspec
 
 # Imported here, once, rather than inside the loaders: transformers resolves these names lazily,
 # and that first resolution is not safe when several data or fine-tune tasks load at once.
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from muppet_core.artifacts.store import digest, files_digest
@@ -29,6 +30,9 @@ from muppet_core.errors import BackboneError, first_line
 log = logging.getLogger(__name__)
 PACKAGE_PREFIX = "package:"
 PACKAGE_MODEL_DIR = "model"
+# One load at a time in a process: transformers ties a seq2seq model's shared embeddings (BART's)
+# after loading, and two threads loading at once leave the tied weights on the meta device.
+_LOAD_LOCK = threading.Lock()
 
 
 def resolve_backbone(spec: str, cache_dir: Path) -> str:
@@ -102,7 +106,8 @@ def load_tokenizer(resolved: str):
 def default_pooling(resolved: str) -> str:
     """The pooling a backbone was trained with: the one a model this project saved records beside
     its encoder; a sentence-transformers model's (``1_Pooling/config.json``: ``mean`` for
-    all-MiniLM-L6-v2); otherwise ``cls``, as BERT, RoBERTa and the paper's heads read the first token."""
+    all-MiniLM-L6-v2); ``eos`` for a seq2seq backbone (its decoder's last end-of-sequence state, as
+    BART's classification heads read); otherwise ``cls``, as BERT, RoBERTa and the paper's heads read the first token."""
     from muppet_core.models.multitask import POOLING_FILE
 
     saved = Path(resolved).parent / POOLING_FILE
@@ -111,11 +116,21 @@ def default_pooling(resolved: str) -> str:
     pooling = Path(resolved) / "1_Pooling" / "config.json"
     if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
         return "mean"
-    return "cls"
+    return "eos" if _model_class(resolved) is AutoModelForSeq2SeqLM else "cls"
+
+
+def _model_class(resolved: str):
+    """``AutoModelForSeq2SeqLM`` for an encoder-decoder (its config's ``is_encoder_decoder``), else ``AutoModel``."""
+    try:
+        config = AutoConfig.from_pretrained(resolved, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"backbone '{resolved}' could not be loaded: {first_line(exc)}") from None
+    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
 
 
 def load_encoder(resolved: str):
-    """The encoder (``AutoModel``, train mode) and its fast tokenizer.
+    """The encoder (``AutoModel``, train mode), or for a seq2seq backbone (BART, T5) the whole
+    ``AutoModelForSeq2SeqLM``, and its fast tokenizer.
 
     Raises:
         BackboneError: when the weights or tokenizer cannot be loaded (for example a hub id
@@ -125,8 +140,10 @@ def load_encoder(resolved: str):
     if os.path.isdir(resolved) and not _has_safetensors(resolved):
         raise safetensors_required(resolved)
     tokenizer = load_tokenizer(resolved)
+    model_class = _model_class(resolved)
     try:
-        encoder = AutoModel.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
+        with _LOAD_LOCK:
+            encoder = model_class.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         if "model.safetensors" in str(exc):  # a hub repository with pickled weights only
             raise safetensors_required(resolved) from None

@@ -19,7 +19,8 @@ BODY = """# Pre-finetuned encoder
 
 Pre-finetuned with Muppet (multi-task pre-finetuning, Aghajanyan et al., EMNLP 2021) on
 {n_tasks} tasks for {steps} updates ({examples} examples, {world_size} process(es)), from {base}.
-Load it with `AutoModel.from_pretrained(...)`. The task heads are in `heads.safetensors`
+Load it with `AutoModel.from_pretrained(...)` (a seq2seq backbone, BART or T5, with `AutoModelForSeq2SeqLM`:
+its own decoder is the summarization head). The task heads are in `heads.safetensors`
 (`heads.json` lists their shapes): beside this card in a pushed repository, beside the `encoder/`
 folder in a Muppet store.
 

@@ -1,5 +1,6 @@
 """Task heads: one per classification dataset, one shared ranking head, one shared span head, and
-for summarization a decoder warm-started from the encoder."""
+for summarization a decoder warm-started from the encoder (an encoder backbone's; a seq2seq
+backbone summarizes with its own decoder, see ``muppet_core.models.seq2seq``)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,52 @@ class DecoderHead(nn.Module):
             encoder_hidden_states=encoder_hidden,
             encoder_attention_mask=encoder_mask,
         ).logits
+
+    def logits(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, T, vocabulary] next-token logits for the batch's ``decoder_input_ids`` over ``model``'s encoder states."""
+        return self(batch["decoder_input_ids"], batch["decoder_attention_mask"], model.encode(batch), batch["attention_mask"])
+
+    def decode(self, model, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int, num_beams: int = 1) -> list[list[int]]:
+        """Greedy output for a collated batch (see ``generate``), or beam search's with ``num_beams`` > 1 (see ``beam_search``)."""
+        with torch.no_grad():
+            hidden, mask = model.encode(batch), batch["attention_mask"]
+            if num_beams == 1:
+                return self.generate(hidden, mask, start_id, stop_id, max_new_tokens)
+            return [self.beam_search(hidden[i : i + 1], mask[i : i + 1], start_id, stop_id, max_new_tokens, num_beams) for i in range(len(hidden))]
+
+    @torch.no_grad()
+    def beam_search(self, encoder_hidden, encoder_mask, start_id: int, stop_id: int, max_new_tokens: int, num_beams: int) -> list[int]:
+        """Beam search for one row: each step keeps the ``num_beams`` unfinished hypotheses of highest
+        summed log-probability; one that picks ``stop_id`` is finished. It stops once ``num_beams``
+        are finished, or after ``max_new_tokens`` (the unfinished ones of that step count too). The answer is
+        the hypothesis of highest log-probability per generated token (``stop_id`` included), as
+        ``generate`` of Hugging Face ranks them with ``length_penalty`` 1.
+
+        Returns:
+            The best hypothesis' new token ids, without ``stop_id``.
+        """
+        live: list[tuple[list[int], float]] = [([], 0.0)]
+        finished: list[tuple[list[int], float]] = []
+        for _ in range(max_new_tokens):
+            seqs = torch.tensor([[start_id, *tokens] for tokens, _ in live], device=encoder_hidden.device)
+            n = len(live)
+            logp = self(seqs, torch.ones_like(seqs), encoder_hidden.expand(n, -1, -1), encoder_mask.expand(n, -1))[:, -1].float().log_softmax(-1)
+            total = logp + torch.tensor([score for _, score in live], device=logp.device).unsqueeze(1)
+            scores, flat = total.flatten().topk(min(2 * num_beams, total.numel()))
+            survivors = []
+            for score, index in zip(scores.tolist(), flat.tolist()):
+                beam, token = divmod(index, total.shape[1])
+                tokens = [*live[beam][0], token]
+                if token == stop_id:
+                    finished.append((tokens[:-1], score / len(tokens)))
+                elif len(survivors) < num_beams:
+                    survivors.append((tokens, score))
+            live = survivors
+            if len(finished) >= num_beams or not live:
+                break
+        if not finished or (live and len(live[0][0]) == max_new_tokens):  # the last step's unfinished ones count too
+            finished += [(tokens, score / max(len(tokens), 1)) for tokens, score in live]
+        return max(finished, key=lambda hypothesis: hypothesis[1])[0]
 
     @torch.no_grad()
     def generate(self, encoder_hidden, encoder_mask, start_id: int, stop_id: int, max_new_tokens: int) -> list[list[int]]:

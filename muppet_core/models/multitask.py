@@ -1,9 +1,9 @@
-"""The multi-task model: a shared encoder and a named ModuleDict of heads.
+"""The multi-task model: a shared encoder (or a seq2seq backbone) and a named ModuleDict of heads.
 
 Each task's family decides its head (see muppet_core.families): classification datasets each get a
 head named after the dataset; all multiple-choice datasets share the ``ranking`` head and all
 extractive datasets share the ``span`` head (the paper found per-dataset heads overfit for those
-families).
+families). A seq2seq backbone's heads read its decoder (see ``muppet_core.models.seq2seq``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import nn
 
 from muppet_core.families import get_family
 from muppet_core.families.base import TEXT_KEYS, Family
+from muppet_core.models.seq2seq import decoder_states, is_seq2seq, last_eos
 from muppet_core.tasks.catalog import TaskSpec
 
 
@@ -27,17 +28,18 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 POOLING_FILE = "pooling.txt"  # beside heads.json: the pooling the saved heads were trained with
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "eos")
 
 
 class MultiTaskModel(nn.Module):
     """A shared encoder with named heads.
 
     Args:
-        encoder: a Hugging Face encoder (``AutoModel``).
+        encoder: a Hugging Face encoder (``AutoModel``) or seq2seq model (``AutoModelForSeq2SeqLM``).
         heads: head name -> head module.
         head_shapes: head name -> ``{"kind": ..., "outputs": ...}``, what rebuilds the head (heads.json).
-        pooling: ``cls`` (the first token's vector) or ``mean`` (the masked mean of the tokens).
+        pooling: ``cls`` (the first token's vector), ``mean`` (the masked mean of the tokens) or
+            ``eos`` (the last end-of-sequence token's vector, as BART's classification heads read).
     """
 
     def __init__(self, encoder: nn.Module, heads: dict[str, nn.Module], head_shapes: dict[str, dict], pooling: str = "mean"):
@@ -48,22 +50,32 @@ class MultiTaskModel(nn.Module):
         self.head_shapes = dict(head_shapes)
         self.heads = nn.ModuleDict(heads)
         self.pooling = pooling
+        self.seq2seq = is_seq2seq(encoder)
+        self.eos_id = getattr(encoder.config, "eos_token_id", None)
+        if pooling == "eos" and not isinstance(self.eos_id, int):
+            raise ValueError("pooling 'eos' needs a backbone whose config names one eos_token_id")
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The encoder's last hidden states [B, L, H] for a batch's token ids (or ``inputs_embeds``) and masks."""
+        """The encoder's last hidden states [B, L, H] for a batch's token ids (or ``inputs_embeds``) and
+        masks; for a seq2seq backbone its decoder's (see ``seq2seq.decoder_states``)."""
+        if self.seq2seq:
+            return decoder_states(self.encoder, batch)
         keys = ("inputs_embeds", "attention_mask", "token_type_ids") if "inputs_embeds" in batch else TEXT_KEYS
         return self.encoder(**{k: batch[k] for k in keys if k in batch}).last_hidden_state
 
-    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One vector per sequence: its first token's vector (``cls``) or the mean of its token vectors under ``mask``."""
-        return hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, mask)
+    def pool(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One vector per sequence of ``batch``: its first token's vector (``cls``), the mean of its token
+        vectors under the attention mask (``mean``) or its last end-of-sequence token's vector (``eos``)."""
+        if self.pooling == "eos":
+            return hidden[torch.arange(len(hidden), device=hidden.device), last_eos(batch["input_ids"], batch["attention_mask"], self.eos_id)]
+        return hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, batch["attention_mask"])
 
     def forward(self, head: str, family: Family, batch: dict[str, torch.Tensor]):
         """Logits of ``head`` for a collated batch of ``family`` (see the family's ``forward``)."""
         return family.forward(self, head, batch)
 
     def save(self, directory: Path, tokenizer) -> None:
-        """Encoder and tokenizer via save_pretrained (safetensors), heads as heads.safetensors."""
+        """Encoder (a seq2seq backbone whole) and tokenizer via save_pretrained (safetensors), heads as heads.safetensors."""
         directory = Path(directory)
         self.encoder.save_pretrained(directory / "encoder", safe_serialization=True)
         tokenizer.save_pretrained(directory / "encoder")

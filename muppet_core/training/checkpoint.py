@@ -6,17 +6,19 @@ states are tensors and plain values, loaded back with ``torch.load(weights_only=
 by name only the few plain-data classes DeepSpeed keeps in its optimizer state), so nothing
 pickled is ever executed: a file that would need it is refused with a CheckpointError. Every rank
 writes its own optimizer shard (ZeRO partitions the optimizer state) and RNG states; rank 0 writes the rest.
-A checkpoint is written into a staging folder and renamed into place, so a kill during the write
-leaves the previous checkpoint intact.
+
+A checkpoint directory is a local path or a URI in the artifact store (``s3://...``), so the ranks
+of every node write to and resume from the same place. Each checkpoint is a folder ``step-N``; the
+pointer ``latest.json`` moves to it once every rank's files are in, so a kill during the write
+leaves the previous checkpoint in force.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
-import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,10 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import MuppetError
 
-LATEST = "latest"
+POINTER = "latest.json"
 TENSOR_REF = "__tensor__"
 
 
@@ -90,42 +93,63 @@ def _join_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return value
 
 
-def save_checkpoint(directory: Path, step: int, engine, loop_state: dict[str, Any], rank: int = 0) -> Path:
-    """Write the state after ``step`` completed updates as ``directory/latest`` (called on every rank).
+def _pointer(place: ArtifactStore) -> dict[str, Any] | None:
+    """The checkpoint directory's pointer to its latest complete checkpoint (None: no checkpoint)."""
+    if not place.exists(POINTER):
+        return None
+    return json.loads(place.read_text(POINTER))
+
+
+def checkpoint_folder(directory: str | Path) -> Path | None:
+    """The folder of the latest complete checkpoint in a local checkpoint directory (None: none)."""
+    place = ArtifactStore(str(directory))
+    pointer = _pointer(place)
+    return place.local_path(pointer["folder"]) if pointer else None
+
+
+def save_checkpoint(directory: str | Path, step: int, engine, loop_state: dict[str, Any], rank: int = 0) -> str:
+    """Write the state after ``step`` completed updates (called on every rank); returns its folder's URI.
 
     Args:
-        directory: the run's checkpoint folder.
+        directory: the run's checkpoint directory: a local path, or a URI in the artifact store
+            (s3://...) that the ranks of every node reach.
         step: completed updates.
         engine: the TorchEngine or DeepSpeedEngine (weights, optimizer, scheduler, counters).
         loop_state: the loop's own state (data positions, history, counters, callbacks): JSON
             values and tensors, nested in dicts and lists.
         rank: this process's rank.
     """
-    directory = Path(directory)
-    staging = directory / f".tmp-step{step}"
+    place, folder = ArtifactStore(str(directory)), f"step-{step}"
     if rank == 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        place.remove(folder)  # what a run killed while writing this step left
     _barrier()
-    torch.save(engine.optimizer.state_dict(), staging / f"optimizer.rank{rank}.pt")
-    torch.save(rng_state(), staging / f"rng.rank{rank}.pt")
-    if rank == 0:
-        state = {k: v.detach().cpu().clone().contiguous() for k, v in engine.module.state_dict().items()}
-        save_file(state, str(staging / "model.safetensors"))
-        torch.save(engine.scheduler.state_dict(), staging / "scheduler.pt")
-        tensors: dict[str, torch.Tensor] = {}
-        loop = _split_tensors(loop_state, "loop", tensors)
-        save_file(tensors, str(staging / "loop.safetensors"))
-        (staging / "state.json").write_text(json.dumps({"step": step, "engine": engine.state(), "loop": loop}))
+    with tempfile.TemporaryDirectory(prefix="muppet-checkpoint-") as tmp:
+        staging = place.local_path(folder) or Path(tmp)
+        staging.mkdir(parents=True, exist_ok=True)
+        written = [f"optimizer.rank{rank}.pt", f"rng.rank{rank}.pt"]
+        torch.save(engine.optimizer.state_dict(), staging / written[0])
+        torch.save(rng_state(), staging / written[1])
+        if rank == 0:
+            state = {k: v.detach().cpu().clone().contiguous() for k, v in engine.module.state_dict().items()}
+            save_file(state, str(staging / "model.safetensors"))
+            torch.save(engine.scheduler.state_dict(), staging / "scheduler.pt")
+            tensors: dict[str, torch.Tensor] = {}
+            loop = _split_tensors(loop_state, "loop", tensors)
+            save_file(tensors, str(staging / "loop.safetensors"))
+            world = dist.get_world_size() if dist.is_initialized() else 1
+            (staging / "state.json").write_text(json.dumps({"step": step, "world_size": world, "engine": engine.state(), "loop": loop}))
+            written += ["model.safetensors", "scheduler.pt", "loop.safetensors", "state.json"]
+        if not place.is_local:
+            for name in written:
+                place.put(f"{folder}/{name}", staging / name)
     _barrier()
-    if rank == 0:
-        target, old = directory / LATEST, directory / f".old-step{step}"
-        if target.exists():
-            os.rename(target, old)
-        os.rename(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+    if rank == 0:  # the pointer moves only once every rank's files are in: a kill before leaves the previous one
+        previous = _pointer(place)
+        place.write_text(POINTER, json.dumps({"step": step, "folder": folder}))
+        if previous and previous["folder"] != folder:
+            place.remove(previous["folder"])
     _barrier()
-    return directory / LATEST
+    return f"{place.root}/{folder}"
 
 
 def _optimizer_state_classes() -> list[type]:
@@ -158,7 +182,7 @@ def safe_load(path: Path) -> Any:
         ) from None
 
 
-def load_checkpoint(directory: Path | None, engine, rank: int = 0) -> dict[str, Any] | None:
+def load_checkpoint(directory: str | Path | None, engine, rank: int = 0) -> dict[str, Any] | None:
     """Restore the latest checkpoint into ``engine`` (weights, optimizer, scheduler, counters) and every RNG.
 
     Returns:
@@ -168,20 +192,27 @@ def load_checkpoint(directory: Path | None, engine, rank: int = 0) -> dict[str, 
     Raises:
         CheckpointError: a file of the checkpoint holds pickled code.
     """
-    latest = Path(directory) / LATEST if directory else None
-    if latest is None or not (latest / "state.json").is_file():
+    place = ArtifactStore(str(directory)) if directory else None
+    pointer = _pointer(place) if place else None
+    if pointer is None:
         return None
-    engine.module.load_state_dict(load_file(str(latest / "model.safetensors")))
-    if _zero_sharded(engine):
-        shards = sorted(latest.glob("optimizer.rank*.pt"), key=lambda p: int(p.stem.split("rank")[1]))
-        # The fp32 master weights come from the checkpoint, not from the (maybe 16-bit) model weights.
-        engine.optimizer.load_state_dict([safe_load(p) for p in shards], load_from_fp32_weights=True)
-    else:
-        engine.optimizer.load_state_dict(safe_load(latest / f"optimizer.rank{rank}.pt"))
-    engine.scheduler.load_state_dict(safe_load(latest / "scheduler.pt"))
-    rng = safe_load(latest / f"rng.rank{rank}.pt")
-    state = json.loads((latest / "state.json").read_text())
-    engine.load_state(state["engine"])
-    loop = _join_tensors(state["loop"], load_file(str(latest / "loop.safetensors")))
+    with tempfile.TemporaryDirectory(prefix="muppet-checkpoint-") as tmp:
+
+        def file(name: str) -> Path:
+            relpath = f"{pointer['folder']}/{name}"
+            return place.local_path(relpath) or place.get(relpath, Path(tmp) / name)
+
+        state = json.loads(file("state.json").read_text())
+        engine.module.load_state_dict(load_file(str(file("model.safetensors"))))
+        if _zero_sharded(engine):
+            shards = [safe_load(file(f"optimizer.rank{r}.pt")) for r in range(state["world_size"])]
+            # The fp32 master weights come from the checkpoint, not from the (maybe 16-bit) model weights.
+            engine.optimizer.load_state_dict(shards, load_from_fp32_weights=True)
+        else:
+            engine.optimizer.load_state_dict(safe_load(file(f"optimizer.rank{rank}.pt")))
+        engine.scheduler.load_state_dict(safe_load(file("scheduler.pt")))
+        rng = safe_load(file(f"rng.rank{rank}.pt"))
+        engine.load_state(state["engine"])
+        loop = _join_tensors(state["loop"], load_file(str(file("loop.safetensors"))))
     set_rng_state(rng)
     return {"step": state["step"], "loop": loop}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +76,11 @@ def plan_runs(config: FinetuneConfig, variants: list[Variant]) -> list[FinetuneR
     return runs
 
 
-def _validation_score(model, spec, features, tokenizer) -> float:
+def _validation_score(model, spec, features, tokenizer, num_beams: int = 1) -> float:
     """The main metric, oriented so that higher is better."""
     metric = METRICS.get(spec.metric)
     head = get_family(spec.family).head_name(spec)
-    value = evaluate(model, head, spec, features, tokenizer.pad_token_id, tokenizer=tokenizer)[spec.metric]
+    value = evaluate(model, head, spec, features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=num_beams)[spec.metric]
     return value if metric.higher_is_better else -value
 
 
@@ -101,7 +100,7 @@ class Fitted:
 
 
 def fit(
-    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, checkpoint_dir: Path | None = None,
+    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, checkpoint_dir: str | Path | None = None,
     extra_callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
 ) -> Fitted:
     """Fine-tune on the benchmark's train split and evaluate on validation.
@@ -109,7 +108,7 @@ def fit(
     The head starts from the pre-finetuned one when the variant was pre-finetuned with it and
     ``head_reuse`` is on; with ``eval_every`` the validation score is tracked during training,
     training stops after ``patience`` passes without improvement, and the best weights are kept.
-    With ``checkpoint_dir``, a checkpoint is written there every ``config.checkpoint_every``
+    With ``checkpoint_dir`` (a local path or a URI in the store), a checkpoint is written there every ``config.checkpoint_every``
     updates and a run that finds one resumes from it, ending exactly as an uninterrupted run.
     ``extra_callbacks`` are installed besides progress, logging and early stopping (see ``CallbackSpec``).
     """
@@ -142,21 +141,21 @@ def fit(
     callbacks = [ProgressBar(label), LossLogger(label, every=10**9)]
     stopper = None
     if config.eval_every:
-        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, select_features, tokenizer), config.eval_every, config.patience)
+        stopper = EarlyStopping(model, lambda: _validation_score(model, spec, select_features, tokenizer, config.num_beams), config.eval_every, config.patience)
         callbacks.append(stopper)
     callbacks += build_callbacks(extra_callbacks)
     summary = train(model, {run.benchmark: stream}, settings, tokenizer.pad_token_id, callbacks)
     if stopper:
         stopper.keep_best()
-    metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer)
+    metrics = evaluate(model, head, spec, eval_features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=config.num_beams)
     log.info("%s validation: %s", label, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer) if select_features else None
+    selection = evaluate(model, head, spec, select_features, tokenizer.pad_token_id, tokenizer=tokenizer, num_beams=config.num_beams) if select_features else None
     return Fitted(metrics, summary, len(train_records), len(eval_records), weights_digest(model), selection,
                   len(select_features) if select_features else None)
 
 
 def finetune(
-    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str, checkpoint_dir: Path | None = None,
+    run: FinetuneRun, data_dir: Path, config: FinetuneConfig, pipeline: str, checkpoint_dir: str | Path | None = None,
     extra_callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
 ) -> ResultRecord:
     """``fit`` (see there), as the run's result record."""
@@ -237,13 +236,14 @@ def finetune_stage(
     (an ablation's base model, a backbone already evaluated) share its result. A computed run is
     tracked in MLflow under ``tracker`` (see ``muppet_core.tracking``).
 
-    A run's checkpoints live in the store's scratch area under its key, so a killed run started
-    again resumes from its last checkpoint; they are removed once the result is published.
+    A run's checkpoints live in the store's scratch area under its key (``ArtifactStore.scratch_uri``),
+    so a killed run started again, on this machine or another, resumes from its last checkpoint;
+    they are removed once the result is published.
     A run that raises returns a ``finetune-failed`` output whose record says why; nothing is
     published under the key, so the next run of the pipeline tries it again.
     """
     key = finetune_key(run, data, config)
-    checkpoints = store.scratch(STAGE, key)
+    checkpoints = store.scratch_uri(STAGE, key)
 
     def build(out: Path) -> dict:
         with stage_run(tracker, "fine-tune " + "/".join(filter(None, [run.variant.label, run.name])), key, run_settings(run, config)) as tracked:
@@ -255,7 +255,7 @@ def finetune_stage(
     started = time.perf_counter()
     try:
         output = run_cached(store, STAGE, run.name, key, build)
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        ArtifactStore(checkpoints).remove("")
         return output
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
         log.exception("fine-tune %s failed", run.name)

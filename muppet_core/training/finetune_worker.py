@@ -23,8 +23,7 @@ from muppet_core.config import FinetuneConfig
 from muppet_core.tracking import Tracker, without_mlflow
 from muppet_core.training.callbacks import CallbackSpec
 from muppet_core.training.pinning import Device, describe_process
-from muppet_core.training import shared_checkpoints as shared
-from muppet_core.training.finetune import STAGE, FinetuneRun, finetune_key, finetune_stage
+from muppet_core.training.finetune import FinetuneRun, finetune_stage
 
 log = logging.getLogger("muppet_core.training.finetune_worker")  # its name also when run as __main__
 
@@ -55,9 +54,6 @@ class FinetuneJob(BaseModel):
     """Callbacks installed besides progress, logging and early stopping (see ``CallbackSpec``)."""
     tracker: Tracker | None = None
     """Where the run is tracked (None: nowhere)."""
-    shared_checkpoints: bool = False
-    """Also keep the run's checkpoints in the store, and resume from the store's copy: a run that
-    another machine started continues here (``muppet_core.training.shared_checkpoints``)."""
 
 
 def run(job: FinetuneJob) -> StageOutput:
@@ -70,14 +66,7 @@ def run(job: FinetuneJob) -> StageOutput:
         torch.set_num_threads(job.config.threads)
     log.info("fine-tune %s runs on %s", job.run.name, describe_process())
     store = ArtifactStore(job.store, job.cache_dir)
-    callbacks = list(job.callbacks)
-    if job.shared_checkpoints:
-        key = finetune_key(job.run, job.data, job.config)
-        shared.pull(store, STAGE, key)
-        callbacks.append(shared.mirror_spec(store, STAGE, key))
-    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, callbacks, job.tracker)
-    if job.shared_checkpoints and output.stage == STAGE:
-        shared.drop(store, STAGE, output.key)
+    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks, job.tracker)
     text = json.dumps(dataclasses.asdict(output))
     if job.output.startswith(f"{store.root}/"):
         store.write_text(job.output.removeprefix(f"{store.root}/"), text)

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,10 +76,16 @@ def _following(path: Path, progress: Callable[[int, int], None] | None, every: f
         thread.join()
 
 
-def launch_command(config: PrefinetuneConfig) -> list[str]:
-    """The command line that starts every rank of a pre-finetuning job (the job file follows it)."""
+def launch_command(config: PrefinetuneConfig, rdzv_id: str = "") -> list[str]:
+    """The command line that starts this node's ranks of a pre-finetuning job (the job file follows it).
+
+    One torchrun node rendezvouses on a free local port; several meet at ``rdzv_endpoint`` under
+    ``rdzv_id`` (c10d), each node starting this same command (see ``muppet_core.training.nodes``).
+    """
     if config.launcher == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={config.nproc_per_node}", "-m", WORKER]
+        nodes = ([f"--nnodes={config.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={config.rdzv_endpoint}", f"--rdzv-id={rdzv_id}"]
+                 if config.nnodes > 1 else ["--standalone"])
+        return [sys.executable, "-m", "torch.distributed.run", *nodes, f"--nproc-per-node={config.nproc_per_node}", "-m", WORKER]
     if config.launcher == "deepspeed":
         hostfile = ["--hostfile", config.hostfile] if config.hostfile else [f"--num_gpus={config.nproc_per_node}"]
         return ["deepspeed", *hostfile, "--module", WORKER]
@@ -102,50 +109,66 @@ def job_path(folder: str | Path) -> Path:
     return Path(folder) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
 
 
-def run_job(
-    job: BaseModel, job_file: Path, command: list[str], log: Callable[[str], None], what: str, env: dict[str, str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Write ``job`` to ``job_file``, run ``command`` with the job file as its last argument and
-    stream its output to ``log``. ``env`` is added to this process's environment. With
-    ``progress``, ``progress(update, total)`` follows the file beside the job file with the
-    suffix ``.progress`` (see ``run_workers``).
+def stream(command: list[str], log: Callable[[str], None], what: str, env: dict[str, str] | None = None) -> None:
+    """Run ``command`` and stream its output to ``log`` line by line. ``env`` is added to this process's environment.
 
     Raises:
         LaunchError: the command exited non-zero or was killed (the message says which, and holds
             the last lines it printed); ``what`` names the processes in it.
     """
-    progress_file = job_file.with_suffix(".progress")
-    job_file.parent.mkdir(parents=True, exist_ok=True)
-    job_file.write_text(job.model_dump_json(indent=1))
     full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **(env or {})}
     tail: collections.deque[str] = collections.deque(maxlen=15)
-    try:
-        with _following(progress_file, progress), subprocess.Popen(
-            [*command, str(job_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
-        ) as proc:
-            for line in proc.stdout:
-                line = line.rstrip()
-                if line:
-                    tail.append(line)
-                    log(line)
-    finally:
-        job_file.unlink(missing_ok=True)
-        progress_file.unlink(missing_ok=True)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env) as proc:
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                tail.append(line)
+                log(line)
     if proc.returncode:
         raise LaunchError(f"{what} {exit_status(proc.returncode)}\nlast output:\n" + "\n".join(tail))
 
 
-def run_workers(job: WorkerJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None) -> None:
-    """Start the pre-finetuning workers with the job file beside the checkpoints and stream their output to ``log``.
+def run_job(
+    job: BaseModel, job_file: Path, command: list[str], log: Callable[[str], None], what: str, env: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write ``job`` to ``job_file``, run ``command`` with the job file as its last argument and
+    stream its output to ``log`` (see ``stream``). With ``progress``, ``progress(update, total)``
+    follows the file beside the job file with the suffix ``.progress`` (see ``run_workers``).
 
-    With ``progress``, rank 0 writes its update count to a file beside the job file, and
-    ``progress(update, total)`` is called (in the caller's context) as it changes, and once more at the end.
+    Raises:
+        LaunchError: the command exited non-zero or was killed.
+    """
+    progress_file = job_file.with_suffix(".progress")
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(job.model_dump_json(indent=1))
+    try:
+        with _following(progress_file, progress):
+            stream([*command, str(job_file)], log, what, env)
+    finally:
+        job_file.unlink(missing_ok=True)
+        progress_file.unlink(missing_ok=True)
+
+
+def run_workers(
+    job: WorkerJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None, rdzv_id: str = "muppet",
+) -> None:
+    """Start this node's pre-finetuning workers and stream their output to ``log``.
+
+    On one node the job file is local; with ``progress``, rank 0 writes its update count to a file
+    beside it, and ``progress(update, total)`` is called (in the caller's context) as it changes,
+    and once more at the end. Over several nodes the job goes through the store and the other
+    nodes join it under ``rdzv_id`` (see ``muppet_core.training.nodes``).
 
     Raises:
         LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
     """
-    job_file = job_path(job.checkpoint_dir)
+    if job.config.multi_node():
+        from muppet_core.training.nodes import run_first_node
+
+        run_first_node(job, rdzv_id, log)
+        return
+    job_file = job_path(tempfile.gettempdir())
     if progress:
         spec = CallbackSpec(target="muppet_core.training.callbacks:ProgressFile", options={"path": str(job_file.with_suffix(".progress"))}, rank_zero=True)
         job = job.model_copy(update={"callbacks": [*job.callbacks, spec]})

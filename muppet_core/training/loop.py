@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,7 +112,7 @@ def train(
         )
         for i, (name, s) in enumerate(sorted(streams.items()))
     }
-    checkpoint_dir = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
+    checkpoint_dir = settings.checkpoint_dir
     resumed = load_checkpoint(checkpoint_dir, engine, rank)
     start, history = 0, []
     seen, real, computed = collections.Counter(), 0, 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,27 +49,39 @@ def prefinetune_stage(
 ) -> StageOutput:
     """Pre-finetune through the store.
 
-    A run's checkpoints live in the store's scratch area under the same key, so a killed run
-    re-launched with the same pipeline resumes from its last checkpoint; they are removed once
-    the model is published. ``callbacks`` are installed in every worker (see ``CallbackSpec``).
-    A computed run is tracked in MLflow under ``tracker`` (see ``muppet_core.tracking``), and
-    ``progress(update, total)`` follows its updates.
+    A run's checkpoints live in the store's scratch area under the same key
+    (``ArtifactStore.scratch_uri``), so a killed run re-launched with the same pipeline resumes from
+    its last checkpoint, on this machine or another; they are removed once the model is published.
+    Over several nodes (``config.nnodes``) the store must be one every node reaches: the job, the
+    checkpoints and rank 0's export go through it, and the rendezvous id derives from the key.
+    ``callbacks`` are installed in every worker (see ``CallbackSpec``). A computed run is tracked in
+    MLflow under ``tracker`` (see ``muppet_core.tracking``), and ``progress(update, total)``
+    follows its updates (on one node).
+
+    Raises:
+        StoreError: several nodes and a store only this machine reaches (before any work).
     """
+    if config.multi_node():
+        store.require_shared(config.multi_node(), config.shared_store)
     key = prefinetune_key(config, base.key, data)
-    checkpoints = store.scratch(STAGE, key)
+    scratch = ArtifactStore(store.scratch_uri(STAGE, key))
 
     def build(out) -> dict:
         settings = {"backbone": base.backbone or base.encoder_path, **result_settings(config)}
+        nodes = bool(config.multi_node())
         with stage_run(tracker, f"pre-finetune {base.label or base.name} ({len(config.tasks)} tasks)", key, settings) as tracked:
             job = WorkerJob(
-                config=config, backbone_path=base.encoder_path, store=store.root, data_keys={t: data[t].key for t in config.tasks},
-                out_dir=str(out), checkpoint_dir=str(checkpoints), callbacks=[*callbacks, *tracked.callbacks()],
+                config=config, backbone_path=(base.backbone or base.encoder_path) if nodes else base.encoder_path, store=store.root,
+                data_keys={t: data[t].key for t in config.tasks}, out_dir=f"{scratch.root}/export" if nodes else str(out),
+                checkpoint_dir=scratch.root, callbacks=[*callbacks, *tracked.callbacks()],
             )
-            run_workers(job, log_line, progress)
+            run_workers(job, log_line, progress, rdzv_id=f"muppet-{key}")
+            if nodes:  # rank 0 exported on whichever node it ran
+                scratch.get_folder("export", out)
         return {"tasks": config.tasks, "steps": config.steps}
 
     output = run_cached(store, STAGE, "+".join(config.tasks), key, build)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    scratch.remove("")
     return output
 
 

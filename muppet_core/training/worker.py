@@ -8,17 +8,22 @@ of every update. Rank 0 writes checkpoints and, at the end, the exported model.
 from __future__ import annotations
 
 import collections
+import ctypes
 import json
 import logging
+import os
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from muppet_core.artifacts.remote import open_filesystem
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PrefinetuneConfig
-from muppet_core.models.backbone import default_pooling, load_encoder
+from muppet_core.models.backbone import default_pooling, load_encoder, resolve_backbone
 from muppet_core.models.export import export_model
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
@@ -30,6 +35,10 @@ from muppet_core.training.streams import build_streams
 from muppet_core.tracking import without_mlflow
 
 
+PR_SET_PDEATHSIG = 1
+"""Linux prctl option: the signal this process gets when its parent dies."""
+
+
 class WorkerJob(BaseModel):
     """What every rank of a pre-finetuning run is given, validated when a worker reads it."""
 
@@ -38,15 +47,15 @@ class WorkerJob(BaseModel):
     config: PrefinetuneConfig
     """The pre-finetuning settings."""
     backbone_path: str
-    """The base encoder's local directory (or hub id)."""
+    """The base encoder: a local directory, or (over several nodes) the backbone as configured, which each node resolves."""
     store: str
     """The artifact store's root, where the data artifacts are read."""
     data_keys: dict[str, str]
     """Task -> key of its data artifact."""
     out_dir: str
-    """Where rank 0 exports the model."""
+    """Where rank 0 exports the model: a local folder, or a URI in the store (over several nodes)."""
     checkpoint_dir: str
-    """Where the run checkpoints and resumes from."""
+    """Where the run checkpoints and resumes from: a local folder or a URI in the store."""
     trace: str | None = None
     """A file each rank writes its per-step tasks and examples to (``<trace>.rank<r>``), for tests."""
     callbacks: list[CallbackSpec] = Field(default_factory=list)
@@ -54,8 +63,9 @@ class WorkerJob(BaseModel):
 
     @classmethod
     def read(cls, path: str | Path) -> WorkerJob:
-        """The job of a job file."""
-        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        """The job of a job file (a local path, or a URI in the store)."""
+        fs, where = open_filesystem(str(path))
+        return cls.model_validate_json(fs.cat_file(where).decode("utf-8"))
 
 
 class ExampleTrace(Callback):
@@ -73,9 +83,10 @@ def run(job: WorkerJob) -> dict | None:
     config = job.config
     rank, world_size = init_distributed() if config.engine == "deepspeed" or config.launcher != "local" else (0, 1)
     torch.manual_seed(config.seed)
-    encoder, tokenizer = load_encoder(job.backbone_path)
-    model = build_multitask_model(encoder, [get_task(t) for t in config.tasks], config.pooling or default_pooling(job.backbone_path))
     store = ArtifactStore(job.store)
+    backbone = resolve_backbone(job.backbone_path, store.cache_dir)
+    encoder, tokenizer = load_encoder(backbone)
+    model = build_multitask_model(encoder, [get_task(t) for t in config.tasks], config.pooling or default_pooling(backbone))
     data_dirs = {t: store.fetch("data", key) for t, key in job.data_keys.items()}
     streams, dropped = build_streams(
         config.tasks, data_dirs, tokenizer, config.max_length, config.max_train_examples, config.seed, config.max_target_length
@@ -97,11 +108,28 @@ def run(job: WorkerJob) -> dict | None:
         "world_size": world_size,
         "tasks": {t: {"examples": s.family.examples(s.features), "dropped_by_truncation": dropped[t], "loss_scale": s.loss_scale} for t, s in streams.items()},
     }
-    export_model(model, tokenizer, Path(job.out_dir), config, info, summary["history"], job.backbone_path)
+    out = ArtifactStore(job.out_dir)
+    with tempfile.TemporaryDirectory(prefix="muppet-export-") as tmp:
+        export_model(model, tokenizer, out.local_path("") or Path(tmp), config, info, summary["history"], backbone)
+        if not out.is_local:
+            out.put_folder("", tmp)
     return info
 
 
+def die_with_launcher() -> None:
+    """Under torchrun the agent starts each worker in a session of its own, so a worker whose agent
+    was killed (a preempted or lost node) would go on training as an orphan. On Linux, ask to be
+    SIGKILLed when the agent dies, and go at once when it is already gone."""
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main() -> int:
+    die_with_launcher()
     # Libraries speak at WARNING and above; the project's own progress at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger("muppet_core").setLevel(logging.INFO)

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO
 
 BENCH = REPO / "bench"
-HELPERS = {"common.py"}  # modules the scripts import, not benchmarks themselves
+HELPERS = {"common.py", "flops.py"}  # modules the scripts import, not benchmarks themselves
 ALL_FAMILIES = ["rotten_tomatoes", "stsb", "commonsenseqa", "squad", "cnn_dailymail"]  # one task per family
 TINY = {
     "train_throughput.py": ["--tasks", ",".join(ALL_FAMILIES), "--steps", "3", "--warmup", "1", "--max-examples", "64",
@@ -26,6 +26,7 @@ TINY = {
     "data_prepare.py": ["--datasets", "trec,copa"],
     "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--profile", "1", "--top", "5"],
     "fanout.py": ["--benchmarks", "rte", "--seeds", "2", "--concurrency", "2", "--max-train", "16", "--max-eval", "16"],
+    "gpu_check.py": ["--device", "cpu", "--tiny"],
 }
 
 
@@ -128,9 +129,42 @@ def check_fanout(f: dict, backbone: str) -> None:
     assert isinstance(f["identical_to_default"], bool) and isinstance(f["load_average"], float)
 
 
+def check_gpu_check(f: dict, backbone: str) -> None:
+    assert set(f) == {
+        "device", "device_name", "tiny", "examples_per_second", "tokens_per_second", "mfu", "headline", "gpu_cpu_max_rel_diff", "peak_flops",
+        "peak_flops_source", "matmul_flops", "model", "tokenizer", "tasks", "prefinetune", "finetunes", "correctness", "versions",
+        "seconds", "section_seconds",
+    }
+    assert (f["device"], f["tiny"], f["tokenizer"]) == ("cpu", True, backbone)
+    assert f["tasks"] == ["rotten_tomatoes", "stsb", "commonsenseqa", "squad"]  # one dataset per family
+    assert (f["model"]["num_hidden_layers"], f["model"]["hidden_size"]) == (2, 32) and positive(f["model"]["non_embedding_parameters"], int)
+    # Without --peak-flops on a CPU, MFU is taken against this run's own matrix-product rate.
+    assert positive(f["matmul_flops"]) and f["peak_flops"] == pytest.approx(f["matmul_flops"], rel=1e-6) and "measured" in f["peak_flops_source"]
+    assert set(f["prefinetune"]) == {"deepspeed_zero1", "torch"}
+    for name, e in f["prefinetune"].items():
+        for key in ("examples_per_second", "tokens_per_second", "mfu", "mfu_computed", "achieved_flops", "seconds_per_update", "final_loss"):
+            assert positive(e[key]), (name, key, e[key])
+        assert e["updates"] == 4 and 0 < e["examples"] <= 4 * 4 * 4, (name, e)
+        assert e["tokens_per_second"] > e["examples_per_second"] and 0 < e["padding_efficiency"] <= 1
+        assert e["mfu"] < 1 and e["mfu"] <= e["mfu_computed"]  # padded positions are computed too
+        assert e["mfu"] == pytest.approx(e["achieved_flops"] / f["peak_flops"], rel=1e-3) and e["peak_memory_gib"] is None
+    assert f["headline"] == "deepspeed_zero1"  # the figures of the pre-finetuning stage's engine
+    top = f["prefinetune"]["deepspeed_zero1"]
+    assert (f["examples_per_second"], f["tokens_per_second"], f["mfu"]) == (top["examples_per_second"], top["tokens_per_second"], top["mfu"])
+    ft = f["finetunes"]
+    assert (ft["runs"], ft["concurrency"], ft["failed"], len(ft["pinned_to"])) == (2, 2, [], 2)
+    assert positive(ft["seconds"]) and positive(ft["examples_per_second"]) and 0 < ft["mean_run_seconds"] <= ft["seconds"]
+    c = f["correctness"]
+    assert c["updates"] == 20 and len(c["device_losses"]) == len(c["cpu_losses"]) == 20 and all(positive(x) for x in c["cpu_losses"])
+    # --device cpu: both runs on the CPU, in one process with the same threads: the same losses, bit for bit.
+    assert f["gpu_cpu_max_rel_diff"] == c["max_rel_diff"] == 0 and c["device_losses"] == c["cpu_losses"] and c["within_1e-3"] is True
+    assert set(f["section_seconds"]) == {"setup", "correctness", "deepspeed_zero1", "torch", "finetunes"}
+    assert sum(f["section_seconds"].values()) <= f["seconds"] + 0.5
+
+
 CHECKS = {
     "train_throughput.py": check_train_throughput, "data_prepare.py": check_data_prepare, "vs_trainer.py": check_vs_trainer,
-    "fanout.py": check_fanout,
+    "fanout.py": check_fanout, "gpu_check.py": check_gpu_check,
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from muppet_core.training.callbacks import Callback, CallbackSpec
@@ -36,3 +37,32 @@ class KillSwitch(Callback):
 def kill_at(update: int, once: str | None = None) -> CallbackSpec:
     """The spec that installs a ``KillSwitch`` for ``update`` (only once with a ``once`` file) where the loop runs."""
     return CallbackSpec(target=f"{__name__}:KillSwitch", options={"update": update, "once": once})
+
+
+class Pause(Callback):
+    """Hold every rank at the start of update ``update`` (after the micro-batch's backward pass)
+    until the file ``release`` exists: the test then kills what it wants at a known point. Once
+    ``release`` exists the switch holds nothing, so the run started again goes straight through.
+
+    Args:
+        update: the update to hold in (1-based).
+        paused: a file created when a rank is held.
+        release: the file that lets the held ranks go on.
+        timeout_s: the longest a rank is held.
+    """
+
+    def __init__(self, update: int, paused: str, release: str, timeout_s: float = 300.0):
+        self.update, self.paused, self.release, self.timeout_s = update, Path(paused), Path(release), timeout_s
+
+    def on_backward(self, step: int) -> None:
+        if step + 1 != self.update or self.release.exists():
+            return
+        self.paused.touch()
+        deadline = time.monotonic() + self.timeout_s
+        while not self.release.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def pause_at(update: int, paused: str, release: str) -> CallbackSpec:
+    """The spec that installs a ``Pause`` for ``update`` on every rank."""
+    return CallbackSpec(target=f"{__name__}:Pause", options={"update": update, "paused": paused, "release": release})

@@ -37,6 +37,7 @@ from muppet_core.training.finetune import (
     finetune_stage,
     read_result,
 )
+from muppet_core.training.checkpoint import checkpoint_folder
 from muppet_core.training.launch import LaunchError
 from muppet_core.training.prefinetune import prefinetune_key, prefinetune_stage
 from tests.conftest import REPO
@@ -102,7 +103,7 @@ def test_prefinetune_worker_killed_at_a_random_update_resumes_bit_exact(data_tem
         prefinetune_stage(config, base, data, store, lambda line: None, callbacks=[kill_switch(kill_at)])
     scratch = store.scratch(prefinetune_module.STAGE, key)
     assert not store.has(prefinetune_module.STAGE, key)
-    assert json.loads((scratch / "latest" / "state.json").read_text())["step"] == resume_at
+    assert json.loads((checkpoint_folder(scratch) / "state.json").read_text())["step"] == resume_at
 
     lines: list[str] = []
     resumed = prefinetune_stage(config, base, data, store, lines.append)
@@ -180,7 +181,7 @@ def test_finetune_killed_at_a_random_update_resumes_bit_exact(data_template, mir
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
     scratch = store.scratch(finetune_module.STAGE, key)
     assert not store.has(finetune_module.STAGE, key)
-    assert json.loads((scratch / "latest" / "state.json").read_text())["step"] == resume_at
+    assert json.loads((checkpoint_folder(scratch) / "state.json").read_text())["step"] == resume_at
 
     resumed_weights = _spy_final_weights(monkeypatch)
     output = finetune_stage("faults", run, data[BENCHMARK], config, store)

@@ -21,6 +21,7 @@ from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.checkpoint import (
     CheckpointError,
+    checkpoint_folder,
     load_checkpoint,
     save_checkpoint,
 )
@@ -115,7 +116,7 @@ def test_checkpoint_file_with_a_pickle_payload_is_refused(rte_store, tiny_backbo
     run = FinetuneRun(base_variant(tiny_backbone, tmp_path / "cache"), "rte", 0, 1e-3)
     checkpoints = store.scratch(STAGE, finetune_key(run, data, config))
     _plant_checkpoint(checkpoints, tiny_backbone)
-    write_payload(checkpoints / "latest" / poisoned, marker, style)
+    write_payload(checkpoint_folder(checkpoints) / poisoned, marker, style)
 
     output = finetune_stage("faults", run, data, config, store)  # the real resume path: finds and loads the checkpoint
     record = read_result(store, output)

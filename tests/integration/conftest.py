@@ -18,9 +18,11 @@ BENCHMARKS = ["sst2", "rte"]
 
 
 def write_pipeline(
-    path: Path, backbone: str, mirror: str, store: Path, seeds: list[int], name: str = "tiny", prefinetune: bool = True, finetune: dict | None = None
+    path: Path, backbone: str, mirror: str, store: Path, seeds: list[int], name: str = "tiny", prefinetune: bool = True, finetune: dict | None = None,
+    tasks: list[str] = PRETRAIN_TASKS,
 ) -> Path:
-    """The tiny pipeline's file; ``finetune`` updates its fine-tune settings. Its fine-tunes run as
+    """The tiny pipeline's file; ``finetune`` updates its fine-tune settings, ``tasks`` are the
+    pre-finetuning tasks. Its fine-tunes run as
     threads unless ``finetune`` says otherwise (the tests that replace fine-tuning code need it in
     this process)."""
     doc = {
@@ -30,7 +32,7 @@ def write_pipeline(
                 "backbone": backbone,
                 "store": str(store),
                 "data": {"mirror": mirror},
-                "prefinetune": {"enabled": prefinetune, "tasks": PRETRAIN_TASKS, "steps": 3, "micro_batch_size": 4, "tasks_per_step": 3, "max_length": 64, "max_train_examples": 64},
+                "prefinetune": {"enabled": prefinetune, "tasks": tasks, "steps": 3, "micro_batch_size": 4, "tasks_per_step": 3, "max_length": 64, "max_train_examples": 64},
                 "finetune": {"benchmarks": BENCHMARKS, "seeds": seeds, "batch_size": 8, "max_length": 64, "max_train_examples": 32, "max_eval_examples": 40, "concurrency": 2,
                              "executor": "thread", **(finetune or {})},
             }

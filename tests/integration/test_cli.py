@@ -56,3 +56,18 @@ def test_dataset_missing_everywhere_stops_before_any_work(tmp_path):
 def test_results_without_a_run_says_so(tmp_path):
     result = muppet("results", "demo", "--store", str(tmp_path))
     assert result.returncode != 0 and "muppet run demo" in result.stderr
+
+
+def test_several_nodes_with_a_local_store_stop_before_any_work(tmp_path):
+    import os
+
+    doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+    doc["pipelines"]["demo"]["prefinetune"].update(launcher="torchrun", nnodes=2, rdzv_endpoint="127.0.0.1:29400")
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "MUPPET_STORE": str(tmp_path / "store")}
+    result = muppet("run", "demo", "--config", str(config), env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("muppet: error: pre-finetuning on 2 nodes (prefinetune.nnodes) needs an artifact store that every machine reaches")
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("MANIFEST.json")), "no work was done"

@@ -59,6 +59,6 @@ def test_the_deployment_executor_refuses_a_local_store_before_any_work(prefect_h
 
     config = write_pipeline(tmp_path / "p.yaml", tiny_backbone, mirror, tmp_path / "store", seeds=[0], name="remote", prefinetune=False,
                             finetune={"executor": "deployment", "work_pool": "gpu"})
-    with pytest.raises(StoreError, match=r"^finetune\.executor: deployment runs on other machines, which cannot reach the local store "):
+    with pytest.raises(StoreError, match=r"^finetune\.executor: deployment needs an artifact store that every machine reaches, and "):
         reproduce(pipeline="remote", config=str(config))
     assert not any((tmp_path / "store" / stage).exists() for stage in ("data", "finetune", "pipelines"))

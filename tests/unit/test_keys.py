@@ -60,7 +60,8 @@ def test_only_execution_and_plan_fields_are_left_out(model):
     roles = {key_role(model, name) for name in left_out}
     assert roles <= {EXECUTION, PLAN}
     expected = {
-        PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "device", "checkpoint_every"},
+        PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "nnodes", "rdzv_endpoint", "shared_store", "device",
+                            "checkpoint_every"},
         FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "train_fractions", "concurrency", "executor",
                          "threads", "retries", "work_pool", "chunk", "device", "checkpoint_every"},
     }[model]
@@ -73,7 +74,7 @@ def test_every_result_setting_changes_the_finetune_key():
     changes = {"eval_every": 5, "patience": 7, "epochs": 2.0, "batch_size": 8, "warmup_ratio": 0.2, "weight_decay": 0.1,
                "max_length": 64, "max_train_examples": 10, "max_eval_examples": 10, "max_grad_norm": 0.5,
                "group_by_length": False, "max_tokens_per_batch": 512, "r3f_eps": 1e-5, "r3f_lambda": 0.5, "precision": "bf16",
-               "optimizer": "adamw_torch", "selection_fraction": 0.2, "pooling": "cls"}
+               "optimizer": "adamw_torch", "selection_fraction": 0.2, "pooling": "cls", "num_beams": 4}
     assert set(changes) | {"engine", "zero_stage", "deepspeed_config"} == set(result_settings(config))
     for name, value in changes.items():
         assert finetune_key(RUN, DATA, config.model_copy(update={name: value})) != key, name

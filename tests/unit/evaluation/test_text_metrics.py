@@ -9,7 +9,7 @@ import pytest
 from rouge_score import rouge_scorer
 
 from muppet_core.evaluation.metrics import compute
-from muppet_core.evaluation.text_metrics import answer_exact_match, answer_f1, normalize_answer
+from muppet_core.evaluation.text_metrics import answer_exact_match, answer_f1, normalize_answer, sentence_lines
 
 ROUGE = ["rouge1", "rouge2", "rougeL"]
 
@@ -68,3 +68,22 @@ def test_rouge_on_real_xsum_pairs_lead_1_vs_gold(mirror):
     assert scores == pytest.approx(expected, abs=1e-12)
     # lead-1 is a weak baseline on XSum (Narayan et al. 2018 report R1 16.3, R2 1.6, RL 12.0 for LEAD)
     assert 0 < scores["rouge2"] < scores["rougeL"] <= scores["rouge1"] and 0.05 < scores["rouge1"] < 0.4
+
+
+def test_rouge_lsum_scores_sentences_apart():
+    # The same two sentences in the other order: rougeLsum matches each reference sentence whole (1.0);
+    # rougeL's one LCS over the whole text covers one sentence of each ("the dog ran": 3 of 6 tokens).
+    scores = compute(["rougeL", "rougeLsum"], ["The dog ran. The cat sat."], ["The cat sat. The dog ran."])
+    assert scores == pytest.approx({"rougeL": 0.5, "rougeLsum": 1.0})
+    assert sentence_lines("One here. Two there!  Three?\nFour") == "One here.\nTwo there!\nThree?\nFour"
+
+
+def test_rouge_lsum_matches_rouge_score_on_sentence_lines():
+    scorer = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True)
+    prediction = "Police arrested two men on Friday. They were later released! Nobody was hurt."
+    gold = "Two men were arrested by police. Both men were released on bail."
+    direct = scorer.score(gold.replace(". ", ".\n"), prediction.replace(". ", ".\n").replace("! ", "!\n"))["rougeLsum"].fmeasure
+    assert 0 < direct < 1
+    assert compute(["rougeLsum"], [prediction], [gold])["rougeLsum"] == pytest.approx(direct)
+    one_line = scorer.score(gold, prediction)["rougeLsum"].fmeasure  # without the split, rougeLsum is rougeL
+    assert one_line != pytest.approx(direct)

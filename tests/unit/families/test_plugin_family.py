@@ -92,7 +92,7 @@ class LengthBucketFamily(Family):
     def loss_n_rule(self, spec):
         return len(spec.labels)
 
-    def predict(self, model, head, features, pad_id, batch_size=64, tokenizer=None, max_new_tokens=64):
+    def predict(self, model, head, features, pad_id, batch_size=64, tokenizer=None, max_new_tokens=64, num_beams=1):
         self.predict_calls += 1
         indices = super().predict(model, head, features, pad_id, batch_size)
         return [BUCKETS[i] for i in indices]

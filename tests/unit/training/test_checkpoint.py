@@ -16,7 +16,7 @@ from muppet_core.models.backbone import load_encoder
 from muppet_core.models.multitask import build_multitask_model
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.callbacks import Callback, CallbackSpec, EarlyStopping, build_callbacks
-from muppet_core.training.checkpoint import LATEST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from muppet_core.training.checkpoint import checkpoint_folder, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from muppet_core.training.loop import TaskStream, build_engine, train
 from muppet_core.training.settings import LoopSettings
 
@@ -60,7 +60,7 @@ def test_checkpoint_restores_weights_optimizer_scheduler_counters_rng_and_loop_t
     assert all(torch.equal(state[k], v) for k, v in other.state_dict().items())
     assert fresh.scheduler.state_dict() == engine.scheduler.state_dict()
     assert _draws() == expected
-    assert sorted(p.name for p in (tmp_path / LATEST).iterdir()) == [
+    assert sorted(p.name for p in checkpoint_folder(tmp_path).iterdir()) == [
         "loop.safetensors", "model.safetensors", "optimizer.rank0.pt", "rng.rank0.pt", "scheduler.pt", "state.json",
     ]
 

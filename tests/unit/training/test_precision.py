@@ -17,6 +17,7 @@ from muppet_core.data.stage import data_stage
 from muppet_core.models.backbone import load_encoder
 from muppet_core.models.multitask import MultiTaskModel, build_multitask_model
 from muppet_core.tasks.catalog import get_task
+from muppet_core.training.checkpoint import checkpoint_folder
 from muppet_core.training.loop import train
 from muppet_core.training.settings import prefinetune_settings
 from muppet_core.training.streams import build_streams
@@ -72,6 +73,6 @@ def test_fp16_scales_the_loss_and_checkpoints_the_scale(tiny_backbone, demo_mix,
     full, _ = _train(tiny_backbone, demo_mix, "fp32", 3, monkeypatch)
     half, dtypes = _train(tiny_backbone, demo_mix, "fp16", 3, monkeypatch, str(tmp_path))
     assert torch.float16 in dtypes
-    state = json.loads((tmp_path / "latest" / "state.json").read_text())["engine"]
+    state = json.loads((checkpoint_folder(tmp_path) / "state.json").read_text())["engine"]
     assert state["micro_steps"] == 2 * 4 and state["scaler"]["scale"] == 2.0**16  # no overflow: the initial scale
     assert abs(half["final_loss"] - full["final_loss"]) / full["final_loss"] < 0.02

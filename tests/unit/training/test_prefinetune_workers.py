@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from muppet_core.config import PrefinetuneConfig
+from muppet_core.training.checkpoint import checkpoint_folder
 from muppet_core.training.launch import run_workers
 from muppet_core.training.worker import WorkerJob
 from tests.unit.training.conftest import TASKS
@@ -117,7 +118,7 @@ def test_deepspeed_zero2_run_resumes_from_its_sharded_checkpoint(store_with_data
     job = _job(store, keys, tiny_backbone, tmp_path, "zero2", engine="deepspeed", zero_stage=2, steps=4)
     run_workers(job, lambda line: None)
     first = _weights(job.out_dir)
-    assert (Path(job.checkpoint_dir) / "latest" / "optimizer.rank0.pt").is_file()  # the step-2 checkpoint stays
+    assert (checkpoint_folder(job.checkpoint_dir) / "optimizer.rank0.pt").is_file()  # the step-2 checkpoint stays
     lines: list[str] = []
     run_workers(job, lines.append)  # the same job again resumes at step 2 and redoes steps 3-4
     assert any("resumed from the checkpoint at step 2 of 4" in line for line in lines)
