@@ -47,8 +47,10 @@ study: $(STAMP)
 
 # A local Prefect server (UI on http://127.0.0.1:4200) serving one deployment per pipeline; its
 # auth string comes from PREFECT_API_AUTH_STRING or ~/.prefect/muppet-server-auth, generated once (README: Security).
+# Its database: SQLite under PREFECT_HOME, or DB=postgresql+asyncpg://postgres@127.0.0.1:5432/prefect.
+DB ?=
 serve: $(STAMP)
-	$(BIN)/muppet serve --with-server --server-log muppet-server.log
+	$(BIN)/muppet serve --with-server --server-log muppet-server.log $(if $(DB),--database-url '$(DB)')
 
 # The browser tests drive Debian's chromium through Playwright: installed here when missing (apt-get, as root or through sudo).
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

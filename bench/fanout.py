@@ -14,6 +14,13 @@ three times from the same data, each time into a fresh store, dispatched as the 
 
     .venv/bin/python bench/fanout.py [--concurrency 2] [--json]
 
+With --work-pool POOL --store s3://..., the same fine-tunes also run as the `deployment` executor
+(one flow run each, on the pool's workers, against the Prefect server of PREFECT_API_URL, with that
+store; run as many workers as --concurrency). A run's overhead is the time it holds a slot without
+fine-tuning (seconds x concurrency / runs, less the mean fine-tune's own wall time, which its record
+keeps), and `deployment_overhead_s` is a deployment run's overhead beyond a `process` run's: the
+flow run's scheduling, start and store round trips beyond a process start.
+
 A tiny run (the tests run one): --backbone TINY_DIR --benchmarks rte --seeds 2 --max-train 16 --max-eval 16.
 """
 
@@ -23,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +51,23 @@ def fan_out(runs, data, config, store) -> tuple[float, dict]:
     return timer.seconds, {o.name: read_result(store, o) for o in outputs}
 
 
+def on_workers(args, runs, pipeline, process_config) -> tuple[float, dict]:
+    """The runs as the ``deployment`` executor runs them (each with the process run's thread count),
+    into a fresh prefix of ``args.store``; the seconds it took and each run's record."""
+    from flows.finetune_remote import finetune_on_workers
+    from muppet_core.artifacts.store import ArtifactStore
+    from muppet_core.data.stage import data_stage
+    from muppet_core.training.finetune import read_result
+
+    store = ArtifactStore(f"{args.store.rstrip('/')}/bench-fanout-{uuid.uuid4().hex[:8]}")  # a fresh prefix: every run computed
+    data = {b: data_stage(b, pipeline.data, store) for b in args.benchmarks}
+    config = process_config.model_copy(update={"executor": "deployment", "work_pool": args.work_pool, "chunk": 1})
+    timer = common.Timer().start()
+    outputs = finetune_on_workers("bench", runs, [data[r.benchmark] for r in runs], config, store, log_line=lambda line: None)
+    timer.lap()
+    return timer.seconds, {o.name: read_result(store, o) for o in outputs}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark on the command line `argv` (default: sys.argv); returns the exit status."""
     parser = common.parser(__doc__)
@@ -51,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="fine-tunes at once in the process run")
     parser.add_argument("--max-train", type=int, default=128, help="training examples per fine-tune")
     parser.add_argument("--max-eval", type=int, default=80, help="validation examples per fine-tune")
+    parser.add_argument("--work-pool", help="also run them as flow runs on this Prefect work pool (executor: deployment)")
+    parser.add_argument("--store", help="the store every worker reaches (s3://...), for --work-pool")
     args = parser.parse_args(argv)
     load = os.getloadavg()
 
@@ -79,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             if name != "default":
                 shutil.copytree(Path(stores["default"].root) / "data", Path(stores[name].root) / "data")
             seconds[name], records[name] = fan_out(runs, data, config, stores[name])
+        if args.work_pool:
+            seconds["deployment"], records["deployment"] = on_workers(args, runs, pipeline, configs["process"].model_copy(update={"threads": share}))
 
     def differ(a: dict, b: dict) -> list[str]:
         return sorted(n for n in a if (a[n].status, a[n].error, a[n].metrics, a[n].weights_sha256) != (b[n].status, b[n].error, b[n].metrics, b[n].weights_sha256))
 
-    mismatched = differ(records["process"], records["reference"])
+    mismatched = differ(records["process"], records["reference"]) + (differ(records["deployment"], records["reference"]) if args.work_pool else [])
     failed = sorted({n for r in records.values() for n, rec in r.items() if not rec.ok})
     figures = {
         "backbone": pipeline.backbone,
@@ -117,7 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     title = (f"{len(runs)} fine-tunes of {pipeline.backbone} on {', '.join(args.benchmarks)} ({args.max_train} train, {args.max_eval} eval examples), "
              f"{len(cores)} cores, load average {figures['load_average']}")
-    notes = [f"differ from the concurrency-1 run: {', '.join(mismatched)}"] if mismatched else []
+    if args.work_pool:
+        figures["deployment_seconds"] = round(seconds["deployment"], 2)
+        overhead = {k: seconds[k] * args.concurrency / len(runs) - sum(r.wall_seconds for r in records[k].values()) / len(runs) for k in ("process", "deployment")}
+        figures["process_overhead_s"], figures["deployment_overhead_s"] = round(overhead["process"], 2), round(overhead["deployment"] - overhead["process"], 2)
+        rows += [(f"deployment on {args.work_pool}, one flow run each, s", figures["deployment_seconds"]),
+                 ("a process run's overhead (its slot's time less the fine-tune's), s", figures["process_overhead_s"]),
+                 ("a deployment run's overhead beyond a process run's, s", figures["deployment_overhead_s"])]
+    notes = [f"differ from the concurrency-1 run: {', '.join(sorted(set(mismatched)))}"] if mismatched else []
     notes += [f"failed: {', '.join(failed)}"] if failed else []
     common.emit("\n".join([title, common.table(rows), *notes]), figures, args.json)
     return 0

@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     server = None
     if args.with_server and not os.environ.get("PREFECT_API_URL"):
-        server = start_local_server(args.port, log=args.server_log, auth=not args.no_auth)
+        server = start_local_server(args.port, log=args.server_log, auth=not args.no_auth, database_url=args.database_url)
     try:
         deployments = _deployments(args, module_entrypoint=False)
         from flows.deployments import serve
@@ -122,6 +122,7 @@ def build_command() -> argparse.ArgumentParser:
     p.add_argument("--with-server", action="store_true", help="also start a local Prefect server (unless PREFECT_API_URL is set)")
     p.add_argument("--port", type=int, default=4200, help="port of the local server's API and UI (with --with-server)")
     p.add_argument("--server-log", help="file for the local server's output (with --with-server)")
+    p.add_argument("--database-url", help="the local server's database, e.g. postgresql+asyncpg://user@host:5432/prefect (with --with-server; default: SQLite under PREFECT_HOME)")
     p.add_argument("--no-auth", action="store_true", help="start the local server without an auth string: anyone who can reach it may use it (with --with-server; prints a warning)")
     p.add_argument("--limit", type=int, help="flow runs executing at once (default: no limit)")
     p.set_defaults(func=_serve)

@@ -3,7 +3,9 @@
 Runs hold a slot of the Prefect global concurrency limit ``muppet-finetune`` while they work, so
 every flow sharing a server (and its GPUs) stays within it. The limit is created with
 ``finetune.concurrency`` slots when missing; operators change it in the Prefect UI. Each run
-executes as ``finetune.executor`` says: a thread of this process, or a process of its own.
+executes as ``finetune.executor`` says: a thread of this process, or a process of its own. With
+``deployment`` they are flow runs on a work pool instead (``flows.finetune_remote``), bounded by
+its workers and its concurrency limit.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 
+from flows.finetune_remote import finetune_on_workers
 from flows.progress import Progress
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
 from muppet_core.tracking import Tracker
-from muppet_core.training.executor import run_finetune
+from muppet_core.training.executor import pick_executor, run_finetune
 from muppet_core.training.finetune import FAILED_STAGE, FinetuneRun, plan_runs
 
 CONCURRENCY_LIMIT = "muppet-finetune"
@@ -57,15 +60,19 @@ def finetune_all(
     ``data`` holds each backbone's prepared datasets, by backbone (as configured) then benchmark;
     ``tracker``: where computed runs are tracked (None: nowhere).
     """
-    ensure_limit(pipeline.finetune.concurrency)
     runs = plan_runs(pipeline.finetune, variants)
+    progress = Progress(lambda done, total: f"{done} of {total} fine-tunes")
+    if pick_executor(pipeline.finetune) == "deployment":  # flow runs on the work pool's workers
+        progress(0, len(runs))
+        benchmarks = [data[run.variant.backbone][run.benchmark] for run in runs]
+        return finetune_on_workers(pipeline_name, runs, benchmarks, pipeline.finetune, open_store(pipeline), tracker, get_run_logger().info, progress)
+    ensure_limit(pipeline.finetune.concurrency)
     several = len(data) > 1
     futures = [
         finetune_one.with_options(task_run_name=f"finetune-{run.variant.label}/{run.name}" if several else f"finetune-{run.name}")
         .submit(pipeline_name, pipeline, run, data[run.variant.backbone][run.benchmark], tracker)
         for run in runs
     ]
-    progress = Progress(lambda done, total: f"{done} of {total} fine-tunes")
     progress(0, len(futures))
     for done, _ in enumerate(as_completed(futures), 1):
         progress(done, len(futures))

@@ -14,6 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.data import prepare_data
 from flows.finetune import finetune_all
+from flows.finetune_remote import check_executor
 from flows.leaderboard import build_leaderboard
 from flows.prefinetune import prefinetune as prefinetune_backbone
 from muppet_core.config import PipelineConfig
@@ -48,6 +49,8 @@ def reproduce(
         overrides["prefinetune"] = cfg.prefinetune.model_copy(update={"enabled": prefinetune})
     cfg = cfg.model_copy(update=overrides)
     check_store(cfg)  # a refused, unreachable or (for several machines) local store stops the run before any work
+    if finetune and cfg.finetune.executor == "deployment":
+        check_executor(cfg.finetune, open_store(cfg))  # a local store, or no work pool, likewise
     specs = list(dict.fromkeys(backbones)) if backbones else pipeline_backbones(cfg)
     cache = open_store(cfg).cache_dir
     bases = [base_variant(spec, cache) for spec in specs]  # every backbone resolved before any work

@@ -160,17 +160,17 @@ class FinetuneConfig(Optimization):
     """Fine-tunes run on the plain torch engine."""
     concurrency: int = execution(1, gt=0)
     """Fine-tunes running at once (one per GPU on a cluster)."""
-    executor: Literal["auto", "thread", "process"] = execution("auto")
-    """Where each fine-tune runs: ``thread`` (a thread of the flow's process), ``process`` (its own
-    process, pinned to one GPU or to its share of the CPU cores), or ``auto`` (see
-    ``muppet_core.training.executor.pick_executor``)."""
+    executor: Literal["auto", "thread", "process", "deployment"] = execution("auto")
+    """Where each fine-tune runs: ``thread``, ``process``, ``deployment`` or ``auto`` (see ``muppet_core.training.executor``)."""
     threads: int | None = execution(None, gt=0)
-    """CPU threads of each fine-tune (torch's, OpenMP's and MKL's); None: the cores // concurrency
-    share (at least 1). On a CPU some kernels (LayerNorm's gradient, long sums) round differently
-    with another thread count: set it to get bit-identical results at any concurrency."""
+    """CPU threads of each fine-tune (None: cores // concurrency, at least 1). On a CPU some kernels round
+    differently with another count: set it to get bit-identical results at any concurrency."""
     retries: int = execution(0, ge=0)
-    """Times a fine-tune process that dies (killed, out of memory) is started again; it resumes from
-    its last checkpoint. A run that still fails is a failure record."""
+    """Times a fine-tune whose process or worker dies is started again, resuming from its last checkpoint."""
+    work_pool: str | None = execution(None, min_length=1)
+    """The Prefect work pool whose workers run the fine-tunes of ``executor: deployment``."""
+    chunk: int = execution(1, gt=0)
+    """Fine-tunes per flow run of ``executor: deployment`` (run one after another by one worker)."""
 
     @property
     def selects(self) -> bool:

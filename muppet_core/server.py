@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -28,22 +29,29 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+DATABASE_VAR = "PREFECT_API_DATABASE_CONNECTION_URL"
+
+
 class LocalServer:
-    """``prefect server start`` on 127.0.0.1 (SQLite under ``home``), started and stopped by us.
+    """``prefect server start`` on 127.0.0.1, started and stopped by us: its database is SQLite
+    under ``home``, or the one ``database_url`` names (PostgreSQL: ``postgresql+asyncpg://...``).
 
     Args:
         port: the port of the API and the UI.
         home: PREFECT_HOME of the server (its database lives there).
         log: file that receives the server's output.
         auth_string: what every request must carry as Basic credentials; None: no authentication.
+        database_url: the server's database (``PREFECT_API_DATABASE_CONNECTION_URL``); None: as
+            this process's environment says, else SQLite under PREFECT_HOME.
     """
 
     def __init__(self, port: int = 4200, home: str | os.PathLike[str] | None = None, log: str | os.PathLike[str] | None = None,
-                 auth_string: str | None = None):
+                 auth_string: str | None = None, database_url: str | None = None):
         self.port = port
         self.home = Path(home) if home else None
         self.log_path = Path(log) if log else None
         self.auth_string = auth_string
+        self.database_url = database_url
         self.process: subprocess.Popen | None = None
 
     @property
@@ -76,6 +84,8 @@ class LocalServer:
         env.pop(SERVER_VAR, None)
         if self.auth_string:
             env[SERVER_VAR] = self.auth_string
+        if self.database_url:
+            env[DATABASE_VAR] = self.database_url
         prefect = Path(sys.executable).with_name("prefect")
         command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -108,7 +118,15 @@ class LocalServer:
         self.stop()
 
 
-def start_local_server(port: int, log: str | None = None, auth: bool = True) -> LocalServer:
+def redact_url(url: str) -> str:
+    """``scheme://user:***@host/db``: a database URL as it may be printed."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def start_local_server(port: int, log: str | None = None, auth: bool = True, database_url: str | None = None) -> LocalServer:
     """`muppet serve --with-server`: start a local server, say where its auth string comes from
     (masked), and point this process and every process it starts at it.
 
@@ -116,10 +134,12 @@ def start_local_server(port: int, log: str | None = None, auth: bool = True) -> 
         port: the port of the API and the UI.
         log: file that receives the server's output.
         auth: False (``--no-auth``) starts it without authentication, with a warning.
+        database_url: its database (``--database-url``, e.g. PostgreSQL); None: SQLite under PREFECT_HOME.
     """
     secret = resolve_auth_string() if auth else None
-    server = LocalServer(port, log=log, auth_string=secret.value if secret else None)
-    print(f"starting a Prefect server on {server.ui_url} ...", flush=True)
+    server = LocalServer(port, log=log, auth_string=secret.value if secret else None, database_url=database_url)
+    on = f" on {redact_url(database_url)}" if database_url else ""
+    print(f"starting a Prefect server on {server.ui_url}{on} ...", flush=True)
     if secret:
         print(f"auth string: {secret}", flush=True)
         if secret.path:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import report
+from tests.servers.postgres import postgres  # noqa: F401  (fresh PostgreSQL databases, for every test module)
 from tests.servers.seaweed import seaweed  # noqa: F401  (the SeaweedFS fixture, for every test module)
 
 REPO = Path(__file__).resolve().parents[1]

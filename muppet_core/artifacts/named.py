@@ -52,6 +52,13 @@ class NamedFiles:
         """Read a named UTF-8 text file."""
         return self.read_bytes(relpath).decode("utf-8")
 
+    def remove(self, relpath: str, recursive: bool = False) -> None:
+        """Delete a named file, or with ``recursive`` a folder and everything under it (absent: nothing to do)."""
+        path = self._path(relpath)
+        if not self.is_local:
+            self.fs.invalidate_cache(path)
+        self._call("delete", f"{self.root}/{relpath}", lambda: self.fs.rm(path, recursive=recursive) if self.fs.exists(path) else None)
+
     def exists(self, relpath: str) -> bool:
         """Whether a named file exists."""
         return self._call("look up", f"{self.root}/{relpath}", lambda: self.fs.exists(self._path(relpath)))

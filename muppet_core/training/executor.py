@@ -12,6 +12,8 @@
   failure record.
 - ``auto``: ``process`` where several devices or several fine-tunes at once would share one
   process, ``thread`` otherwise (see ``pick_executor``).
+- ``deployment``: a flow run on a Prefect work pool, whose workers run the same job model on other
+  machines (``flows.finetune_remote``); the fan-out submits those, not this module.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """One fine-tune in its own process: ``python -m muppet_core.training.finetune_worker JOB.json``.
 
-The ``process`` executor starts it pinned to a device (see ``muppet_core.training.pinning``). It
-runs the same stage a thread would (``finetune_stage``: data from the store, the result published
-to the store, a failure written as a failure record) and writes where the result lives, as JSON,
-to the job's ``output`` file.
+The ``process`` executor starts it pinned to a device (see ``muppet_core.training.pinning``); the
+``deployment`` executor's flow runs call ``run`` on a worker's machine. It runs the same stage a
+thread would (``finetune_stage``: data from the store, the result published to the store, a
+failure written as a failure record) and writes where the result lives, as JSON, to the job's
+``output``: a local file, or for a job from another machine a file under the store's root.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ class FinetuneJob(BaseModel):
     """The fine-tune settings."""
     store: str
     """The artifact store's root."""
-    cache_dir: str
-    """The store's local cache folder (the parent's, so artifacts are fetched once per machine)."""
-    device: Device
-    """The GPU and CPU cores it is pinned to."""
+    cache_dir: str | None = None
+    """The store's local cache folder (the parent's, so artifacts are fetched once per machine);
+    None: this machine's (``MUPPET_CACHE``, else the store's default)."""
+    device: Device | None = None
+    """The GPU and CPU cores it is pinned to; None: as the process is, with ``config.threads`` torch threads if set."""
     output: str
-    """The file it writes its ``StageOutput`` to, as JSON."""
+    """Where it writes its ``StageOutput``, as JSON: a local file, or a URI under ``store``."""
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     """Callbacks installed besides progress, logging and early stopping (see ``CallbackSpec``)."""
     tracker: Tracker | None = None
@@ -56,11 +58,20 @@ class FinetuneJob(BaseModel):
 
 def run(job: FinetuneJob) -> StageOutput:
     """Pin this process to the job's device, run the fine-tune through the store and write where its result lives."""
-    job.device.apply()
+    if job.device:
+        job.device.apply()
+    elif job.config.threads:
+        import torch
+
+        torch.set_num_threads(job.config.threads)
     log.info("fine-tune %s runs on %s", job.run.name, describe_process())
     store = ArtifactStore(job.store, job.cache_dir)
     output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks, job.tracker)
-    Path(job.output).write_text(json.dumps(dataclasses.asdict(output)), encoding="utf-8")
+    text = json.dumps(dataclasses.asdict(output))
+    if job.output.startswith(f"{store.root}/"):
+        store.write_text(job.output.removeprefix(f"{store.root}/"), text)
+    else:
+        Path(job.output).write_text(text, encoding="utf-8")
     return output
 
 

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 import torch
 
 from tests.integration.conftest import artifact_keys, write_pipeline
@@ -50,3 +51,14 @@ def test_process_executor_at_concurrency_2_equals_threads_at_1_bit_for_bit(prefe
     boards = [pd.read_csv(tmp_path / side / "store" / "pipelines" / "exec" / "leaderboard.csv", index_col="model") for side in ("processes", "threads")]
     scores = [c for c in boards[0].columns if c.split(".")[0] in ("sst2", "rte", "average", "avg")]
     pd.testing.assert_frame_equal(boards[0][scores], boards[1][scores])
+
+
+def test_the_deployment_executor_refuses_a_local_store_before_any_work(prefect_harness, tiny_backbone, mirror, tmp_path):
+    from flows.reproduce import reproduce
+    from muppet_core.errors import StoreError
+
+    config = write_pipeline(tmp_path / "p.yaml", tiny_backbone, mirror, tmp_path / "store", seeds=[0], name="remote", prefinetune=False,
+                            finetune={"executor": "deployment", "work_pool": "gpu"})
+    with pytest.raises(StoreError, match=r"^finetune\.executor: deployment needs an artifact store that every machine reaches, and "):
+        reproduce(pipeline="remote", config=str(config))
+    assert not any((tmp_path / "store" / stage).exists() for stage in ("data", "finetune", "pipelines"))

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, write_pipeline
 from tests.servers.seaweed import free_ports
+from tests.servers.serving import stop_serving, wait_for_deployment
 
 PIPELINE = "ops"
 SCHEDULE = "0 3 1 1 *"  # registered on the deployment, never due while the test runs
@@ -68,24 +68,10 @@ def served(first_run, tiny_backbone, mirror, tmp_path_factory):
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 180
-        while True:  # served once the deployment exists
-            try:
-                if httpx.get(f"{api}/deployments/name/muppet-reproduce/{PIPELINE}", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if serve.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`muppet serve --with-server` did not serve the deployment:\n{(root / 'serve.log').read_text()[-3000:]}")
-            time.sleep(1)
+        wait_for_deployment(api, f"muppet-reproduce/{PIPELINE}", serve, root / "serve.log")
         yield root, api, f"http://127.0.0.1:{port}", {**env, "PREFECT_API_URL": api}
     finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGTERM)  # serve pauses its schedules and stops the server it started
-            try:
-                serve.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(serve.pid, signal.SIGKILL)
+        stop_serving(serve)  # serve pauses its schedules and stops the server it started
         log.close()
 
 

@@ -62,8 +62,8 @@ def test_only_execution_and_plan_fields_are_left_out(model):
     expected = {
         PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "nnodes", "rdzv_endpoint", "shared_store", "device",
                             "checkpoint_every"},
-        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "head_reuse_control", "train_fractions", "concurrency", "executor",
-                         "threads", "retries", "device", "checkpoint_every"},
+        FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "head_reuse_control", "train_fractions", "concurrency",
+                         "executor", "threads", "retries", "work_pool", "chunk", "device", "checkpoint_every"},
     }[model]
     assert left_out == expected
 
@@ -79,7 +79,7 @@ def test_every_result_setting_changes_the_finetune_key():
     for name, value in changes.items():
         assert finetune_key(RUN, DATA, config.model_copy(update={name: value})) != key, name
     for name, value in {"concurrency": 4, "executor": "process", "threads": 3, "retries": 2, "checkpoint_every": None, "device": "cpu",
-                        "seeds": [5], "selection": "mean"}.items():
+                        "work_pool": "gpu", "chunk": 4, "seeds": [5], "selection": "mean"}.items():
         assert finetune_key(RUN, DATA, config.model_copy(update={name: value})) == key, name
 
 

@@ -1,0 +1,186 @@
+"""muppet-finetune: the fan-out's ``deployment`` executor, on Prefect work pools.
+
+Each fine-tune (or each chunk of ``finetune.chunk``) becomes a flow run of the deployment
+``muppet-finetune/<work pool>``, started with ``run_deployment(..., timeout=0)``; the Prefect workers
+of ``finetune.work_pool`` (processes, Docker containers, Kubernetes jobs, on any machine) execute
+them, and the fan-out waits for them all. A flow run's jobs are ``FinetuneJob``s, run one after
+another as the ``process`` executor's child runs one (``muppet_core.training.finetune_worker``): data
+from the store, the result published to the store, a failure as a failure record, and where the
+result lives written under the store's ``_jobs/`` folder, where the fan-out reads it.
+
+A flow run whose worker dies goes silent: its flow runs send heartbeats every ``HEARTBEAT_S``, and
+the automation ``CRASH_AUTOMATION`` marks one silent for ``SILENT_S`` Crashed. A run that ends
+without results (Crashed, Failed, Cancelled) is submitted again for the jobs it left, at most
+``finetune.retries`` times; they resume from their last checkpoints, which live in the store's
+scratch area. Then each job left is a failure record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+
+from muppet_core.artifacts.stage import StageOutput
+from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.config import FinetuneConfig
+from muppet_core.errors import MuppetError
+from muppet_core.tracking import Tracker
+from muppet_core.training import finetune_worker
+from muppet_core.training.finetune import FinetuneRun, finetune_key, record_failure
+from muppet_core.training.finetune_worker import FinetuneJob
+
+FLOW = "muppet-finetune"
+HEARTBEAT_S = 30
+"""Seconds between a fine-tune flow run's heartbeats (Prefect's minimum)."""
+SILENT_S = 2 * HEARTBEAT_S
+"""A running fine-tune flow run without a heartbeat for this long (one missed) is marked Crashed."""
+CRASH_AUTOMATION = "muppet: crash silent fine-tune runs"
+JOBS = "_jobs/finetune"
+"""Where in the store each job's result location is written (removed once read)."""
+POLL_S = 2.0
+FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+
+
+class RemoteRunError(MuppetError):
+    """A fine-tune's flow run ended without a result (its worker died, or it failed or was cancelled)."""
+
+
+@flow(name=FLOW)
+def finetune_jobs(jobs: list[FinetuneJob]) -> list[str]:
+    """Run fine-tunes on this worker, one after another; returns where each result's location was written."""
+    logger = get_run_logger()
+    for job in jobs:
+        logger.info("fine-tune %s", job.run.name)
+        logger.info(finetune_worker.run(job).describe())
+    return [job.output for job in jobs]
+
+
+def check_executor(config: FinetuneConfig, store: ArtifactStore) -> str:
+    """Before any work: the store every worker reaches, and the work pool on the server; returns the
+    name of the pool's ``muppet-finetune`` deployment, created or updated.
+
+    Raises:
+        StoreError: the store is a local path.
+        MuppetError: no ``finetune.work_pool``, or no such pool on the server.
+    """
+    store.require_shared("finetune.executor: deployment")
+    pool = config.work_pool
+    if not pool:
+        raise MuppetError("finetune.executor: deployment needs finetune.work_pool: the work pool whose workers run the fine-tunes")
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+        except ObjectNotFound:
+            raise MuppetError(f"no work pool '{pool}' on the Prefect server: create it with `prefect work-pool create {pool} --type process` "
+                              f"and start workers with `prefect worker start --pool {pool}`") from None
+    _ensure_crash_automation()
+    return _ensure_deployment(pool)
+
+
+def _ensure_deployment(pool: str) -> str:
+    from prefect.deployments.runner import EntrypointType, deploy
+
+    env = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S), "PREFECT_LOGGING_EXTRA_LOGGERS": "muppet_core", "TOKENIZERS_PARALLELISM": "false"}
+    deployment = finetune_jobs.to_deployment(
+        name=pool, description=f"fine-tunes of muppet pipelines, on the workers of {pool}", tags=["muppet", FLOW],
+        entrypoint_type=EntrypointType.MODULE_PATH, job_variables={"env": env},
+    )
+    deploy(deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False, ignore_warnings=True)
+    return f"{FLOW}/{pool}"
+
+
+def _ensure_crash_automation() -> None:
+    """Prefect's zombie-run detection, for fine-tune flow runs: silent for ``SILENT_S`` -> Crashed."""
+    from prefect.automations import Automation
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    try:
+        Automation.read(name=CRASH_AUTOMATION)
+        return
+    except ValueError:  # none of that name
+        pass
+    ends = {f"prefect.flow-run.{s}" for s in ("heartbeat", "Completed", "Failed", "Cancelled", "Crashed")}
+    Automation(
+        name=CRASH_AUTOMATION,
+        description=f"a {FLOW} flow run without a heartbeat for {SILENT_S} s lost its worker",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"}, expect=ends, for_each={"prefect.resource.id"}, posture=Posture.Proactive,
+            threshold=1, within=timedelta(seconds=SILENT_S), match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification({"prefect.resource.role": "tag", "prefect.resource.id": [f"prefect.tag.{FLOW}"]}),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"no heartbeat for {SILENT_S} s: its worker is gone")],
+    ).create()
+
+
+def finetune_on_workers(
+    pipeline: str, runs: list[FinetuneRun], data: list[StageOutput], config: FinetuneConfig, store: ArtifactStore,
+    tracker: Tracker | None = None, log_line: Callable[[str], None] = print, done: Callable[[int, int], None] = lambda d, t: None,
+) -> list[StageOutput]:
+    """Run ``runs`` (with their benchmarks' ``data``) as flow runs of the work pool's deployment,
+    all submitted at once, and wait for them; a run that ends without results is submitted again
+    for what it left (``config.retries`` times). Returns the outputs in the order of ``runs``;
+    ``done(finished, total)`` is called as they come in."""
+    deployment = check_executor(config, store)
+    started = time.perf_counter()
+    jobs = [
+        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", tracker=tracker)
+        for run, d in zip(runs, data)
+    ]
+    pending = {_submit(deployment, jobs[i:i + config.chunk]): (jobs[i:i + config.chunk], 0) for i in range(0, len(jobs), config.chunk)}
+    log_line(f"{len(jobs)} fine-tune(s) in {len(pending)} flow run(s) of {deployment}")
+    results: dict[str, StageOutput] = {}
+    while pending:
+        time.sleep(POLL_S)
+        for flow_run in _final(list(pending)):
+            chunk, attempt = pending.pop(flow_run.id)
+            for job in chunk:
+                if (output := _result(store, job)) is not None:
+                    results[job.output] = output
+            left = [job for job in chunk if job.output not in results]
+            if not left:
+                done(len(results), len(jobs))
+                continue
+            why = f"flow run {flow_run.name} ended {flow_run.state.name}: {(flow_run.state.message or '').strip() or 'no message'}"
+            if attempt < config.retries:
+                log_line(f"{why}; submitting its {len(left)} fine-tune(s) again ({attempt + 1} of {config.retries})")
+                pending[_submit(deployment, left)] = (left, attempt + 1)
+                continue
+            for job in left:
+                results[job.output] = record_failure(pipeline, job.run, finetune_key(job.run, job.data, config), store, started, RemoteRunError(why))
+            done(len(results), len(jobs))
+    return [results[job.output] for job in jobs]
+
+
+def _submit(deployment: str, jobs: list[FinetuneJob]):
+    name = f"finetune-{jobs[0].run.name}" + (f"+{len(jobs) - 1}" if len(jobs) > 1 else "")
+    flow_run = run_deployment(deployment, parameters={"jobs": [j.model_dump(mode="json") for j in jobs]}, timeout=0, flow_run_name=name, tags=[FLOW])
+    return flow_run.id
+
+
+def _final(ids: list) -> list:
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
+    return [r for r in runs if r.state is not None and r.state.type in FINAL]
+
+
+def _result(store: ArtifactStore, job: FinetuneJob) -> StageOutput | None:
+    """The output a job's worker wrote (and removes the file), or None."""
+    name = job.output.removeprefix(f"{store.root}/")
+    try:
+        output = StageOutput(**json.loads(store.read_text(name)))
+    except FileNotFoundError:
+        return None
+    store.remove(name)
+    return output
