@@ -15,11 +15,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from tests.conftest import REPO
 from tests.integration.conftest import write_pipeline
 from tests.servers.caddy import CaddyProxy
 from tests.servers.seaweed import free_ports
+from tests.servers.serving import stop_serving, wait_for_deployment
 
 PIPELINE = "secure"
 OTHER = "secure-deployed"  # registered by `muppet deploy`, which finds the auth string itself
@@ -81,24 +80,10 @@ def secured(first_run, tiny_backbone, mirror, tmp_path_factory):
     )
     api, saved = f"http://127.0.0.1:{port}/api", root / "prefect" / "muppet-server-auth"
     try:
-        deadline = time.monotonic() + 180
-        while True:  # served once the deployment exists
-            try:
-                if saved.is_file() and httpx.get(f"{api}/deployments/name/{DEPLOYMENT}", headers=basic(saved.read_text().strip()), timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if serve.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`muppet serve --with-server` did not serve the deployment:\n{(root / 'serve.log').read_text()[-3000:]}")
-            time.sleep(1)
+        wait_for_deployment(api, DEPLOYMENT, serve, root / "serve.log", headers=lambda: basic(saved.read_text().strip()) if saved.is_file() else {})
         yield Secured(root, api, f"http://127.0.0.1:{port}", saved.read_text().strip(), {**env, "PREFECT_API_URL": api}, config)
     finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGTERM)  # serve stops the server it started
-            try:
-                serve.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(serve.pid, signal.SIGKILL)
+        stop_serving(serve)  # serve stops the server it started
         log.close()
 
 

@@ -6,19 +6,23 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 
-def wait_for_deployment(api: str, name: str, serve: subprocess.Popen, log: Path, timeout: float = 180, headers: dict | None = None) -> None:
+def wait_for_deployment(
+    api: str, name: str, serve: subprocess.Popen, log: Path, timeout: float = 180, headers: Callable[[], dict | None] = lambda: None,
+) -> None:
     """Until the server at ``api`` holds the deployment ``name``; fails with the serving log when
-    ``serve`` exits or ``timeout`` passes first."""
+    ``serve`` exits or ``timeout`` passes first. ``headers`` gives each request's headers, read
+    again every time (a server with auth writes its auth string once it has started)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{api}/deployments/name/{name}", headers=headers, timeout=2).status_code == 200:
+            if httpx.get(f"{api}/deployments/name/{name}", headers=headers(), timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
