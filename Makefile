@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/muppet run demo
 	$(BIN)/muppet results demo --format md
 
-# The study (docs/results/study.md, about 2 hours on 2 quiet cores): the ablation pipelines are run apart. The run's
+# The study (docs/results/study.md, 52 minutes on 2 quiet cores): the ablation pipelines are run apart. The run's
 # log (every stage's start and end) goes to muppet-store/study-run.log; the table, its CSV and chart to docs/results/.
 study: $(STAMP)
 	@mkdir -p muppet-store
