@@ -27,6 +27,10 @@ class BackboneError(MuppetError):
     """A backbone could not be resolved or loaded."""
 
 
+class SelectionError(MuppetError):
+    """A fine-tune would select (a learning rate, an early-stopping point) on too few examples."""
+
+
 class StoreError(MuppetError):
     """The artifact store refused access, could not be reached, or a write failed after its retries."""
 

@@ -3,23 +3,59 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import TypeVar
+
+from muppet_core.errors import SelectionError
 
 T = TypeVar("T")
 
 
-def bucket(example_id: str, seed: int) -> float:
-    """A uniform number in [0, 1) fixed by the example id and the seed."""
-    h = hashlib.sha256(f"{seed}:{example_id}".encode()).digest()
+SELECTION_SALT = "selection"
+"""Salt of the selection slice's hash. The data stage carves validation with the unsalted hash, so rows
+left in a carved train all hash at or above the validation fraction: a slice carved from them with the
+same hash would be empty. The salt makes the slice's hash independent of the data stage's."""
+
+SELECTION_FLOOR = 50
+"""The selection slice must hold at least this many examples, or 5% of train where train is smaller."""
+
+
+def bucket(example_id: str, seed: int, salt: str = "") -> float:
+    """A uniform number in [0, 1) fixed by the example id, the seed and, where given, a salt (an
+    independent hash for each salt)."""
+    h = hashlib.sha256(f"{salt}:{seed}:{example_id}".encode() if salt else f"{seed}:{example_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64
 
 
-def carve(records: list[T], fraction: float, seed: int, ids: list[str]) -> tuple[list[T], list[T]]:
-    """Split ``records`` into (rest, carved) with about ``fraction`` carved, by id hash."""
+def carve(records: list[T], fraction: float, seed: int, ids: list[str], salt: str = "") -> tuple[list[T], list[T]]:
+    """Split ``records`` into (rest, carved) with about ``fraction`` carved, by id hash (see ``bucket``)."""
     rest, carved = [], []
     for record, example_id in zip(records, ids):
-        (carved if bucket(example_id, seed) < fraction else rest).append(record)
+        (carved if bucket(example_id, seed, salt) < fraction else rest).append(record)
     return rest, carved
+
+
+def selection_floor(train_rows: int) -> int:
+    """The fewest examples a selection slice carved from ``train_rows`` training rows may hold:
+    ``SELECTION_FLOOR``, or 5% of train (at least 1) where that is smaller."""
+    return max(1, min(SELECTION_FLOOR, math.ceil(0.05 * train_rows)))
+
+
+def carve_selection(records: list[T], fraction: float, benchmark: str) -> tuple[list[T], list[T]]:
+    """Split a benchmark's training ``records`` into (train, selection slice): about ``fraction`` by
+    the salted id hash (see ``SELECTION_SALT``).
+
+    Raises:
+        SelectionError: the slice holds fewer examples than ``selection_floor`` allows.
+    """
+    train, selection = carve(records, fraction, 0, [r.id for r in records], SELECTION_SALT)
+    floor = selection_floor(len(records))
+    if len(selection) < floor:
+        raise SelectionError(
+            f"{benchmark}: the selection slice holds {len(selection)} of {len(records)} training examples, below the floor of {floor}: "
+            f"raise finetune.selection_fraction or the training examples, or select nothing (one learning rate, no eval_every)"
+        )
+    return train, selection
 
 
 def complete_splits(

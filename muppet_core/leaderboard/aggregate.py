@@ -67,6 +67,10 @@ def benchmark_cell(runs: list[ResultRecord], selection: Selection) -> Cell:
     if not len(scores):
         return Cell(n=0, failed=len(failed), note=note or "no run")
     scored = "; ".join(sorted({r.eval_split for r in chosen if r.eval_split})) or None
+    selected = sorted({r.selection_examples for r in runs if r.ok and r.selection_examples is not None})
+    if selected:
+        size = f"{selected[0]}" if len(selected) == 1 else f"{selected[0]}-{selected[-1]}"
+        scored = (scored + "; " if scored else "") + f"selected on {size} examples carved from train"
     return Cell(
         value=float(selection.pick(scores)), n=len(scores), min=float(scores.min()), max=float(scores.max()),
         std=float(scores.std(ddof=1)) if len(scores) > 1 else None, failed=len(failed), note=note, scored=scored,

@@ -19,7 +19,7 @@ from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
-from muppet_core.data.splits import carve, describe_scored, subsample
+from muppet_core.data.splits import carve_selection, describe_scored, subsample
 from muppet_core.errors import first_line
 from muppet_core.evaluation.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
@@ -141,9 +141,7 @@ def fit(
     eval_records = subsample(load_split(data_dir, spec.family, "validation"), config.max_eval_examples, 0)
     select_features = None
     if config.selects:  # the grid and early stopping decide on a slice of train, never on the reported split
-        train_records, select_records = carve(train_records, config.selection_fraction, 0, [r.id for r in train_records])
-        if not select_records and len(train_records) > 1:
-            select_records = [train_records.pop()]
+        train_records, select_records = carve_selection(train_records, config.selection_fraction, run.benchmark)
         select_features, _ = family.encode(select_records, tokenizer, config.max_length)
     if run.fraction < 1:
         train_records = subsample(train_records, max(1, round(run.fraction * len(train_records))), run.seed)
