@@ -48,8 +48,9 @@ class Optimization(Strict):
     max_length: int = Field(128, gt=8, le=4096)
     """Tokens per sequence (per question-choice pair for multiple choice)."""
     pooling: Literal["cls", "mean", "eos"] | None = None
-    """How classification and ranking heads read a sequence: its first token (``cls``), the mean of its tokens, or its last
-    end-of-sequence token (``eos``, a seq2seq decoder's). None: the backbone's own (``models.backbone.default_pooling``)."""
+    """How classification and ranking heads read a sequence: its first token (``cls``; refused for a seq2seq backbone), the
+    mean of its tokens, or its last end-of-sequence token (``eos``, a seq2seq decoder's). None: the backbone's own
+    (``models.backbone.default_pooling``)."""
     max_train_examples: int | None = Field(None, gt=0)
     """Cap on training examples per task (None: all)."""
     group_by_length: bool = True
@@ -59,7 +60,9 @@ class Optimization(Strict):
     r3f_eps: float = Field(0.0, ge=0)
     """R3F regularizer: noise scale on input embeddings (0 disables it; the paper used 1e-5)."""
     r3f_lambda: float = Field(1.0, ge=0)
-    """R3F: weight of the symmetric KL term."""
+    """R3F: weight of the symmetric KL term, KL(p || q) + KL(q || p) averaged over examples (over target tokens for summarization)."""
+    r3f_noise: Literal["uniform", "normal"] = "uniform"
+    """R3F: the noise distribution, uniform in [-r3f_eps, r3f_eps] (fairseq's default) or normal N(0, r3f_eps^2)."""
     engine: Literal["deepspeed", "torch"] = "torch"
     """deepspeed (every device, CPU included) or plain torch (no DeepSpeed at all)."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

@@ -53,9 +53,25 @@ def pad_text(rows: list[dict[str, list[int]]], pad_id: int, length: int) -> dict
 
 
 def symmetric_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """Mean of KL(p || q) and KL(q || p) between the softmaxes of two logit tensors (batch mean)."""
+    """KL(p || q) + KL(q || p) between the softmaxes over the last dimension of two logit tensors, summed
+    over all rows and divided by the first dimension (``batchmean``): the per-example mean of the two
+    directions' sum, as R3F defines its penalty and fairseq's ``sentence_prediction_r3f`` computes it
+    (both KLs summed, then divided by the batch size)."""
     p, q = F.log_softmax(p_logits.float(), -1), F.log_softmax(q_logits.float(), -1)
-    return (F.kl_div(p, q, log_target=True, reduction="batchmean") + F.kl_div(q, p, log_target=True, reduction="batchmean")) / 2
+    return F.kl_div(p, q, log_target=True, reduction="batchmean") + F.kl_div(q, p, log_target=True, reduction="batchmean")
+
+
+def r3f_noise(like: torch.Tensor, eps: float, kind: str) -> torch.Tensor:
+    """R3F's noise, shaped like ``like``: uniform in [-eps, eps] (``uniform``) or N(0, eps^2) (``normal``).
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
+    if kind == "uniform":
+        return torch.empty_like(like).uniform_(-eps, eps)
+    if kind == "normal":
+        return torch.randn_like(like) * eps
+    raise ValueError(f"unknown R3F noise {kind!r}: expected 'uniform' or 'normal'")
 
 
 @contextlib.contextmanager
@@ -181,7 +197,9 @@ class Family(abc.ABC):
         """n(i) as the catalog lists it: a number, or the rule that gives it at run time."""
         return None
 
-    def r3f(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], logits: Any, eps: float) -> torch.Tensor:
+    def r3f(
+        self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], logits: Any, eps: float, noise: str = "uniform",
+    ) -> torch.Tensor:
         """R3F: the divergence between predictions on the input embeddings and on noised embeddings.
 
         The noisy batch keeps ``input_ids`` beside ``inputs_embeds``: an encoder reads the embeddings
@@ -193,14 +211,15 @@ class Family(abc.ABC):
             head: the head that produced ``logits``.
             batch: the collated micro-batch.
             logits: the clean predictions.
-            eps: scale of the normal noise added to the embeddings.
+            eps: scale of the noise added to the embeddings.
+            noise: its distribution, ``uniform`` in [-eps, eps] or ``normal`` N(0, eps^2) (see ``r3f_noise``).
         """
-        embeds = model.encoder.get_input_embeddings()(batch["input_ids"])
-        noisy = {**batch, "inputs_embeds": embeds + torch.randn_like(embeds) * eps}
+        embeds = model.encoder.get_input_embeddings()(batch["input_ids"]).detach()  # as fairseq: no gradient to the table through the noise
+        noisy = {**batch, "inputs_embeds": embeds + r3f_noise(embeds, eps, noise)}
         return self.divergence(logits, model(head, self, noisy), batch)
 
     def divergence(self, logits: Any, noisy_logits: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """R3F's penalty between clean and noisy logits: by default their symmetric KL."""
+        """R3F's penalty between clean and noisy logits: by default their symmetric KL (see ``symmetric_kl``)."""
         return symmetric_kl(logits, noisy_logits)
 
     # Evaluation.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from muppet_core.families.base import IGNORE_INDEX, MAX_NEW_TOKENS, Family, inference, pad, pad_text, text_rows
+from muppet_core.families.base import IGNORE_INDEX, MAX_NEW_TOKENS, Family, inference, pad, pad_text, symmetric_kl, text_rows
 from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ def decoder_stop_id(tokenizer) -> int:
 
 
 class SummarizationFamily(Family):
-    """Label-smoothed (0.1) token cross-entropy over the summary; n(i) is the vocabulary size; no
-    R3F term; the prediction is the decoder's output (beam search with ``num_beams`` > 1), as text."""
+    """Label-smoothed (0.1) token cross-entropy over the summary; n(i) is the vocabulary size; R3F
+    compares the decoder's token distributions; the prediction is the decoder's output (beam search
+    with ``num_beams`` > 1), as text."""
 
     name = "summarization"
     record_type = SummarizationRecord
@@ -116,9 +117,14 @@ class SummarizationFamily(Family):
         """The vocabulary size, known at run time."""
         return "vocabulary size"
 
-    def r3f(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], logits: Any, eps: float) -> torch.Tensor:
-        """Zero: R3F is defined for the classification-style heads."""
-        return torch.zeros((), device=batch["input_ids"].device)
+    def divergence(self, logits: torch.Tensor, noisy_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Symmetric KL of the decoder's next-token distributions (the noised pass's encoder read noised
+        embeddings, its decoder the same clean ids), averaged over the summary's non-padding positions,
+        as the token cross-entropy is: ``r3f_lambda`` weighs both per predicted token. (fairseq's
+        ``label_smoothed_cross_entropy_r3f`` divides its sum over all positions, padding included, by the
+        number of summaries instead.)"""
+        real = batch["labels"] != IGNORE_INDEX
+        return symmetric_kl(logits[real], noisy_logits[real])
 
     def generate(
         self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int,

@@ -23,7 +23,7 @@ from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.training import devices
 from muppet_core.training.callbacks import Callback
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
-from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config
+from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config, flattens_groups
 from muppet_core.training.sampling import BatchStream, TaskSchedule
 from muppet_core.training.settings import LoopSettings
 
@@ -39,12 +39,15 @@ class TaskStream:
     loss_scale: float
 
 
-def _optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, settings: LoopSettings, per_parameter: bool = False) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only: two groups, or one group per parameter (``per_parameter``)."""
     decay, no_decay = [], []
     for _, param in sorted(model.named_parameters()):
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": settings.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if per_parameter:
+        groups = [{"params": [p], "weight_decay": group["weight_decay"]} for group in groups for p in group["params"]]
     # The fused kernel: one pass over each parameter and its two moments instead of eight.
     return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=settings.optim.optimizer == "adamw_torch_fused")
 
@@ -53,19 +56,21 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
     """The engine that owns optimizer and scheduler for this run (``model`` already on ``device``, by
     default the rank's device)."""
     device = device or devices.rank_device(settings.optim.device)
-    optimizer = _optimizer(model, settings)
     optim = settings.optim
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * settings.steps), settings.steps)
     if optim.engine == "deepspeed":
         config = deepspeed_config(
             settings.micro_batch_size, accumulation, world_size, optim.max_grad_norm,
             optim.zero_stage, optim.precision, optim.deepspeed_config,
         )
+        optimizer = _optimizer(model, settings, per_parameter=flattens_groups(config))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * settings.steps), settings.steps)
         engine = DeepSpeedEngine(model, optimizer, scheduler, config)
         placed = next(engine.module.parameters()).device
         if placed != device:  # DeepSpeed places the model on its accelerator's device itself
             raise devices.DeviceError(f"DeepSpeed put the model on {placed}, not on this rank's device {device}: unset `device` or match it")
         return engine
+    optimizer = _optimizer(model, settings)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * settings.steps), settings.steps)
     return TorchEngine(model, optimizer, scheduler, accumulation, optim.max_grad_norm, optim.precision, device)
 
 
@@ -78,6 +83,19 @@ def padding_efficiency(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
     """(real tokens, computed tokens) of a collated batch."""
     mask = batch["attention_mask"]
     return int(mask.sum()), int(mask.numel())
+
+
+def _sum_over_ranks(
+    seen: collections.Counter, real: int, computed: int, names: list[str], world_size: int, device: torch.device
+) -> tuple[collections.Counter, int, int]:
+    """One update's counts (examples per task, real and computed tokens) summed over every rank, so
+    every rank holds the run's totals (and a checkpoint, written from rank 0's, holds them too)."""
+    if world_size == 1 or not torch.distributed.is_initialized():
+        return seen, real, computed
+    counts = torch.tensor([seen[n] for n in names] + [real, computed], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(counts)
+    totals = [int(v) for v in counts.tolist()]
+    return collections.Counter({n: v for n, v in zip(names, totals) if v}), totals[-2], totals[-1]
 
 
 def train(
@@ -93,7 +111,8 @@ def train(
 
     Returns:
         A summary: updates, examples seen, final mean loss, wall time, padding efficiency,
-        examples per task, and the per-step history (loss per task).
+        examples per task, and the per-step history (loss per task). Examples and tokens are counted
+        over every rank; the losses in the history are this rank's.
     """
     model.train()
     optim, mixing = settings.optim, settings.mixing
@@ -133,7 +152,7 @@ def train(
         # Every rank draws all of the update's micro-batches, in one global order, and computes its share
         # (draws r, r + w, ...): an update consumes the same examples whatever the world size.
         drawn = [batches[name].next_batch() for name in schedule.tasks_for_step(step)][rank::world_size]
-        examples_before = sum(seen.values())
+        step_seen, step_real, step_computed = collections.Counter(), 0, 0
         for name, picked in zip(order, drawn):
             stream = streams[name]
             family = stream.family
@@ -144,21 +163,24 @@ def train(
                 logits = engine(stream.head, family, batch)
                 loss = scaled_loss(family, logits, batch["labels"], stream.loss_scale, mixing.loss_scaling)
                 if optim.r3f_eps > 0:
-                    loss = loss + optim.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, optim.r3f_eps)
+                    loss = loss + optim.r3f_lambda * family.r3f(engine.module, stream.head, batch, logits, optim.r3f_eps, optim.r3f_noise)
             engine.backward(loss)
             for cb in callbacks:
                 cb.on_backward(step)
             engine.step()
             step_losses.append(loss.detach())
-            seen[name] += len(batch["labels"])
+            step_seen[name] += len(batch["labels"])
             r, c = padding_efficiency(batch)
-            real, computed = real + r, computed + c
+            step_real, step_computed = step_real + r, step_computed + c
+        step_seen, step_real, step_computed = _sum_over_ranks(step_seen, step_real, step_computed, sorted(streams), world_size, device)
+        seen.update(step_seen)
+        real, computed = real + step_real, computed + step_computed
         losses: dict[str, list[float]] = collections.defaultdict(list)
         for name, value in zip(order, torch.stack(step_losses).tolist()):  # one read-out per update
             losses[name].append(value)
         logs = {"step": step + 1, "loss": sum(sum(v) for v in losses.values()) / max(sum(len(v) for v in losses.values()), 1),
                 "tasks": {k: sum(v) / len(v) for k, v in losses.items()}, "order": order,
-                "examples": sum(seen.values()) - examples_before}
+                "examples": sum(step_seen.values())}
         history.append(logs)
         stop = [cb.on_step_end(step, logs) for cb in callbacks]  # every callback sees every update
         if any(stop):

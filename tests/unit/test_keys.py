@@ -73,7 +73,7 @@ def test_every_result_setting_changes_the_finetune_key():
     key = finetune_key(RUN, DATA, config)
     changes = {"eval_every": 5, "patience": 7, "epochs": 2.0, "batch_size": 8, "warmup_ratio": 0.2, "weight_decay": 0.1,
                "max_length": 64, "max_train_examples": 10, "max_eval_examples": 10, "max_grad_norm": 0.5,
-               "group_by_length": False, "max_tokens_per_batch": 512, "r3f_eps": 1e-5, "r3f_lambda": 0.5, "precision": "bf16",
+               "group_by_length": False, "max_tokens_per_batch": 512, "r3f_eps": 1e-5, "r3f_lambda": 0.5, "r3f_noise": "normal", "precision": "bf16",
                "optimizer": "adamw_torch", "selection_fraction": 0.2, "pooling": "cls", "num_beams": 4}
     assert set(changes) | {"engine", "zero_stage", "deepspeed_config"} == set(result_settings(config))
     for name, value in changes.items():
