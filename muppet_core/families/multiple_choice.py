@@ -30,7 +30,8 @@ class MultipleChoiceRecord:
     """A context (question, premise) with candidate answers; label indexes choices.
 
     ``passage`` is the optional text the question is about (a RACE article, a SciQ support
-    paragraph): encoding truncates it alone, so the context and every choice always survive.
+    paragraph): encoding truncates it alone, so the context and every choice always survive. With a
+    passage the context may be empty: a question whose blank opens it lives whole in its choices.
     """
 
     context: str
@@ -38,6 +39,11 @@ class MultipleChoiceRecord:
     label: int
     id: str = ""
     passage: str = ""
+
+
+def _after(context: str, choice: str) -> str:
+    """The choice behind the context, or alone where the context is empty."""
+    return f"{context} {choice}" if context else choice
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class MultipleChoiceFamily(Family):
 
     name = "multiple_choice"
     record_type = MultipleChoiceRecord
-    text_fields = ("context",)
+    text_fields = ()
     hub_normalizer = "muppet_core.tasks.normalizers.multiple_choice:from_hub_fields"
     hub_task = "multiple-choice"
 
@@ -57,7 +63,9 @@ class MultipleChoiceFamily(Family):
         return None if spec.num_choices else "multiple_choice tasks need 'num_choices'"
 
     def record_problem(self, record: MultipleChoiceRecord, spec: TaskSpec) -> str | None:
-        """Fewer than two non-empty choices, or an answer index outside them."""
+        """An empty context without a passage, fewer than two non-empty choices, or an answer index outside them."""
+        if not record.context.strip() and not record.passage.strip():
+            return "empty context"
         if len(record.choices) < 2 or any(not c.strip() for c in record.choices):
             return "fewer than two non-empty choices"
         if not 0 <= record.label < len(record.choices):
@@ -71,7 +79,7 @@ class MultipleChoiceFamily(Family):
     def model_inputs(self, record: MultipleChoiceRecord) -> tuple[str, str | None]:
         """The passage (if any) with the context and its longest choice."""
         if record.passage:
-            return record.passage, f"{record.context} {max(record.choices, key=len)}"
+            return record.passage, _after(record.context, max(record.choices, key=len))
         return record.context, max(record.choices, key=len)
 
     def encode(self, records: list[Any], tokenizer, max_length: int, max_target_length: int = 64) -> tuple[list[dict[str, Any]], int]:
@@ -84,7 +92,7 @@ class MultipleChoiceFamily(Family):
         if not records:
             return [], 0
         flat = [(r, c) for r in records for c in r.choices]
-        seconds = [f"{r.context} {c}" if r.passage else c for r, c in flat]
+        seconds = [_after(r.context, c) if r.passage else c for r, c in flat]
         firsts = [r.passage or r.context for r, _ in flat]
         passages = sorted({r.passage for r in records if r.passage})
         if passages:  # each passage tokenized once, however many questions and choices share it

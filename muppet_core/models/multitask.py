@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from muppet_core.errors import BackboneError
 from muppet_core.families import get_family
 from muppet_core.families.base import TEXT_KEYS, Family
 from muppet_core.models.seq2seq import decoder_states, is_seq2seq, last_eos
@@ -38,7 +39,8 @@ class MultiTaskModel(nn.Module):
         encoder: a Hugging Face encoder (``AutoModel``) or seq2seq model (``AutoModelForSeq2SeqLM``).
         heads: head name -> head module.
         head_shapes: head name -> ``{"kind": ..., "outputs": ...}``, what rebuilds the head (heads.json).
-        pooling: ``cls`` (the first token's vector), ``mean`` (the masked mean of the tokens) or
+        pooling: ``cls`` (the first token's vector; refused for a seq2seq backbone, whose decoder's first
+            state has seen only the start token), ``mean`` (the masked mean of the tokens) or
             ``eos`` (the last end-of-sequence token's vector, as BART's classification heads read).
     """
 
@@ -54,6 +56,12 @@ class MultiTaskModel(nn.Module):
         self.eos_id = getattr(encoder.config, "eos_token_id", None)
         if pooling == "eos" and not isinstance(self.eos_id, int):
             raise ValueError("pooling 'eos' needs a backbone whose config names one eos_token_id")
+        if pooling == "cls" and self.seq2seq:
+            config = encoder.config
+            raise BackboneError(
+                f"pooling 'cls' would read the first decoder state of {config.model_type} backbone '{config.name_or_path}', "
+                "which has seen only the start token: set pooling to 'eos' (a seq2seq backbone's default) or 'mean'"
+            )
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's last hidden states [B, L, H] for a batch's token ids (or ``inputs_embeds``) and

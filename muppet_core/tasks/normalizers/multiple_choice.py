@@ -80,8 +80,25 @@ def piqa(row: dict, spec: TaskSpec) -> MultipleChoiceRecord:
     return MultipleChoiceRecord(context=example["goal"], choices=[example["sol1"], example["sol2"]], label=int(row["label"]))
 
 
+def _fill_blanks(text: str, option: str) -> str:
+    """``text`` with its blanks ('_') filled by ``option``, whitespace runs made one space: one ';'-separated
+    part of the option per blank where the parts and blanks are as many, otherwise the whole option in each."""
+    blanks = text.count("_")
+    parts = [p.strip() for p in option.split(";")] if blanks > 1 and option.count(";") == blanks - 1 else [option] * blanks
+    pieces = text.split("_")
+    filled = pieces[0] + "".join(part + piece for part, piece in zip(parts, pieces[1:]))
+    return re.sub(r"\s+", " ", filled).strip()
+
+
 def _race_question(article: str, question: str, options: list[str], answer: str, id: str = "") -> MultipleChoiceRecord:
-    return MultipleChoiceRecord(context=question, choices=list(options), label=LETTERS.index(answer), id=id, passage=article)
+    """A fill-in-the-blank question ('_') is read as fairseq's RACE preprocessing writes it, each option in
+    the blank: the context is the question up to its first blank (empty where the blank opens it), each
+    choice the option with the rest of the question. Other questions keep the question and the options."""
+    if "_" not in question:
+        return MultipleChoiceRecord(context=question, choices=list(options), label=LETTERS.index(answer), id=id, passage=article)
+    stem, rest = question.split("_", 1)
+    context, choices = re.sub(r"\s+", " ", stem).strip(), [_fill_blanks("_" + rest, option) for option in options]
+    return MultipleChoiceRecord(context=context, choices=choices, label=LETTERS.index(answer), id=id, passage=article)
 
 
 def race(row: dict, spec: TaskSpec) -> MultipleChoiceRecord | list[MultipleChoiceRecord]:

@@ -52,8 +52,8 @@ def test_exact_match_and_f1_take_the_best_gold_answer(qid, squad, minilm_path):
     for prediction, em, f1 in HAND_CHECKED[qid]:
         scores = compute(["exact_match", "squad_f1"], [prediction], family.references(features))
         assert scores == pytest.approx({"exact_match": em, "squad_f1": f1}, abs=1e-4), prediction
-    # the first gold alone scored "Levi's Stadium" 0 and "2016" 0
-    assert compute(["exact_match"], ["2016"], [[records[0].answers[0]]])["exact_match"] == 0.0
+    # each question has a right answer that its first gold alone scores 0 ("Levi's Stadium", "2016", ...)
+    assert any(em == 1.0 and compute(["exact_match"], [p], [[record.answers[0]]])["exact_match"] == 0.0 for p, em, _ in HAND_CHECKED[qid])
 
 
 def test_sliding_windows_score_every_validation_question(squad, tiny_backbone):

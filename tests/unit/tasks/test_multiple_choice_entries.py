@@ -95,8 +95,8 @@ def test_race_gives_one_record_per_question(prepared):
     stats, out = prepared("race")
     valid = {r.id: r for r in _records(out, "validation")}
     sherman = valid["high10024.txt-0"]
-    assert sherman.context == "The Sherman Antitrust Act  _  ." and sherman.passage
-    assert sherman.choices[sherman.label] == "sought to eliminate monopolies in favor of competition in the market-place"
+    assert sherman.context == "The Sherman Antitrust Act" and sherman.passage  # "The Sherman Antitrust Act  _  ."
+    assert sherman.choices[sherman.label] == "sought to eliminate monopolies in favor of competition in the market-place ."
     # Answer letters of dev high + middle as counted in SOURCES.md.
     assert stats["labels"]["validation"] == {"0": 756 + 311, "1": 907 + 384, "2": 917 + 386, "3": 871 + 355}
     test = _records(out, "test")
