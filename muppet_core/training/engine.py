@@ -154,8 +154,22 @@ class TorchEngine:
             self.scaler.load_state_dict(state["scaler"])
 
 
+def flattens_groups(config: dict[str, Any]) -> bool:
+    """Whether DeepSpeed flattens each optimizer group into one tensor with one optimizer state (ZeRO
+    stage 1 or 2, or its fp16/bf16 optimizers), rather than stepping the torch optimizer as it is."""
+    half = any(config.get(key, {}).get("enabled") for key in ("fp16", "bf16", "bfloat16"))
+    return half or config.get("zero_optimization", {}).get("stage", 0) > 0
+
+
 class DeepSpeedEngine:
     """DeepSpeed's engine behind the same interface (it averages ranks and divides by the accumulation itself).
+
+    A parameter no rank computed a gradient for in an update (the head of a task absent from it) is
+    left alone, as the torch engine leaves it: DeepSpeed hands it a zero gradient, on which AdamW
+    would still move it (momentum, weight decay); here its gradient is dropped before the step.
+    Where DeepSpeed flattens each group into one tensor with one Adam state (``flattens_groups``), the
+    flat tensor is dropped when none of its parameters has a gradient: such a run is given one group
+    per parameter (see ``loop.build_engine``).
 
     Args:
         model: the module to train.
@@ -167,9 +181,22 @@ class DeepSpeedEngine:
     def __init__(self, model: torch.nn.Module, optimizer, scheduler, config: dict[str, Any]):
         import deepspeed
 
+        groups = {id(group): list(group["params"]) for group in optimizer.param_groups}
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._present: set[int] = set()  # ids of the parameters that got a gradient in this update
+        present = self._present
+        for p in self._params:
+            p.register_hook(lambda grad, key=id(p): present.add(key))
+        optimizer.register_step_pre_hook(self._drop_absent)
         self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config, dist_init_required=False
         )
+        # What the torch optimizer steps -> the parameters it holds: a parameter itself, or the flat tensor DeepSpeed
+        # made of a group (each tensor keeps its identity when a checkpoint is loaded; the group dicts do not).
+        self._members = {
+            id(t): [t] if any(t is p for p in groups[id(group)]) else groups[id(group)]
+            for group in optimizer.param_groups for t in group["params"]
+        }
         self.module = self.ds.module
 
     def __call__(self, *args, **kwargs):
@@ -183,7 +210,21 @@ class DeepSpeedEngine:
         self.ds.backward(loss)
 
     def step(self) -> None:
+        boundary = self.ds.is_gradient_accumulation_boundary()
+        if boundary and dist.is_initialized() and dist.get_world_size() > 1:  # present on any rank: present
+            present = torch.tensor([float(id(p) in self._present) for p in self._params], device=self._params[0].device)
+            dist.all_reduce(present)
+            self._present.update(id(p) for p, n in zip(self._params, present.tolist()) if n)
         self.ds.step()
+        if boundary:
+            self._present.clear()
+
+    def _drop_absent(self, optimizer, args, kwargs) -> None:
+        """Before the torch optimizer steps: drop the gradient of each tensor none of whose parameters got one."""
+        for group in optimizer.param_groups:  # under ZeRO, one group at a time
+            for tensor in group["params"]:
+                if not any(id(p) in self._present for p in self._members[id(tensor)]):
+                    tensor.grad = None
 
     def state(self) -> dict[str, int]:
         """DeepSpeed's counters (updates, samples, micro-batches, skipped updates), for checkpoints."""
