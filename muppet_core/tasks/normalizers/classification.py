@@ -3,6 +3,8 @@ regression (STS-B), whose hub rows also go through ``from_hub_fields``."""
 
 from __future__ import annotations
 
+import re
+
 from muppet_core.families import get_family
 from muppet_core.families.classification import ClassificationRecord
 from muppet_core.families.regression import RegressionRecord
@@ -70,11 +72,34 @@ def wic(row: dict, spec: TaskSpec) -> ClassificationRecord:
     return ClassificationRecord(text_a=row["sentence1"], text_b=f"{row['word']}: {row['sentence2']}", label=int(row["label"]))
 
 
+def _mark_span(text: str, index: int, span: str) -> str:
+    """``text`` with ``span`` in asterisks where it starts at word ``index`` (words split at spaces), or
+    at its occurrence nearest that word where the index is off.
+
+    Raises:
+        ValueError: ``span`` is not a run of whole words of ``text``.
+    """
+    words = text.split(" ")
+    width = len(span.split(" "))
+    pattern = re.compile(rf"(\W*)({re.escape(span)})(\W*)", re.IGNORECASE)
+    starts = [i for i in range(len(words) - width + 1) if pattern.fullmatch(" ".join(words[i : i + width]))]
+    if not starts:
+        raise ValueError(f"span {span[:40]!r} is not in the text")
+    start = min(starts, key=lambda i: abs(i - index))
+    before, found, after = pattern.fullmatch(" ".join(words[start : start + width])).groups()
+    return " ".join([*words[:start], f"{before}*{found}*{after}", *words[start + width :]])
+
+
 def wsc(row: dict, spec: TaskSpec) -> ClassificationRecord:
-    """WSC (mirror jsonl with a ``target`` object, or flat hub rows): does span 2 (the pronoun) refer to span 1?"""
+    """WSC (mirror jsonl with a ``target`` object, or flat hub rows): does span 2 (the pronoun) refer to span 1?
+
+    The pronoun is marked in the text (``*he*``): a text often holds the same pronoun more than once,
+    with a different answer for each occurrence.
+    """
     target = row.get("target", row)
     claim = f"{target['span2_text']} refers to {target['span1_text']}"
-    return ClassificationRecord(text_a=row["text"], text_b=claim, label=int(row["label"]))
+    text = _mark_span(row["text"], int(target["span2_index"]), target["span2_text"])
+    return ClassificationRecord(text_a=text, text_b=claim, label=int(row["label"]))
 
 
 def multirc(row: dict, spec: TaskSpec) -> list[ClassificationRecord]:

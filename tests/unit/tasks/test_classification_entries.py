@@ -175,6 +175,6 @@ def test_hub_normalizers_on_hub_shaped_rows():
     # SuperGLUE tasks whose hub rows need their own shape.
     multirc = {"paragraph": "P", "question": "Q?", "answer": "A", "idx": {"paragraph": 1, "question": 2, "answer": 3}, "label": 1}
     assert normalize("multirc", multirc) == ClassificationRecord("P", "Q? A", 1, "1-2-3")
-    wsc = {"text": "T", "span1_index": 0, "span2_index": 5, "span1_text": "Mark", "span2_text": "He", "idx": 0, "label": 0}
-    assert normalize("wsc", wsc).text_b == "He refers to Mark"
+    wsc = {"text": "Mark said he left", "span1_index": 0, "span2_index": 2, "span1_text": "Mark", "span2_text": "He", "idx": 0, "label": 0}
+    assert normalize("wsc", wsc) == ClassificationRecord("Mark said *he* left", "He refers to Mark", 0)
     assert normalize("wic", {"word": "w", "sentence1": "s1", "sentence2": "s2", "label": 1, "idx": 0}).text_b == "w: s2"
