@@ -5,10 +5,11 @@ backbone summarizes with its own decoder, see ``muppet_core.models.seq2seq``).""
 from __future__ import annotations
 
 import copy
-import inspect
 
 import torch
 from torch import nn
+
+from muppet_core.models.decoding import Step, beam_search, cache_argument, greedy
 
 
 class ClassificationHead(nn.Module):
@@ -84,47 +85,36 @@ class DecoderHead(nn.Module):
         """[B, T, vocabulary] next-token logits for the batch's ``decoder_input_ids`` over ``model``'s encoder states."""
         return self(batch["decoder_input_ids"], batch["decoder_attention_mask"], model.encode(batch), batch["attention_mask"])
 
+    def _step(self, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor) -> Step:
+        """One decoder step over ``encoder_hidden`` [N, L, H] with its mask, on the decoder's key/value cache."""
+        key = cache_argument(self.decoder)
+
+        def step(input_ids: torch.Tensor, cache):
+            out = self.decoder(input_ids=input_ids, encoder_hidden_states=encoder_hidden, encoder_attention_mask=encoder_mask,
+                               use_cache=True, **{key: cache})
+            return out.logits[:, -1], out[key]
+
+        return step
+
     def decode(self, model, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int, num_beams: int = 1) -> list[list[int]]:
         """Greedy output for a collated batch (see ``generate``), or beam search's with ``num_beams`` > 1 (see ``beam_search``)."""
         with torch.no_grad():
             hidden, mask = model.encode(batch), batch["attention_mask"]
             if num_beams == 1:
                 return self.generate(hidden, mask, start_id, stop_id, max_new_tokens)
-            return [self.beam_search(hidden[i : i + 1], mask[i : i + 1], start_id, stop_id, max_new_tokens, num_beams) for i in range(len(hidden))]
+            return self.beam_search(hidden, mask, start_id, stop_id, max_new_tokens, num_beams)
 
     @torch.no_grad()
-    def beam_search(self, encoder_hidden, encoder_mask, start_id: int, stop_id: int, max_new_tokens: int, num_beams: int) -> list[int]:
-        """Beam search for one row: each step keeps the ``num_beams`` unfinished hypotheses of highest
-        summed log-probability; one that picks ``stop_id`` is finished. It stops once ``num_beams``
-        are finished, or after ``max_new_tokens`` (the unfinished ones of that step count too). The answer is
-        the hypothesis of highest log-probability per generated token (``stop_id`` included), as
-        ``generate`` of Hugging Face ranks them with ``length_penalty`` 1.
+    def beam_search(self, encoder_hidden, encoder_mask, start_id: int, stop_id: int, max_new_tokens: int, num_beams: int) -> list[list[int]]:
+        """Beam search from ``start_id`` as ``generate`` of Hugging Face runs it with ``num_beams`` beams,
+        ``length_penalty`` 1 and ``early_stopping`` False (see ``muppet_core.models.decoding``).
 
         Returns:
-            The best hypothesis' new token ids, without ``stop_id``.
+            Each row's best hypothesis: its new token ids, without ``stop_id``, at most ``max_new_tokens``.
         """
-        live: list[tuple[list[int], float]] = [([], 0.0)]
-        finished: list[tuple[list[int], float]] = []
-        for _ in range(max_new_tokens):
-            seqs = torch.tensor([[start_id, *tokens] for tokens, _ in live], device=encoder_hidden.device)
-            n = len(live)
-            logp = self(seqs, torch.ones_like(seqs), encoder_hidden.expand(n, -1, -1), encoder_mask.expand(n, -1))[:, -1].float().log_softmax(-1)
-            total = logp + torch.tensor([score for _, score in live], device=logp.device).unsqueeze(1)
-            scores, flat = total.flatten().topk(min(2 * num_beams, total.numel()))
-            survivors = []
-            for score, index in zip(scores.tolist(), flat.tolist()):
-                beam, token = divmod(index, total.shape[1])
-                tokens = [*live[beam][0], token]
-                if token == stop_id:
-                    finished.append((tokens[:-1], score / len(tokens)))
-                elif len(survivors) < num_beams:
-                    survivors.append((tokens, score))
-            live = survivors
-            if len(finished) >= num_beams or not live:
-                break
-        if not finished or (live and len(live[0][0]) == max_new_tokens):  # the last step's unfinished ones count too
-            finished += [(tokens, score / max(len(tokens), 1)) for tokens, score in live]
-        return max(finished, key=lambda hypothesis: hypothesis[1])[0]
+        prompt = torch.full((encoder_hidden.shape[0], 1), start_id, dtype=torch.long, device=encoder_hidden.device)
+        step = self._step(encoder_hidden.repeat_interleave(num_beams, 0), encoder_mask.repeat_interleave(num_beams, 0))
+        return beam_search(step, prompt, stop_id, max_new_tokens, num_beams)
 
     @torch.no_grad()
     def generate(self, encoder_hidden, encoder_mask, start_id: int, stop_id: int, max_new_tokens: int) -> list[list[int]]:
@@ -133,21 +123,5 @@ class DecoderHead(nn.Module):
         Returns:
             Each row's new token ids, up to (without) its first ``stop_id``, at most ``max_new_tokens``.
         """
-        params = inspect.signature(self.decoder.forward).parameters
-        cache_key = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
-        rows = encoder_hidden.shape[0]
-        current = torch.full((rows, 1), start_id, dtype=torch.long, device=encoder_hidden.device)
-        done = torch.zeros(rows, dtype=torch.bool, device=encoder_hidden.device)
-        cache, steps = None, []
-        for _ in range(max_new_tokens):
-            out = self.decoder(
-                input_ids=current, encoder_hidden_states=encoder_hidden, encoder_attention_mask=encoder_mask,
-                use_cache=True, **{cache_key: cache},
-            )
-            cache, current = out[cache_key], out.logits[:, -1].argmax(-1, keepdim=True)
-            steps.append(current.masked_fill(done.unsqueeze(1), stop_id))
-            done |= current.squeeze(1) == stop_id
-            if done.all():
-                break
-        tokens = torch.cat(steps, 1).tolist() if steps else [[] for _ in range(rows)]
-        return [row[: row.index(stop_id)] if stop_id in row else row for row in tokens]
+        prompt = torch.full((encoder_hidden.shape[0], 1), start_id, dtype=torch.long, device=encoder_hidden.device)
+        return greedy(self._step(encoder_hidden, encoder_mask), prompt, stop_id, max_new_tokens)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from muppet_core.models.decoding import beam_search, cache_argument, greedy
+
 
 def is_seq2seq(model: nn.Module) -> bool:
     """Whether ``model`` is an encoder-decoder (its config's ``is_encoder_decoder``)."""
@@ -85,18 +87,24 @@ class OwnDecoderHead(nn.Module):
 
     @torch.no_grad()
     def decode(self, model, batch: dict[str, torch.Tensor], start_id: int, stop_id: int, max_new_tokens: int, num_beams: int = 1) -> list[list[int]]:
-        """Beam search (greedy with one beam) from ``start_id``, by the backbone's ``generate``.
+        """Greedy decoding, or beam search with ``num_beams`` > 1 (``muppet_core.models.decoding``), from
+        ``start_id`` over the backbone's key/value cache; the checkpoint's generation config plays no part.
 
         Returns:
             Each row's new token ids, up to (without) its first ``stop_id``, at most ``max_new_tokens``.
         """
+        from transformers.modeling_outputs import BaseModelOutput
+
         lm = model.encoder
-        first = batch["input_ids"].new_full((batch["input_ids"].shape[0], 1), start_id)
-        prefix = self._prefix(lm, first)
-        out = lm.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=prefix,
-            num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_id,
-            pad_token_id=lm.config.pad_token_id,
-        )
-        rows = out[:, prefix.shape[1]:].tolist()
-        return [row[: row.index(stop_id)] if stop_id in row else row for row in rows]
+        prompt = self._prefix(lm, batch["input_ids"].new_full((batch["input_ids"].shape[0], 1), start_id))
+        hidden = lm.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        encoded = BaseModelOutput(last_hidden_state=hidden.repeat_interleave(num_beams, 0))
+        mask, key = batch["attention_mask"].repeat_interleave(num_beams, 0), cache_argument(lm)
+
+        def step(decoder_input_ids: torch.Tensor, cache):
+            out = lm(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=decoder_input_ids, use_cache=True, **{key: cache})
+            return out.logits[:, -1], out[key]
+
+        if num_beams == 1:
+            return greedy(step, prompt, stop_id, max_new_tokens)
+        return beam_search(step, prompt, stop_id, max_new_tokens, num_beams)
