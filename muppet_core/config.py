@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from muppet_core.errors import ConfigError
 from muppet_core.launching import Launching
@@ -71,6 +71,15 @@ class Optimization(Strict):
     """DeepSpeed ZeRO stage."""
     deepspeed_config: str | None = None
     """A DeepSpeed JSON of your own, merged over the settings above (relative to pipelines.yaml)."""
+    @model_validator(mode="after")
+    def _r3f_noise_survives_the_weights(self) -> Optimization:
+        if self.r3f_eps > 0 and self.engine == "deepspeed" and self.precision != "fp32":
+            raise ValueError(
+                f"r3f_eps: R3F's noise rounds away on DeepSpeed's {self.precision} weights (their embeddings are {self.precision}): "
+                f"use engine torch (autocast keeps fp32 weights) or precision fp32"
+            )
+        return self
+
     device: str | None = execution(None, pattern=r"^(cpu|cuda(:[0-9]+)?)$")
     """Where each rank trains and evaluates: cpu, cuda or cuda:N (None: cuda:LOCAL_RANK when CUDA is present, else the CPU)."""
     checkpoint_every: int | None = execution(200, gt=0)

@@ -72,7 +72,7 @@ def beam_search(step: Step, prompt: torch.Tensor, stop_id: int, max_new_tokens: 
         Each row's best finished hypothesis: its new token ids, without ``stop_id``.
     """
     rows, k, device = prompt.shape[0], num_beams, prompt.device
-    if max_new_tokens < 1:
+    if max_new_tokens < 1 or rows == 0:
         return [[] for _ in range(rows)]
     running = torch.zeros(rows, k, device=device)
     running[:, 1:] = NEVER  # the beams start alike: only the first one's continuations count

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from muppet_core.errors import MuppetError
+
 # Autocast's compute type of each training precision (fp32: no autocast).
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 # The DeepSpeed engine's own progress, checkpointed beside the optimizer and scheduler.
@@ -61,6 +63,9 @@ def deepspeed_config(
     if user_config:
         with open(user_config, encoding="utf-8") as fh:
             config.update(json.load(fh))
+    stage = (config.get("zero_optimization") or {}).get("stage", 0)
+    if stage not in (0, 1, 2):
+        raise MuppetError(f"deepspeed_config {user_config}: ZeRO stage {stage} is not supported (0, 1 or 2)")
     return config
 
 
@@ -169,7 +174,7 @@ class DeepSpeedEngine:
     would still move it (momentum, weight decay); here its gradient is dropped before the step.
     Where DeepSpeed flattens each group into one tensor with one Adam state (``flattens_groups``), the
     flat tensor is dropped when none of its parameters has a gradient: such a run is given one group
-    per parameter (see ``loop.build_engine``).
+    per part of the model, each head its own (see ``loop._optimizer``).
 
     Args:
         model: the module to train.
@@ -223,7 +228,8 @@ class DeepSpeedEngine:
         """Before the torch optimizer steps: drop the gradient of each tensor none of whose parameters got one."""
         for group in optimizer.param_groups:  # under ZeRO, one group at a time
             for tensor in group["params"]:
-                if not any(id(p) in self._present for p in self._members[id(tensor)]):
+                members = self._members.get(id(tensor))  # None: a tensor DeepSpeed made after initialize, left alone
+                if members is not None and not any(id(p) in self._present for p in members):
                     tensor.grad = None
 
     def state(self) -> dict[str, int]:

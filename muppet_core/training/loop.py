@@ -39,15 +39,22 @@ class TaskStream:
     loss_scale: float
 
 
-def _optimizer(model: torch.nn.Module, settings: LoopSettings, per_parameter: bool = False) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only: two groups, or one group per parameter (``per_parameter``)."""
-    decay, no_decay = [], []
-    for _, param in sorted(model.named_parameters()):
+def _owner(name: str) -> str:
+    """The part of the model a parameter belongs to, by its first two name parts: a head
+    (``heads.rte``), or a part of the encoder (``encoder.embeddings``, ``encoder.encoder``, ``encoder.pooler``)."""
+    return ".".join(name.split(".")[:2])
+
+
+def _optimizer(model: torch.nn.Module, settings: LoopSettings, per_owner: bool = False) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only: two groups, or (``per_owner``) two for each part of the
+    model (see ``_owner``), so that an optimizer which flattens each group into one tensor can leave a
+    part that got no gradient alone (see ``engine.DeepSpeedEngine``)."""
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    for name, param in sorted(model.named_parameters()):
         if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": settings.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if per_parameter:
-        groups = [{"params": [p], "weight_decay": group["weight_decay"]} for group in groups for p in group["params"]]
+            groups.setdefault((_owner(name) if per_owner else "", param.ndim < 2), []).append(param)
+    order = sorted(groups, key=lambda k: (k[1], k[0]))  # decayed groups first, as ever
+    groups = [{"params": groups[k], "weight_decay": 0.0 if k[1] else settings.optim.weight_decay} for k in order]
     # The fused kernel: one pass over each parameter and its two moments instead of eight.
     return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=settings.optim.optimizer == "adamw_torch_fused")
 
@@ -62,7 +69,7 @@ def build_engine(model: torch.nn.Module, settings: LoopSettings, accumulation: i
             settings.micro_batch_size, accumulation, world_size, optim.max_grad_norm,
             optim.zero_stage, optim.precision, optim.deepspeed_config,
         )
-        optimizer = _optimizer(model, settings, per_parameter=flattens_groups(config))
+        optimizer = _optimizer(model, settings, per_owner=flattens_groups(config))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * settings.steps), settings.steps)
         engine = DeepSpeedEngine(model, optimizer, scheduler, config)
         placed = next(engine.module.parameters()).device
