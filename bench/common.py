@@ -127,3 +127,10 @@ def emit(summary: str, figures: dict[str, Any], as_json: bool) -> None:
     print(summary, flush=True)
     if as_json:
         print(json.dumps(figures, allow_nan=False), flush=True)
+
+
+def spread(values: Sequence[float], digits: int = 2) -> dict[str, float]:
+    """The mean, minimum and maximum of ``values`` (a figure over seeds), rounded to ``digits``."""
+    if not values:
+        raise ValueError("no values to summarise")
+    return {"mean": round(sum(values) / len(values), digits), "min": round(min(values), digits), "max": round(max(values), digits)}

