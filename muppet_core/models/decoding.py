@@ -96,8 +96,7 @@ def beam_search(step: Step, prompt: torch.Tensor, stop_id: int, max_new_tokens: 
         tokens = grown.gather(1, keep.unsqueeze(2).expand(-1, -1, t + 1))
 
         scores = top / (t + 1) + ~taking * NEVER + ~(ends & first_k) * NEVER
-        merged = torch.cat([finished_scores, scores], 1).topk(k).indices
-        finished_scores = torch.cat([finished_scores, scores], 1).gather(1, merged)
+        finished_scores, merged = torch.cat([finished_scores, scores], 1).topk(k)
         candidates = F.pad(grown, (0, max_new_tokens - t - 1), value=stop_id)
         finished = torch.cat([finished, candidates], 1).gather(1, merged.unsqueeze(2).expand(-1, -1, max_new_tokens))
         is_finished = torch.cat([is_finished, ends & first_k], 1).gather(1, merged)
