@@ -172,7 +172,7 @@ class SpanFamily(Family):
         """A linear start/end layer over every token."""
         from muppet_core.models.heads import SpanHead
 
-        return SpanHead(encoder.config.hidden_size)
+        return SpanHead.for_encoder(encoder)
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """A (start, end) pair of [B, L] logits."""

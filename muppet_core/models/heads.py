@@ -12,6 +12,31 @@ from torch import nn
 from muppet_core.models.decoding import Step, beam_search, cache_argument, greedy
 
 
+DEFAULT_INIT_STD = 0.02
+"""The standard deviation of a new head's weights where the backbone's config names none (BERT's)."""
+
+
+def init_std(config) -> float:
+    """The standard deviation a backbone initialises its linear layers with: ``initializer_range``
+    (BERT, RoBERTa), ``init_std`` (BART), else 0.02."""
+    for name in ("initializer_range", "init_std"):
+        value = getattr(config, name, None)
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    return DEFAULT_INIT_STD
+
+
+def init_linear(module: nn.Module, std: float) -> nn.Module:
+    """Every ``nn.Linear`` of ``module`` drawn as fairseq's ``init_bert_params`` and Hugging Face's
+    ``_init_weights`` draw a new head: weights from N(0, std^2), biases zero. Returns ``module``."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, mean=0.0, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
 class ClassificationHead(nn.Module):
     """Dense-tanh-dropout-projection over a pooled sentence vector (also used for regression).
 
@@ -29,9 +54,10 @@ class ClassificationHead(nn.Module):
 
     @classmethod
     def for_encoder(cls, encoder: nn.Module, num_outputs: int) -> ClassificationHead:
-        """A head as wide as ``encoder``, with its hidden dropout (0.1 when its config names none)."""
+        """A new head as wide as ``encoder``, with its hidden dropout (0.1 when its config names none),
+        initialised as the backbone initialises its linear layers (``init_linear``)."""
         config = encoder.config
-        return cls(config.hidden_size, num_outputs, getattr(config, "hidden_dropout_prob", 0.1))
+        return init_linear(cls(config.hidden_size, num_outputs, getattr(config, "hidden_dropout_prob", 0.1)), init_std(config))
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         x = torch.tanh(self.dense(self.dropout(pooled)))
@@ -48,6 +74,11 @@ class SpanHead(nn.Module):
     def __init__(self, hidden_size: int):
         super().__init__()
         self.qa_outputs = nn.Linear(hidden_size, 2)
+
+    @classmethod
+    def for_encoder(cls, encoder: nn.Module) -> SpanHead:
+        """A new head as wide as ``encoder``, initialised as the backbone initialises its linear layers (``init_linear``)."""
+        return init_linear(cls(encoder.config.hidden_size), init_std(encoder.config))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.qa_outputs(hidden)
