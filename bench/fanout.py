@@ -42,7 +42,7 @@ import common  # noqa: E402  (bench/common.py, beside this script)
 def fan_out(runs, data, config, store) -> tuple[float, dict]:
     """Every run through ``run_finetune`` on ``config.concurrency`` threads; the seconds it took and each run's record."""
     from muppet_core.training.executor import run_finetune
-    from muppet_core.training.finetune import read_result
+    from muppet_core.evaluation.results import read_result
 
     timer = common.Timer().start()
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
@@ -57,7 +57,7 @@ def on_workers(args, runs, pipeline, process_config) -> tuple[float, dict]:
     from flows.finetune_remote import finetune_on_workers
     from muppet_core.artifacts.store import ArtifactStore
     from muppet_core.data.stage import data_stage
-    from muppet_core.training.finetune import read_result
+    from muppet_core.evaluation.results import read_result
 
     store = ArtifactStore(f"{args.store.rstrip('/')}/bench-fanout-{uuid.uuid4().hex[:8]}")  # a fresh prefix: every run computed
     data = {b: data_stage(b, pipeline.data, store) for b in args.benchmarks}

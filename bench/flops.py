@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 import common  # bench/common.py, beside this module
-from muppet_core.training.callbacks import Callback
+from muppet_core.callbacks import Callback
 
 
 class Recorder(Callback):

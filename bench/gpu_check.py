@@ -112,7 +112,7 @@ class Setup:
 
         from muppet_core.config import PrefinetuneConfig
         from muppet_core.models.backbone import default_pooling, load_encoder
-        from muppet_core.models.multitask import build_multitask_model
+        from muppet_core.families.build import build_multitask_model
         from muppet_core.tasks.catalog import get_task
         from muppet_core.training.loop import train
         from muppet_core.training.settings import prefinetune_settings

@@ -26,8 +26,8 @@ from typing import Any
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import common  # noqa: E402  (bench/common.py, beside this script)
-from muppet_core.families.base import TEXT_KEYS  # noqa: E402
-from muppet_core.training.callbacks import Callback  # noqa: E402
+from muppet_core.models.inputs import TEXT_KEYS  # noqa: E402
+from muppet_core.callbacks import Callback  # noqa: E402
 
 
 def pad_tokens(feature: dict[str, Any], length: int, pad_id: int) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from muppet_core.artifacts.store import ArtifactStore
     from muppet_core.data.stage import data_stage
     from muppet_core.models.backbone import base_variant, load_encoder
-    from muppet_core.models.multitask import build_multitask_model
+    from muppet_core.families.build import build_multitask_model
     from muppet_core.tasks.catalog import get_task
     from muppet_core.training.engine import init_distributed
     from muppet_core.training.loop import _optimizer, padding_efficiency, scaled_loss, train

@@ -165,7 +165,7 @@ def trainer_run(spec, family, encoder_path: str, train: list[dict], dev: list[di
     from transformers.utils import logging as hf_logging
 
     from muppet_core.evaluation.metrics import compute
-    from muppet_core.training.devices import rank_device
+    from muppet_core.models.devices import rank_device
 
     hf_logging.set_verbosity_error()
     torch.manual_seed(seed)
@@ -198,7 +198,7 @@ def project_run(fitted) -> dict[str, Any]:
 def profile(run, data_dir: Path, config, steps: int, top: int, out: Path) -> list[dict[str, Any]]:
     """The operators that cost the most (self CPU time) over ``steps`` updates of the project's
     fine-tune (its training loop only: the ``Profiler`` callback)."""
-    from muppet_core.training.callbacks import CallbackSpec
+    from muppet_core.callbacks import CallbackSpec
     from muppet_core.training.finetune import fit
 
     short = config.model_copy(update={"max_train_examples": steps * config.batch_size, "max_eval_examples": config.batch_size})

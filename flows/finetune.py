@@ -18,13 +18,14 @@ from prefect.futures import as_completed
 
 from flows.finetune_remote import finetune_on_workers
 from flows.progress import Progress
+from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
 from muppet_core.tracking import Tracker
 from muppet_core.training.executor import pick_executor, run_finetune
-from muppet_core.training.finetune import FAILED_STAGE, FinetuneRun, plan_runs
+from muppet_core.training.finetune import FinetuneRun, plan_runs
 
 CONCURRENCY_LIMIT = "muppet-finetune"
 
@@ -33,7 +34,7 @@ CONCURRENCY_LIMIT = "muppet-finetune"
 def finetune_one(pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun, data: StageOutput, tracker: Tracker | None = None) -> StageOutput:
     with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
         output = run_finetune(pipeline_name, run, data, pipeline.finetune, open_store(pipeline), get_run_logger().info, tracker=tracker)
-    if output.stage == FAILED_STAGE:
+    if output.stage == stages.FINETUNE_FAILED:
         get_run_logger().error("fine-tune failed; the leaderboard shows its cell as missing and a re-run retries it: %s", output.uri)
     else:
         get_run_logger().info(output.describe())

@@ -6,12 +6,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import PipelineConfig
-from muppet_core.leaderboard.stage import CHART, STAGE, artifact_keys, leaderboard_stage
+from muppet_core.evaluation.results import read_result
+from muppet_core.leaderboard.stage import CHART, artifact_keys, leaderboard_stage
 from muppet_core.pipelines import open_store
 from muppet_core.tracking import Tracker, log_pipeline_files
-from muppet_core.training.finetune import read_result
 
 
 @flow(name="leaderboard")
@@ -30,7 +31,7 @@ def build_leaderboard(
     logger = get_run_logger()
     logger.info(published.output.describe())
     if not published.output.cache_hit:
-        folder = store.fetch(STAGE, published.output.key)
+        folder = store.fetch(stages.LEADERBOARD, published.output.key)
         log_pipeline_files(tracker, [folder / "leaderboard.csv", folder / CHART])
     markdown_key, table_key = artifact_keys(pipeline_name)
     create_markdown_artifact(published.markdown, key=markdown_key, description=f"Leaderboard of {pipeline_name}")

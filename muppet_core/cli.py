@@ -103,7 +103,7 @@ def _push(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # read once, when huggingface_hub is imported
     from muppet_core.artifacts.store import ArtifactStore
     from muppet_core.config import get_pipeline
-    from muppet_core.models.hub import choose, find_scored, push
+    from muppet_core.publish.hub import choose, find_scored, push
 
     pipelines = load_validated(args.config)
     names = [args.pipeline] if args.pipeline else sorted(pipelines.pipelines)

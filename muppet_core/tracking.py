@@ -29,7 +29,7 @@ from typing import Any
 
 from muppet_core.config import TrackingConfig
 from muppet_core.errors import MuppetError, first_line
-from muppet_core.training.callbacks import Callback, CallbackSpec
+from muppet_core.callbacks import Callback, CallbackSpec
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from muppet_core.data.sources import source_fingerprint
 from muppet_core.models.backbone import Variant, load_tokenizer
 from muppet_core.registry import safe_name
 from muppet_core.tasks.catalog import get_task
+from muppet_core import stages
 
-STAGE = "data"
 
 
 def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Variant | None = None) -> StageOutput:
@@ -34,7 +34,7 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
     """
     spec = get_task(safe_name("task", task))
     key = store.key(
-        STAGE,
+        stages.DATA,
         spec=spec.model_dump(),
         source=source_fingerprint(spec, data.mirror),
         fraction=data.validation_fraction,
@@ -47,7 +47,7 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
         tok = load_tokenizer(tokenizer.encoder_path) if tokenizer else None
         return {"stats": prepare_task(spec, data.mirror, data.validation_fraction, data.split_seed, out, tok)}
 
-    return run_cached(store, STAGE, task, key, build)
+    return run_cached(store, stages.DATA, task, key, build)
 
 
 def normalizer_modules(spec) -> list[str]:
@@ -57,4 +57,4 @@ def normalizer_modules(spec) -> list[str]:
 
 def read_stats(store: ArtifactStore, output: StageOutput) -> dict:
     """The stats record of a normalized dataset."""
-    return json.loads((store.fetch(STAGE, output.key) / "stats.json").read_text())
+    return json.loads((store.fetch(stages.DATA, output.key) / "stats.json").read_text())

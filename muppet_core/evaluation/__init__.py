@@ -1,1 +1,1 @@
-"""Metrics, evaluation of a model on a task, and result records."""
+"""Metrics and the result records every fine-tune writes and the leaderboard reads."""

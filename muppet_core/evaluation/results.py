@@ -6,6 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from muppet_core import stages
+from muppet_core.artifacts.stage import StageOutput
+from muppet_core.artifacts.store import ArtifactStore
+
 
 CONTROL_VARIANT = "prefinetuned_fresh_head"
 """The head-reuse control: the pre-finetuned encoder fine-tuned from fresh heads (``finetune.head_reuse_control``)."""
@@ -80,3 +84,15 @@ class ResultRecord(BaseModel):
     def selection_score(self) -> float | None:
         """The main metric on the selection slice; None where the run has none."""
         return (self.selection_metrics or {}).get(self.main_metric) if self.ok else None
+
+
+def failure_path(key: str) -> str:
+    """Where the failure record of the fine-tune ``key`` lives: a named file, never a cached artifact."""
+    return f"failures/{stages.FINETUNE}/{key}.json"
+
+
+def read_result(store: ArtifactStore, output: StageOutput) -> ResultRecord:
+    """The result record of a fine-tune: its metrics, or why it failed."""
+    if output.stage == stages.FINETUNE_FAILED:
+        return ResultRecord.model_validate_json(store.read_text(failure_path(output.key)))
+    return ResultRecord.model_validate(store.read_json(stages.FINETUNE, output.key))

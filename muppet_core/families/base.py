@@ -10,25 +10,35 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from muppet_core.lazy import LazyModule
+from muppet_core.models.inputs import TEXT_KEYS
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
-    from muppet_core.tasks.catalog import TaskSpec
 
 torch = LazyModule("torch")
 F = LazyModule("torch.nn.functional")
 nn = LazyModule("torch.nn")
-devices = LazyModule("muppet_core.training.devices")
+devices = LazyModule("muppet_core.models.devices")
 
 
-TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 IGNORE_INDEX = -100  # label positions the loss skips
 MAX_NEW_TOKENS = 64  # the longest generated output, in tokens, unless the caller says otherwise
+
+
+class TaskEntry(Protocol):
+    """What a family reads of a catalog entry (``muppet_core.tasks.catalog.TaskSpec``, the layer above)."""
+
+    name: str
+    family: str
+    labels: list[str] | None
+    num_choices: int | None
+    label_range: tuple[float, float] | None
+    doc_stride: int | None
 
 
 def text_rows(encoded, n: int) -> list[dict[str, list[int]]]:
@@ -111,15 +121,15 @@ class Family(abc.ABC):
 
     # The catalog and the data stage.
 
-    def spec_problem(self, spec: TaskSpec) -> str | None:
+    def spec_problem(self, spec: TaskEntry) -> str | None:
         """Why a catalog entry of this family is incomplete (a field the family needs), or None."""
         return None
 
-    def record_problem(self, record: Any, spec: TaskSpec) -> str | None:
+    def record_problem(self, record: Any, spec: TaskEntry) -> str | None:
         """Why a well-typed record with non-empty text is still malformed for ``spec``, or None."""
         return None
 
-    def for_task(self, spec: TaskSpec) -> Family:
+    def for_task(self, spec: TaskEntry) -> Family:
         """The family as one task uses it (bound to settings of its catalog entry): by default itself."""
         return self
 
@@ -163,12 +173,12 @@ class Family(abc.ABC):
 
     # The model.
 
-    def head_name(self, spec: TaskSpec) -> str:
+    def head_name(self, spec: TaskEntry) -> str:
         """The head a task trains: by default its own, named after the task."""
         return spec.name
 
     @abc.abstractmethod
-    def head_shape(self, spec: TaskSpec) -> dict:
+    def head_shape(self, spec: TaskEntry) -> dict:
         """What the task's head needs to be rebuilt (``{"kind": ..., "outputs": ...}``, as in heads.json)."""
 
     @abc.abstractmethod
@@ -189,11 +199,11 @@ class Family(abc.ABC):
         """The loss times the task's ``scale`` (1/log n(i), or 1.0: not scaled)."""
         return self.loss(logits, labels) * scale
 
-    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+    def loss_n(self, spec: TaskEntry, max_length: int, vocab_size: int | None = None) -> int | None:
         """n(i) of the paper's loss scaling (the loss is divided by log n(i)), or None: not scaled."""
         return None
 
-    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+    def loss_n_rule(self, spec: TaskEntry) -> int | str | None:
         """n(i) as the catalog lists it: a number, or the rule that gives it at run time."""
         return None
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from muppet_core.families.base import Family, pad_text, text_rows
+from muppet_core.families.base import Family, TaskEntry, pad_text, text_rows
 from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
-    from muppet_core.tasks.catalog import TaskSpec
 
 torch = LazyModule("torch")
 F = LazyModule("torch.nn.functional")
@@ -43,11 +42,11 @@ class ClassificationFamily(Family):
     label_type = int
     label_dtype = "long"
 
-    def spec_problem(self, spec: TaskSpec) -> str | None:
+    def spec_problem(self, spec: TaskEntry) -> str | None:
         """Classification entries need their class names."""
         return None if spec.labels else "classification tasks need 'labels'"
 
-    def record_problem(self, record: ClassificationRecord, spec: TaskSpec) -> str | None:
+    def record_problem(self, record: ClassificationRecord, spec: TaskEntry) -> str | None:
         """A label outside the task's classes."""
         num_labels = len(spec.labels) if spec.labels else None
         if num_labels and not 0 <= record.label < num_labels:
@@ -79,7 +78,7 @@ class ClassificationFamily(Family):
         batch["labels"] = torch.tensor(labels, dtype=getattr(torch, self.label_dtype))
         return batch
 
-    def head_shape(self, spec: TaskSpec) -> dict:
+    def head_shape(self, spec: TaskEntry) -> dict:
         """A classification head with one output per class."""
         return {"kind": "classification", "outputs": len(spec.labels or [])}
 
@@ -98,11 +97,11 @@ class ClassificationFamily(Family):
         """Cross-entropy over the classes."""
         return F.cross_entropy(logits, labels)
 
-    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+    def loss_n(self, spec: TaskEntry, max_length: int, vocab_size: int | None = None) -> int | None:
         """The number of classes."""
         return len(spec.labels or [])
 
-    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+    def loss_n_rule(self, spec: TaskEntry) -> int | str | None:
         """The number of classes."""
         return len(spec.labels or [])
 

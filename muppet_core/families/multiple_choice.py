@@ -10,12 +10,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from muppet_core.families.base import TEXT_KEYS, Family, pad_text, symmetric_kl, text_rows
+from muppet_core.families.base import Family, TaskEntry, pad_text, symmetric_kl, text_rows
 from muppet_core.lazy import LazyModule
+from muppet_core.models.inputs import TEXT_KEYS
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
-    from muppet_core.tasks.catalog import TaskSpec
 
 torch = LazyModule("torch")
 F = LazyModule("torch.nn.functional")
@@ -58,11 +58,11 @@ class MultipleChoiceFamily(Family):
     hub_normalizer = "muppet_core.tasks.normalizers.multiple_choice:from_hub_fields"
     hub_task = "multiple-choice"
 
-    def spec_problem(self, spec: TaskSpec) -> str | None:
+    def spec_problem(self, spec: TaskEntry) -> str | None:
         """Multiple-choice entries need their number of choices."""
         return None if spec.num_choices else "multiple_choice tasks need 'num_choices'"
 
-    def record_problem(self, record: MultipleChoiceRecord, spec: TaskSpec) -> str | None:
+    def record_problem(self, record: MultipleChoiceRecord, spec: TaskEntry) -> str | None:
         """An empty context without a passage, fewer than two non-empty choices, or an answer index outside them."""
         if not record.context.strip() and not record.passage.strip():
             return "empty context"
@@ -136,11 +136,11 @@ class MultipleChoiceFamily(Family):
         """The longest choice's sequence."""
         return max(len(c["input_ids"]) for c in feature["choices"])
 
-    def head_name(self, spec: TaskSpec) -> str:
+    def head_name(self, spec: TaskEntry) -> str:
         """The shared ``ranking`` head."""
         return RANKING_HEAD
 
-    def head_shape(self, spec: TaskSpec) -> dict:
+    def head_shape(self, spec: TaskEntry) -> dict:
         """A classification head with one output, the choice's score."""
         return {"kind": "classification", "outputs": 1}
 
@@ -173,15 +173,15 @@ class MultipleChoiceFamily(Family):
         per_example = F.cross_entropy(logits, labels, reduction="none") / n.log()
         return per_example.mean() * (scale * math.log(self.num_choices) if self.num_choices else 1.0)
 
-    def for_task(self, spec: TaskSpec) -> MultipleChoiceFamily:
+    def for_task(self, spec: TaskEntry) -> MultipleChoiceFamily:
         """The family with the task's most choices, which its loss ``scale`` is computed from."""
         return dataclasses.replace(self, num_choices=spec.num_choices or 0)
 
-    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+    def loss_n(self, spec: TaskEntry, max_length: int, vocab_size: int | None = None) -> int | None:
         """The most choices a question has (each example is scaled by its own number, see ``scaled_loss``)."""
         return spec.num_choices
 
-    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+    def loss_n_rule(self, spec: TaskEntry) -> int | str | None:
         """The number of choices."""
         return spec.num_choices
 

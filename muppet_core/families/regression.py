@@ -12,9 +12,6 @@ import numpy as np
 from muppet_core.families.classification import ClassificationFamily
 from muppet_core.lazy import LazyModule
 
-if TYPE_CHECKING:
-    from muppet_core.tasks.catalog import TaskSpec
-
 torch = LazyModule("torch")
 F = LazyModule("torch.nn.functional")
 
@@ -47,13 +44,13 @@ class RegressionFamily(ClassificationFamily):
     label_type = float
     label_dtype = "float"
 
-    def spec_problem(self, spec: TaskSpec) -> str | None:
+    def spec_problem(self, spec: TaskEntry) -> str | None:
         """Regression entries need the range of their scores."""
         if not spec.label_range or spec.label_range[0] >= spec.label_range[1]:
             return "regression tasks need 'label_range: [low, high]' with low < high"
         return None
 
-    def for_task(self, spec: TaskSpec) -> RegressionFamily:
+    def for_task(self, spec: TaskEntry) -> RegressionFamily:
         """The family with the task's ``label_range``."""
         low, high = spec.label_range
         return dataclasses.replace(self, low=float(low), high=float(high))
@@ -66,11 +63,11 @@ class RegressionFamily(ClassificationFamily):
             f["labels"] = (f["labels"] - self.low) / (self.high - self.low)
         return features, dropped
 
-    def record_problem(self, record: RegressionRecord, spec: TaskSpec) -> str | None:
+    def record_problem(self, record: RegressionRecord, spec: TaskEntry) -> str | None:
         """A score that is not a finite number."""
         return None if math.isfinite(record.label) else "score is not a finite number"
 
-    def head_shape(self, spec: TaskSpec) -> dict:
+    def head_shape(self, spec: TaskEntry) -> dict:
         """A classification head with one output, the score."""
         return {"kind": "classification", "outputs": 1}
 
@@ -78,11 +75,11 @@ class RegressionFamily(ClassificationFamily):
         """Mean squared error of the [B, 1] outputs."""
         return F.mse_loss(logits.squeeze(-1), labels.float())
 
-    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+    def loss_n(self, spec: TaskEntry, max_length: int, vocab_size: int | None = None) -> int | None:
         """None: a regression loss is not scaled."""
         return None
 
-    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+    def loss_n_rule(self, spec: TaskEntry) -> int | str | None:
         """None: a regression loss is not scaled."""
         return None
 

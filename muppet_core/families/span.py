@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from muppet_core.families.base import MAX_NEW_TOKENS, TEXT_KEYS, Family, inference, pad_text, symmetric_kl
+from muppet_core.families.base import MAX_NEW_TOKENS, Family, TaskEntry, inference, pad_text, symmetric_kl
 from muppet_core.lazy import LazyModule
+from muppet_core.models.inputs import TEXT_KEYS
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
-    from muppet_core.tasks.catalog import TaskSpec
 
 torch = LazyModule("torch")
 F = LazyModule("torch.nn.functional")
@@ -84,7 +84,7 @@ class SpanFamily(Family):
     hub_task = "question-answering"
     max_answer_tokens = MAX_ANSWER_TOKENS
 
-    def record_problem(self, record: SpanRecord, spec: TaskSpec) -> str | None:
+    def record_problem(self, record: SpanRecord, spec: TaskEntry) -> str | None:
         """An answer that is not at its offset in the context."""
         end = record.answer_start + len(record.answer_text)
         if record.answer_start < 0 or record.context[record.answer_start : end] != record.answer_text:
@@ -95,7 +95,7 @@ class SpanFamily(Family):
         """The record, its answers a list again (Parquet gives back an array)."""
         return super().from_row({**row, "answers": list(row.get("answers", []))})
 
-    def for_task(self, spec: TaskSpec) -> SpanFamily:
+    def for_task(self, spec: TaskEntry) -> SpanFamily:
         """The family with the task's ``doc_stride``, where the catalog sets one."""
         return dataclasses.replace(self, doc_stride=spec.doc_stride) if spec.doc_stride else self
 
@@ -160,11 +160,11 @@ class SpanFamily(Family):
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return batch
 
-    def head_name(self, spec: TaskSpec) -> str:
+    def head_name(self, spec: TaskEntry) -> str:
         """The shared ``span`` head."""
         return SPAN_HEAD
 
-    def head_shape(self, spec: TaskSpec) -> dict:
+    def head_shape(self, spec: TaskEntry) -> dict:
         """A span head: two outputs (start, end) per token."""
         return {"kind": "span", "outputs": 2}
 
@@ -185,11 +185,11 @@ class SpanFamily(Family):
         start_logits, end_logits = logits
         return (F.cross_entropy(start_logits, labels[:, 0]) + F.cross_entropy(end_logits, labels[:, 1])) / 2
 
-    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+    def loss_n(self, spec: TaskEntry, max_length: int, vocab_size: int | None = None) -> int | None:
         """The sequence length: the candidate positions."""
         return max_length
 
-    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+    def loss_n_rule(self, spec: TaskEntry) -> int | str | None:
         """The sequence length, known at run time."""
         return "sequence length"
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from muppet_core.families.base import IGNORE_INDEX, MAX_NEW_TOKENS, Family, inference, pad, pad_text, symmetric_kl, text_rows
+from muppet_core.families.base import IGNORE_INDEX, MAX_NEW_TOKENS, Family, TaskEntry, inference, pad, pad_text, symmetric_kl, text_rows
 from muppet_core.lazy import LazyModule
 
 if TYPE_CHECKING:
     from muppet_core.models.multitask import MultiTaskModel
-    from muppet_core.tasks.catalog import TaskSpec
 
 torch = LazyModule("torch")
 F = LazyModule("torch.nn.functional")
@@ -86,11 +85,11 @@ class SummarizationFamily(Family):
         batch["labels"] = torch.tensor(pad([f["labels"] for f in features], IGNORE_INDEX, target))
         return batch
 
-    def head_name(self, spec: TaskSpec) -> str:
+    def head_name(self, spec: TaskEntry) -> str:
         """The shared ``generation`` decoder."""
         return GENERATION_HEAD
 
-    def head_shape(self, spec: TaskSpec) -> dict:
+    def head_shape(self, spec: TaskEntry) -> dict:
         """A decoder (its size is the encoder's)."""
         return {"kind": "decoder", "outputs": 0}
 
@@ -109,11 +108,11 @@ class SummarizationFamily(Family):
         """Label-smoothed token cross-entropy, padding positions skipped."""
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, label_smoothing=LABEL_SMOOTHING)
 
-    def loss_n(self, spec: TaskSpec, max_length: int, vocab_size: int | None = None) -> int | None:
+    def loss_n(self, spec: TaskEntry, max_length: int, vocab_size: int | None = None) -> int | None:
         """The vocabulary size."""
         return vocab_size
 
-    def loss_n_rule(self, spec: TaskSpec) -> int | str | None:
+    def loss_n_rule(self, spec: TaskEntry) -> int | str | None:
         """The vocabulary size, known at run time."""
         return "vocabulary size"
 

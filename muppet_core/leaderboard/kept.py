@@ -17,10 +17,11 @@ from typing import Any
 
 from pydantic import Field
 
+from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore, digest
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import MuppetError, first_line
-from muppet_core.evaluation.results import ResultRecord
+from muppet_core.evaluation.results import ResultRecord, read_result
 from muppet_core.leaderboard.schema import LeftOut, Schema
 from muppet_core.registry import safe_name
 from muppet_core.schema import EXECUTION, key_role
@@ -189,9 +190,6 @@ def read_records(store: ArtifactStore, entry: KeptEntry) -> list[ResultRecord]:
     Raises:
         MuppetError: one of them can no longer be read (gone or corrupt), with the first line of why.
     """
-    from muppet_core.artifacts.stage import StageOutput
-    from muppet_core.training.finetune import read_result  # imports torch: only when records are read
-
     try:
         return [read_result(store, StageOutput(ref.stage, ref.key, ref.key, store.uri(ref.stage, ref.key), True)) for ref in entry.results]
     except (OSError, ValueError, MuppetError) as exc:

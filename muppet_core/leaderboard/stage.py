@@ -28,9 +28,8 @@ from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markd
 from muppet_core.leaderboard.schema import Leaderboard, LeftOut, Row, TaskExposure
 from muppet_core.models.backbone import backbone_label
 from muppet_core.registry import safe_name
+from muppet_core import stages
 
-STAGE = "leaderboard"
-PREFINETUNE_STAGE = "prefinetune"
 CHART = "leaderboard.png"
 
 
@@ -169,7 +168,7 @@ def examples_per_task(store: ArtifactStore, rows: list[Row]) -> dict[str, dict[s
     received, from the pre-finetune's ``train_summary.json`` (variants whose summary is not in the store are left out)."""
     out: dict[str, dict[str, TaskExposure]] = {}
     for key in dict.fromkeys(r.variant_key for r in rows if r.variant != "base" and r.variant_key):
-        path = f"{PREFINETUNE_STAGE}/{key}/train_summary.json"
+        path = f"{stages.PREFINETUNE}/{key}/train_summary.json"
         if not store.exists(path):
             continue
         summary = json.loads(store.read_text(path))
@@ -197,7 +196,7 @@ def publish(
     labels = {label: index.entries[label].backbone for label in kept}
     provenance = {label: [index.entries[label].computed_at, index.entries[label].run, index.entries[label].code_version] for label in kept}
     key = store.key(
-        STAGE, pipeline=pipeline, backbones=labels, benchmarks=index.benchmarks, selection=index.selection,
+        stages.LEADERBOARD, pipeline=pipeline, backbones=labels, benchmarks=index.benchmarks, selection=index.selection,
         records=sorted(r.model_dump_json() for r in records), code=code_version(__name__), own=index.own,
         provenance=provenance, current_code=index.code_version, left_out=[x.model_dump() for x in out],
     )
@@ -208,9 +207,9 @@ def publish(
     charts = {CHART: bar_chart(board), **{f"curves-{name}.png": png for name, png in curve_charts(records, index.selection).items()}}
     board.key = key
     board.links = {
-        "csv": f"{store.uri(STAGE, key)}/leaderboard.csv",
-        "json": f"{store.uri(STAGE, key)}/leaderboard.json",
-        **{"chart" if name == CHART else name.removesuffix(".png"): f"{store.uri(STAGE, key)}/{name}" for name in charts},
+        "csv": f"{store.uri(stages.LEADERBOARD, key)}/leaderboard.csv",
+        "json": f"{store.uri(stages.LEADERBOARD, key)}/leaderboard.json",
+        **{"chart" if name == CHART else name.removesuffix(".png"): f"{store.uri(stages.LEADERBOARD, key)}/{name}" for name in charts},
         "latest": f"{store.root}/pipelines/{pipeline}/",
     }
     texts = {"leaderboard.csv": to_csv(board), "leaderboard.md": to_markdown(board), "leaderboard.json": to_json(board)}
@@ -223,7 +222,7 @@ def publish(
             (out_dir / name).write_bytes(png)
         return {"pipeline": pipeline, "results": refs}
 
-    output = run_cached(store, STAGE, pipeline, key, build)
+    output = run_cached(store, stages.LEADERBOARD, pipeline, key, build)
     for name, text in texts.items():
         store.write_text(f"pipelines/{pipeline}/{name}", text)
     for name, png in charts.items():

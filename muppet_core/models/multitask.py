@@ -1,6 +1,6 @@
 """The multi-task model: a shared encoder (or a seq2seq backbone) and a named ModuleDict of heads.
 
-Each task's family decides its head (see muppet_core.families): classification datasets each get a
+Each task's family decides and builds its head (``muppet_core.families.build``): classification datasets each get a
 head named after the dataset; all multiple-choice datasets share the ``ranking`` head and all
 extractive datasets share the ``span`` head (the paper found per-dataset heads overfit for those
 families). A seq2seq backbone's heads read its decoder (see ``muppet_core.models.seq2seq``).
@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from muppet_core.errors import BackboneError
-from muppet_core.families import get_family
-from muppet_core.families.base import TEXT_KEYS, Family
+from muppet_core.models.inputs import TEXT_KEYS
 from muppet_core.models.seq2seq import decoder_states, is_seq2seq, last_eos
-from muppet_core.tasks.catalog import TaskSpec
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average of the token vectors under the attention mask."""
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class HeadFamily(Protocol):
+    """What the model asks of a task family (``muppet_core.families``, the layer above): its heads' forward pass."""
+
+    def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> Any: ...
 
 
 POOLING_FILE = "pooling.txt"  # beside heads.json: the pooling the saved heads were trained with
@@ -78,7 +83,7 @@ class MultiTaskModel(nn.Module):
             return hidden[torch.arange(len(hidden), device=hidden.device), last_eos(batch["input_ids"], batch["attention_mask"], self.eos_id)]
         return hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, batch["attention_mask"])
 
-    def forward(self, head: str, family: Family, batch: dict[str, torch.Tensor]):
+    def forward(self, head: str, family: HeadFamily, batch: dict[str, torch.Tensor]):
         """Logits of ``head`` for a collated batch of ``family`` (see the family's ``forward``)."""
         return family.forward(self, head, batch)
 
@@ -103,16 +108,3 @@ class MultiTaskModel(nn.Module):
                 self.heads[name].load_state_dict(sub)
                 loaded.append(name)
         return loaded
-
-
-def build_multitask_model(encoder: nn.Module, specs: list[TaskSpec], pooling: str = "mean") -> MultiTaskModel:
-    """A model with the heads the given tasks train (shared heads created once), built in task order."""
-    heads: dict[str, nn.Module] = {}
-    shapes: dict[str, dict] = {}
-    for spec in specs:
-        family = get_family(spec.family)
-        name = family.head_name(spec)
-        if name not in shapes:
-            shapes[name] = family.head_shape(spec)
-            heads[name] = family.build_head(shapes[name], encoder)
-    return MultiTaskModel(encoder, heads, shapes, pooling)

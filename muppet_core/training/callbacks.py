@@ -1,9 +1,5 @@
-"""Training-loop callbacks: progress and logging live here, not in the loop.
-
-Besides those the stages install, a stage can be given ``CallbackSpec``s (``"module:Class"`` and
-its options): they are built where the loop runs, in the worker processes too. The fault tests
-install their kill switch that way; nothing else in the code knows of it.
-"""
+"""The callbacks the stages install: progress, loss logging, early stopping and the profiler live
+here, not in the loop (the protocol they follow is ``muppet_core.callbacks``)."""
 
 from __future__ import annotations
 
@@ -13,56 +9,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from muppet_core.registry import resolve
+from muppet_core.callbacks import Callback
 
 log = logging.getLogger(__name__)
-
-
-class Callback:
-    """Hooks called by the training loop; override what you need."""
-
-    def on_train_start(self, total_steps: int, start_step: int = 0) -> None: ...
-
-    def on_micro_batch(self, step: int, task: str, indices: list[int]) -> None:
-        """Before each of this rank's micro-batches of update ``step``: its task and the indices of its examples."""
-
-    def on_backward(self, step: int) -> None:
-        """After each micro-batch's backward pass of update ``step`` (0-based), before the engine steps."""
-
-    def on_step_end(self, step: int, logs: dict) -> bool | None:
-        """Return True to stop training after this update."""
-
-    def on_train_end(self, summary: dict) -> None: ...
-
-    def state(self) -> dict:
-        """What a resumed run needs to continue as if never stopped (JSON values and tensors); checkpointed."""
-        return {}
-
-    def restore(self, state: dict) -> None:
-        """Continue from a ``state()`` read back from a checkpoint."""
-
-
-class CallbackSpec(BaseModel):
-    """A callback to build where the loop runs: ``target`` is ``"module:Class"``, called with ``options``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    target: str
-    """The callback class (or factory), as ``"module:attr"``."""
-    options: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments of the call."""
-    rank_zero: bool = False
-    """Build it on rank 0 only (what reports progress or metrics once per run)."""
-
-
-def build_callbacks(specs: list[CallbackSpec] | tuple[CallbackSpec, ...], rank: int = 0) -> list[Callback]:
-    """The callbacks that ``specs`` name for this rank, built in order."""
-    return [resolve(spec.target)(**spec.options) for spec in specs if rank == 0 or not spec.rank_zero]
 
 
 class ProgressBar(Callback):

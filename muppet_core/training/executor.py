@@ -33,7 +33,7 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import first_line
 from muppet_core.tracking import Tracker
-from muppet_core.training.callbacks import CallbackSpec
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.training.pinning import Device, device_pool, gpu_count
 from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
 from muppet_core.training.finetune_worker import FinetuneJob

@@ -21,23 +21,23 @@ from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import carve_selection, describe_scored, subsample
 from muppet_core.errors import first_line
-from muppet_core.evaluation.evaluate import evaluate
+from muppet_core.training.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
-from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord
+from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord, failure_path
 from muppet_core.families import get_family
 from muppet_core.models.backbone import Variant, default_pooling, load_encoder
-from muppet_core.models.multitask import build_multitask_model
+from muppet_core.families.build import build_multitask_model
 from muppet_core.schema import result_settings
 from muppet_core.tracking import Tracker, stage_run
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.callbacks import CallbackSpec, EarlyStopping, LossLogger, ProgressBar, build_callbacks
+from muppet_core.callbacks import CallbackSpec, build_callbacks
+from muppet_core.training.callbacks import EarlyStopping, LossLogger, ProgressBar
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import finetune_settings
+from muppet_core import stages
 
 log = logging.getLogger(__name__)
-STAGE = "finetune"
 # A failed run is recorded here, outside the content-addressed artifacts, so a re-run retries it.
-FAILED_STAGE = "finetune-failed"
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) ->
     the fan-out or its execution), the run's own seed, learning rate, fraction, experiment and head
     reuse, the code this module imports and the training libraries' versions; not the pipeline's name."""
     return ArtifactStore.key(
-        STAGE,
+        stages.FINETUNE,
         variant=run.variant.name,
         variant_key=run.variant.key,
         data=data.key,
@@ -256,18 +256,18 @@ def finetune_stage(
     published under the key, so the next run of the pipeline tries it again.
     """
     key = finetune_key(run, data, config)
-    checkpoints = store.scratch_uri(STAGE, key)
+    checkpoints = store.scratch_uri(stages.FINETUNE, key)
 
     def build(out: Path) -> dict:
         with stage_run(tracker, "fine-tune " + "/".join(filter(None, [run.variant.label, run.name])), key, run_settings(run, config)) as tracked:
-            record = finetune(run, store.fetch("data", data.key), config, pipeline, checkpoints, [*callbacks, *tracked.callbacks()])
+            record = finetune(run, store.fetch(stages.DATA, data.key), config, pipeline, checkpoints, [*callbacks, *tracked.callbacks()])
             tracked.log_metrics({f"score/{k}": v for k, v in record.metrics.items()} | {"wall_seconds": record.wall_seconds})
         (out / "record.json").write_text(record.model_dump_json(indent=1))
         return {"benchmark": run.benchmark, "variant": run.variant.name, "seed": run.seed}
 
     started = time.perf_counter()
     try:
-        output = run_cached(store, STAGE, run.name, key, build)
+        output = run_cached(store, stages.FINETUNE, run.name, key, build)
         ArtifactStore(checkpoints).remove("")
         return output
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
@@ -283,16 +283,4 @@ def record_failure(pipeline: str, run: FinetuneRun, key: str, store: ArtifactSto
         error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
     )
     uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
-    return StageOutput(FAILED_STAGE, run.name, key, uri, False)
-
-
-def failure_path(key: str) -> str:
-    """Where the failure record of the fine-tune ``key`` lives: a named file, never a cached artifact."""
-    return f"failures/{STAGE}/{key}.json"
-
-
-def read_result(store: ArtifactStore, output: StageOutput) -> ResultRecord:
-    """The result record of a fine-tune: its metrics, or why it failed."""
-    if output.stage == FAILED_STAGE:
-        return ResultRecord.model_validate_json(store.read_text(failure_path(output.key)))
-    return ResultRecord.model_validate(store.read_json(STAGE, output.key))
+    return StageOutput(stages.FINETUNE_FAILED, run.name, key, uri, False)

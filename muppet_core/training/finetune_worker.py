@@ -21,7 +21,7 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
 from muppet_core.tracking import Tracker, without_mlflow
-from muppet_core.training.callbacks import CallbackSpec
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.training.pinning import Device, describe_process
 from muppet_core.training.finetune import FinetuneRun, finetune_stage
 

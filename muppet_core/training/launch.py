@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +26,6 @@ from pydantic import BaseModel
 
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.errors import MuppetError, first_line
-from muppet_core.training.callbacks import CallbackSpec
-from muppet_core.training.worker import WorkerJob
 
 WORKER = "muppet_core.training.worker"
 log = logging.getLogger(__name__)
@@ -134,7 +131,7 @@ def run_job(
 ) -> None:
     """Write ``job`` to ``job_file``, run ``command`` with the job file as its last argument and
     stream its output to ``log`` (see ``stream``). With ``progress``, ``progress(update, total)``
-    follows the file beside the job file with the suffix ``.progress`` (see ``run_workers``).
+    follows the file beside the job file with the suffix ``.progress`` (see ``nodes.run_workers``).
 
     Raises:
         LaunchError: the command exited non-zero or was killed.
@@ -148,28 +145,3 @@ def run_job(
     finally:
         job_file.unlink(missing_ok=True)
         progress_file.unlink(missing_ok=True)
-
-
-def run_workers(
-    job: WorkerJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None, rdzv_id: str = "muppet",
-) -> None:
-    """Start this node's pre-finetuning workers and stream their output to ``log``.
-
-    On one node the job file is local; with ``progress``, rank 0 writes its update count to a file
-    beside it, and ``progress(update, total)`` is called (in the caller's context) as it changes,
-    and once more at the end. Over several nodes the job goes through the store and the other
-    nodes join it under ``rdzv_id`` (see ``muppet_core.training.nodes``).
-
-    Raises:
-        LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
-    """
-    if job.config.multi_node():
-        from muppet_core.training.nodes import run_first_node
-
-        run_first_node(job, rdzv_id, log)
-        return
-    job_file = job_path(tempfile.gettempdir())
-    if progress:
-        spec = CallbackSpec(target="muppet_core.training.callbacks:ProgressFile", options={"path": str(job_file.with_suffix(".progress"))}, rank_zero=True)
-        job = job.model_copy(update={"callbacks": [*job.callbacks, spec]})
-    run_job(job, job_file, launch_command(job.config), log, "pre-finetuning workers", progress=progress)

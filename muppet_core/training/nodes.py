@@ -1,4 +1,5 @@
-"""Pre-finetuning over several nodes: the flow's node, and the nodes that join it.
+"""Where a pre-finetuning job's workers run: on this node alone, or over several nodes (the flow's
+node, and the nodes that join it).
 
 The flow's node writes the job into the store beside the run's checkpoints, announces it with a
 launch record ``_launch/<rdzv_id>.json`` in the store and starts its torchrun agent. Every other
@@ -12,6 +13,7 @@ every node (their collectives break); started again, the run resumes from its la
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +21,8 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict
 
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.training.launch import LaunchError, launch_command, stream
+from muppet_core.callbacks import CallbackSpec
+from muppet_core.training.launch import LaunchError, job_path, launch_command, run_job, stream
 from muppet_core.training.worker import WorkerJob
 
 LAUNCHES = "_launch"
@@ -98,3 +101,26 @@ def join(root: str, log_line: Callable[[str], None] = print, once: bool = False,
             since = time.monotonic()
         time.sleep(poll_s)
     return len(seen)
+
+
+def run_workers(
+    job: WorkerJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None, rdzv_id: str = "muppet",
+) -> None:
+    """Start this node's pre-finetuning workers and stream their output to ``log``.
+
+    On one node the job file is local; with ``progress``, rank 0 writes its update count to a file
+    beside it, and ``progress(update, total)`` is called (in the caller's context) as it changes,
+    and once more at the end. Over several nodes the job goes through the store and the other
+    nodes join it under ``rdzv_id`` (``run_first_node``).
+
+    Raises:
+        LaunchError: the launcher exited non-zero (the message holds the last lines it printed).
+    """
+    if job.config.multi_node():
+        run_first_node(job, rdzv_id, log)
+        return
+    job_file = job_path(tempfile.gettempdir())
+    if progress:
+        spec = CallbackSpec(target="muppet_core.training.callbacks:ProgressFile", options={"path": str(job_file.with_suffix(".progress"))}, rank_zero=True)
+        job = job.model_copy(update={"callbacks": [*job.callbacks, spec]})
+    run_job(job, job_file, launch_command(job.config), log, "pre-finetuning workers", progress=progress)

@@ -15,12 +15,12 @@ from muppet_core.config import PrefinetuneConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.schema import result_settings
 from muppet_core.tracking import Tracker, stage_run
-from muppet_core.training.callbacks import CallbackSpec
-from muppet_core.training.launch import run_workers
+from muppet_core.callbacks import CallbackSpec
+from muppet_core.training.nodes import run_workers
 from muppet_core.training.worker import WorkerJob
+from muppet_core import stages
 
 log = logging.getLogger(__name__)
-STAGE = "prefinetune"
 WORKER = "muppet_core.training.worker"
 
 
@@ -28,7 +28,7 @@ def prefinetune_key(config: PrefinetuneConfig, backbone_key: str, data: dict[str
     """The content key: backbone, data, every setting but those marked execution or plan, the code
     the workers run (and this module), and the training libraries' versions."""
     return ArtifactStore.key(
-        STAGE,
+        stages.PREFINETUNE,
         backbone=backbone_key,
         data={t: data[t].key for t in config.tasks},
         config=result_settings(config),
@@ -64,7 +64,7 @@ def prefinetune_stage(
     if config.multi_node():
         store.require_shared(config.multi_node(), config.shared_store)
     key = prefinetune_key(config, base.key, data)
-    scratch = ArtifactStore(store.scratch_uri(STAGE, key))
+    scratch = ArtifactStore(store.scratch_uri(stages.PREFINETUNE, key))
 
     def build(out) -> dict:
         settings = {"backbone": base.backbone or base.encoder_path, **result_settings(config)}
@@ -80,7 +80,7 @@ def prefinetune_stage(
                 scratch.get_folder("export", out)
         return {"tasks": config.tasks, "steps": config.steps}
 
-    output = run_cached(store, STAGE, "+".join(config.tasks), key, build)
+    output = run_cached(store, stages.PREFINETUNE, "+".join(config.tasks), key, build)
     scratch.remove("")
     return output
 
@@ -114,4 +114,4 @@ def plan_prefinetunes(config: PrefinetuneConfig) -> list[PlannedPrefinetune]:
 
 def prefinetuned_variant(output: StageOutput, store: ArtifactStore, planned: PlannedPrefinetune, backbone: str | None = None) -> Variant:
     """The pre-finetuned encoder as a variant to fine-tune (``backbone``: the base's, as configured)."""
-    return Variant(planned.name, output.key, str(store.fetch(STAGE, output.key) / "encoder"), tuple(planned.config.tasks), planned.experiment, backbone)
+    return Variant(planned.name, output.key, str(store.fetch(stages.PREFINETUNE, output.key) / "encoder"), tuple(planned.config.tasks), planned.experiment, backbone)

@@ -24,15 +24,17 @@ from muppet_core.artifacts.remote import open_filesystem
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.models.backbone import default_pooling, load_encoder, resolve_backbone
-from muppet_core.models.export import export_model
-from muppet_core.models.multitask import build_multitask_model
+from muppet_core.training.export import export_model
+from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
-from muppet_core.training.callbacks import Callback, CallbackSpec, LossLogger, ProgressBar, build_callbacks
+from muppet_core.callbacks import Callback, CallbackSpec, build_callbacks
+from muppet_core.training.callbacks import LossLogger, ProgressBar
 from muppet_core.training.engine import init_distributed
 from muppet_core.training.loop import train
 from muppet_core.training.settings import prefinetune_settings
 from muppet_core.training.streams import build_streams
 from muppet_core.tracking import without_mlflow
+from muppet_core import stages
 
 
 PR_SET_PDEATHSIG = 1
@@ -87,7 +89,7 @@ def run(job: WorkerJob) -> dict | None:
     backbone = resolve_backbone(job.backbone_path, store.cache_dir)
     encoder, tokenizer = load_encoder(backbone)
     model = build_multitask_model(encoder, [get_task(t) for t in config.tasks], config.pooling or default_pooling(backbone))
-    data_dirs = {t: store.fetch("data", key) for t, key in job.data_keys.items()}
+    data_dirs = {t: store.fetch(stages.DATA, key) for t, key in job.data_keys.items()}
     streams, dropped = build_streams(
         config.tasks, data_dirs, tokenizer, config.max_length, config.max_train_examples, config.seed, config.max_target_length
     )

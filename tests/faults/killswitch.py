@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from muppet_core.training.callbacks import Callback, CallbackSpec
+from muppet_core.callbacks import Callback, CallbackSpec
 
 
 class KillSwitch(Callback):

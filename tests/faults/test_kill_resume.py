@@ -25,17 +25,18 @@ import torch
 from safetensors.torch import load_file
 
 import muppet_core.training.finetune as finetune_module
+from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import DataConfig, FinetuneConfig, PrefinetuneConfig
 from muppet_core.data.stage import data_stage
+from muppet_core.evaluation.results import read_result
 from muppet_core.models.backbone import Variant, base_variant
 from muppet_core.training import prefinetune as prefinetune_module
 from muppet_core.training.finetune import (
     FinetuneRun,
     finetune_key,
     finetune_stage,
-    read_result,
 )
 from muppet_core.training.checkpoint import checkpoint_folder
 from muppet_core.training.launch import LaunchError
@@ -80,7 +81,7 @@ def _tensors_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> in
 
 
 def _exported(store: ArtifactStore, key: str) -> tuple[dict[str, torch.Tensor], dict, list]:
-    out = store.fetch(prefinetune_module.STAGE, key)
+    out = store.fetch(stages.PREFINETUNE, key)
     weights = {**load_file(str(out / "encoder" / "model.safetensors")), **{f"heads.{k}": v for k, v in load_file(str(out / "heads.safetensors")).items()}}
     summary = json.loads((out / "train_summary.json").read_text())
     summary["summary"] = {k: v for k, v in summary["summary"].items() if k not in VOLATILE}
@@ -101,8 +102,8 @@ def test_prefinetune_worker_killed_at_a_random_update_resumes_bit_exact(data_tem
     key = prefinetune_key(config, base.key, data)
     with pytest.raises(LaunchError, match=r"exited with status -9"):
         prefinetune_stage(config, base, data, store, lambda line: None, callbacks=[kill_switch(kill_at)])
-    scratch = store.scratch(prefinetune_module.STAGE, key)
-    assert not store.has(prefinetune_module.STAGE, key)
+    scratch = store.scratch(stages.PREFINETUNE, key)
+    assert not store.has(stages.PREFINETUNE, key)
     assert json.loads((checkpoint_folder(scratch) / "state.json").read_text())["step"] == resume_at
 
     lines: list[str] = []
@@ -114,7 +115,7 @@ def test_prefinetune_worker_killed_at_a_random_update_resumes_bit_exact(data_tem
     straight_weights, straight_summary, straight_history = _exported(straight_store, key)
     compared = _tensors_equal(weights, straight_weights)
     assert summary == straight_summary and history == straight_history
-    assert json.loads((store.fetch(prefinetune_module.STAGE, key) / "train_summary.json").read_text())["summary"]["resumed_from_step"] == resume_at
+    assert json.loads((store.fetch(stages.PREFINETUNE, key) / "train_summary.json").read_text())["summary"]["resumed_from_step"] == resume_at
     fault_report(
         "fault",
         f"SIGKILL of the DeepSpeed pre-finetune worker during update {kill_at} of {config.steps} (checkpoint every {config.checkpoint_every})",
@@ -179,8 +180,8 @@ def test_finetune_killed_at_a_random_update_resumes_bit_exact(data_template, mir
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
-    scratch = store.scratch(finetune_module.STAGE, key)
-    assert not store.has(finetune_module.STAGE, key)
+    scratch = store.scratch(stages.FINETUNE, key)
+    assert not store.has(stages.FINETUNE, key)
     assert json.loads((checkpoint_folder(scratch) / "state.json").read_text())["step"] == resume_at
 
     resumed_weights = _spy_final_weights(monkeypatch)

@@ -17,7 +17,9 @@ from muppet_core.config import DataConfig, FinetuneConfig, Optimization
 from muppet_core.data.stage import data_stage
 from muppet_core.errors import BackboneError
 from muppet_core.models.backbone import base_variant, load_encoder
-from muppet_core.models.multitask import build_multitask_model
+from muppet_core.families.build import build_multitask_model
+from muppet_core.evaluation.results import read_result
+from muppet_core.stages import FINETUNE as STAGE
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.checkpoint import (
     CheckpointError,
@@ -25,13 +27,7 @@ from muppet_core.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from muppet_core.training.finetune import (
-    STAGE,
-    FinetuneRun,
-    finetune_key,
-    finetune_stage,
-    read_result,
-)
+from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage
 from muppet_core.training.loop import build_engine
 from muppet_core.training.settings import LoopSettings
 

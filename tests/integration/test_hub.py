@@ -18,8 +18,9 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import MuppetError
 from muppet_core.leaderboard.schema import Leaderboard
 from muppet_core.leaderboard.stage import published_path
-from muppet_core.models.card import base_metadata, export_card, scored_card
-from muppet_core.models.hub import choose, find_scored
+from muppet_core.publish.card import scored_card
+from muppet_core.publish.hub import choose, find_scored
+from muppet_core.training.export import base_metadata, export_card
 from muppet_core.tasks.catalog import get_task
 from tests.conftest import REPO
 from tests.integration.conftest import PRETRAIN_TASKS

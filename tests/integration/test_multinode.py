@@ -24,7 +24,8 @@ from muppet_core.config import DataConfig, PrefinetuneConfig
 from muppet_core.data.stage import data_stage
 from muppet_core.errors import StoreError
 from muppet_core.models.backbone import base_variant
-from muppet_core.training.prefinetune import STAGE, prefinetune_key, prefinetune_stage
+from muppet_core.stages import PREFINETUNE as STAGE
+from muppet_core.training.prefinetune import prefinetune_key, prefinetune_stage
 from tests.conftest import REPO
 from tests.faults.killswitch import pause_at
 from tests.servers.seaweed import BUCKET, free_ports

@@ -79,7 +79,7 @@ def test_pre_finetuned_head_is_reused_when_the_benchmark_was_pre_finetuned(tiny_
     import torch
 
     from muppet_core.models.backbone import load_encoder
-    from muppet_core.models.multitask import build_multitask_model
+    from muppet_core.families.build import build_multitask_model
 
     torch.manual_seed(5)
     encoder, tokenizer = load_encoder(tiny_backbone)

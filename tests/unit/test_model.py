@@ -12,7 +12,7 @@ from muppet_core.families.classification import ClassificationRecord
 from muppet_core.families.multiple_choice import RANKING_HEAD, MultipleChoiceRecord
 from muppet_core.families.span import SPAN_HEAD, SpanRecord
 from muppet_core.models.backbone import load_encoder
-from muppet_core.models.multitask import build_multitask_model
+from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
 from muppet_core.config import Optimization
 from muppet_core.training.loop import TaskStream, train

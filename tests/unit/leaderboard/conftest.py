@@ -36,7 +36,8 @@ def records() -> list[ResultRecord]:
 def stored(store: ArtifactStore, records: list[ResultRecord]) -> list[StageOutput]:
     """The records published as the fine-tune stage publishes them (a failed one as a failure
     record): one output per record, for the leaderboard stage to keep."""
-    from muppet_core.training.finetune import FAILED_STAGE, STAGE, failure_path
+    from muppet_core.evaluation.results import failure_path
+    from muppet_core.stages import FINETUNE as STAGE, FINETUNE_FAILED as FAILED_STAGE
 
     outputs = []
     for record in records:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.training.checkpoint import checkpoint_folder
-from muppet_core.training.launch import run_workers
+from muppet_core.training.nodes import run_workers
 from muppet_core.training.worker import WorkerJob
 from tests.unit.training.conftest import TASKS
 
@@ -102,7 +102,7 @@ def test_export_loads_with_automodel_and_heads_load_back(store_with_data, tiny_b
     from transformers import AutoModel
 
     from muppet_core.models.backbone import load_encoder
-    from muppet_core.models.multitask import build_multitask_model
+    from muppet_core.families.build import build_multitask_model
     from muppet_core.tasks.catalog import get_task
 
     store, keys = store_with_data

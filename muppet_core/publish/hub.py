@@ -15,12 +15,12 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard
 
+from muppet_core import stages
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import MuppetError, first_line
 from muppet_core.leaderboard.schema import Leaderboard, Row
-from muppet_core.leaderboard.stage import published_path
-from muppet_core.models.card import scored_card
-from muppet_core.training.prefinetune import STAGE
+from muppet_core.leaderboard.read import published_path
+from muppet_core.publish.card import scored_card
 
 KEY_PREFIX = 8
 """The shortest key prefix taken for a key (the results history shows 8 characters)."""
@@ -78,7 +78,7 @@ def choose(found: list[Scored], target: str) -> Scored:
 def stage_folder(scored: Scored, repo: str, base_model: str | None, folder: Path) -> None:
     """The repository's files: the encoder's at the root, its card with the scores as README.md,
     and the heads, training summary and loss curves beside them."""
-    artifact = scored.store.fetch(STAGE, scored.row.variant_key)
+    artifact = scored.store.fetch(stages.PREFINETUNE, scored.row.variant_key)
     for src in [p for p in (artifact / "encoder").iterdir() if p.is_file()] + [artifact / n for n in EXTRAS if (artifact / n).is_file()]:
         shutil.copy2(src, folder / src.name)
     card = ModelCard.load(artifact / "encoder" / "README.md")

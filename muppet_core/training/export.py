@@ -1,16 +1,18 @@
-"""The model card of a pre-finetuned encoder, as the Hugging Face Hub reads one: YAML metadata
-(``base_model``, ``datasets``, ``license``, ``tags``) built with ``huggingface_hub``'s
-``ModelCardData``, and, once a leaderboard has scored the variant, a ``model-index`` with its scores."""
+"""Export of a pre-finetuned model: a Hugging Face encoder directory with a model card as the Hub
+reads one (YAML metadata, ``base_model``, ``datasets``, ``license``, ``tags``, built with
+``huggingface_hub``'s ``ModelCardData``), the task heads beside it, the training summary and a plot
+of the per-task loss curves. Once a leaderboard has scored the variant, ``muppet_core.publish.card``
+adds its scores."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import ModelCard, ModelCardData
 
-from muppet_core.families import get_family
-from muppet_core.leaderboard.schema import Leaderboard, Row
+from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.tasks.catalog import get_task
 
 TAGS = ["muppet", "pre-finetuning", "multi-task"]
@@ -32,18 +34,6 @@ folder in a Muppet store.
 | --- | --- | --- | --- |
 {tasks}
 """
-
-SCORES = """
-## Scores
-
-Fine-tuned on each benchmark from this encoder and scored on its validation split, as the
-leaderboard of the Muppet pipeline `{pipeline}` shows them (row `{model}`, {selection}):
-
-| benchmark | metric | score | runs |
-| --- | --- | --- | --- |
-{rows}
-"""
-
 
 def base_metadata(base: str) -> dict:
     """``base_model`` and ``license`` of the backbone where they are known: a hub id is its own
@@ -82,29 +72,44 @@ def export_card(base: str, tasks: list[str], info: dict, settings: dict, final_l
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
-def eval_results(board: Leaderboard, row: Row) -> list[EvalResult]:
-    """One result per benchmark cell of ``row`` that has a score, in the benchmark's main metric."""
-    results = []
-    for column in board.columns:
-        cell = row.cells.get(column.name)
-        if column.kind != "benchmark" or cell is None or cell.value is None:
-            continue
-        hub = get_task(column.name).hub
-        results.append(EvalResult(
-            task_type=get_family(column.family).hub_task, dataset_type=hub.path, dataset_name=column.name,
-            dataset_config=hub.name, dataset_split="validation", metric_type=column.metric, metric_value=cell.value,
-            metric_name=f"{column.metric} ({board.selection} of {cell.n} run(s))", verified=False,
-        ))
-    return results
+def _final_losses(history: list[dict], window: int = 20) -> dict[str, float]:
+    seen: dict[str, list[float]] = {}
+    for entry in history:
+        for task, loss in entry["tasks"].items():
+            seen.setdefault(task, []).append(loss)
+    return {t: sum(v[-window:]) / len(v[-window:]) for t, v in seen.items()}
 
 
-def scored_card(card: ModelCard, board: Leaderboard, row: Row, model_name: str, base_model: str | None = None) -> ModelCard:
-    """``card`` with the ``model-index`` of ``row``'s scores and a table of them (``base_model`` set
-    when given)."""
-    data = ModelCardData(**card.data.to_dict())
-    data.model_name, data.eval_results = model_name, eval_results(board, row)
-    if base_model:
-        data.base_model = base_model
-    lines = [f"| {r.dataset_name} | {r.metric_type} | {r.metric_value:.4f} | {row.cells[r.dataset_name].n} |" for r in data.eval_results]
-    table = SCORES.format(pipeline=board.pipeline, model=row.model, selection=board.selection_text, rows="\n".join(lines))
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n{card.text.rstrip()}\n{table}")
+def plot_losses(history: list[dict], path: Path) -> None:
+    """Per-task loss against the update step, one line per task, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    tasks = sorted({t for h in history for t in h["tasks"]})
+    for task in tasks:
+        points = [(h["step"], h["tasks"][task]) for h in history if task in h["tasks"]]
+        ax.plot(*zip(*points), marker=".", linewidth=1, markersize=3, label=task)
+    ax.set_xlabel("update")
+    ax.set_ylabel("scaled loss")
+    ax.set_title("Pre-finetuning loss per task")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def export_model(model: MultiTaskModel, tokenizer, out_dir: Path, config, info: dict, history: list[dict], base: str) -> None:
+    """Write ``encoder/`` (+ README.md, a model card of the Hub's format), the heads,
+    ``train_summary.json`` and ``loss_curves.png``; ``base`` is the base encoder's directory or hub id."""
+    out_dir = Path(out_dir)
+    model.save(out_dir, tokenizer)
+    final = _final_losses(history)
+    settings = {k: v for k, v in config.model_dump().items() if k not in ("tasks",)}
+    export_card(base, config.tasks, info, settings, final).save(out_dir / "encoder" / "README.md")
+    (out_dir / "train_summary.json").write_text(json.dumps({**info, "final_loss_per_task": final}, indent=1))
+    (out_dir / "history.json").write_text(json.dumps(history))
+    if history:
+        plot_losses(history, out_dir / "loss_curves.png")
