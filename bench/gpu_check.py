@@ -31,7 +31,7 @@ bounds MFU here: eager kernels (no compilation), padding, the optimizer step and
 micro-batch, collation on the CPU and the host-to-device copy; ``matmul_flops`` is the rate of a
 plain matrix product on the same device, the ceiling of this run.
 
-    python bench/gpu_check.py [--device cuda] [--json]          # on the GPU machine (README: GPU check)
+    python bench/gpu_check.py [--device cuda] [--json]          # on the GPU machine (docs/scaling.md: GPU check)
     python bench/gpu_check.py --device cpu --tiny --json        # the same code on a tiny model (the tests run it)
 
 The top-level ``examples_per_second``, ``tokens_per_second`` and ``mfu`` are the DeepSpeed ZeRO-1

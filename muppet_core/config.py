@@ -8,14 +8,15 @@ or ``plan`` (``muppet_core.schema``) stay out of content keys; every other setti
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
-from muppet_core.errors import ConfigError
+from muppet_core.errors import ConfigError, MuppetError
 from muppet_core.launching import Launching
 from muppet_core.registry import did_you_mean
-from muppet_core.schema import Strict, describe_errors, execution, plan
+from muppet_core.schema import Strict, describe_errors, execution, plan, reference_table
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -304,3 +305,29 @@ def get_pipeline(pipelines: PipelinesFile, name: str) -> PipelineConfig:
         known = ", ".join(sorted(pipelines.pipelines))
         raise ConfigError([f"no pipeline named '{name}'{did_you_mean(name, list(pipelines.pipelines))}; known: {known}"])
     return pipelines.pipelines[name]
+
+
+REFERENCE_MARK = "<!-- settings reference -->"
+"""docs/configuration.md's line after which ``make docs`` writes ``settings_reference()``."""
+
+
+def settings_reference() -> str:
+    """Every setting of pipelines.yaml with its type, default, role in content keys and meaning (its
+    field's docstring), as Markdown: generated, so the documentation cannot drift from the models."""
+    return (
+        "## Every setting\n\n"
+        "Generated from the settings' docstrings in `muppet_core/config.py` by `make docs` (a test fails when\n"
+        "this table and the code disagree). *In keys*: `key` settings are part of the content keys of the\n"
+        "stages that read them; `execution` settings only shape how the work runs and `plan` settings decide\n"
+        "which runs a stage makes (each run's own seed, benchmark or learning rate is in its key).\n\n"
+        + reference_table(PipelinesFile)
+    )
+
+
+def write_reference(path: str) -> None:
+    """Replace what follows ``REFERENCE_MARK`` in the Markdown file ``path`` by ``settings_reference()``."""
+    page = Path(path).read_text(encoding="utf-8")
+    head, mark, _ = page.partition(REFERENCE_MARK)
+    if not mark:
+        raise MuppetError(f"{path} has no line '{REFERENCE_MARK}' to write the settings reference after")
+    Path(path).write_text(f"{head}{mark}\n\n{settings_reference()}", encoding="utf-8")

@@ -25,7 +25,7 @@ class Launching(Strict):
     """DeepSpeed hostfile for multi-node runs."""
     nnodes: int = execution(1, gt=0)
     """Nodes of a torchrun run. The flow's node starts one agent; the others run ``muppet join STORE``
-    (README: Pre-finetuning on several nodes). More than one needs a store every node reaches."""
+    (docs/scaling.md: Several GPUs and several nodes). More than one needs a store every node reaches."""
     rdzv_endpoint: str | None = execution(None, pattern=r"^[A-Za-z0-9_.\-\[\]:]+:[0-9]+$")
     """HOST:PORT of the c10d rendezvous, a name every node resolves to the flow's node (torchrun, nnodes > 1)."""
     shared_store: bool = execution(False)

@@ -15,6 +15,7 @@ import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticUndefined
 
 from muppet_core.registry import did_you_mean
 
@@ -66,7 +67,7 @@ class Strict(BaseModel):
     """Base for every config model: unknown keys are errors, values are immutable, numbers are
     finite, and YAML's true/false (also yes/no/on/off) are never read as the numbers 1 and 0."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -143,3 +144,61 @@ def describe_errors(root: type[BaseModel], errors: list[dict[str, Any]]) -> list
         for e in errors
         if not (e["type"] == "missing" and (tuple(e["loc"][:-1]), e["loc"][-1]) in misspelled)
     ]
+
+
+def _type_text(annotation: Any) -> str:
+    """A field's type as the reference shows it: ``int``, ``list[str]``, ``'auto' | 'thread'``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_text(a) for a in args)}]"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default_text(field: Any) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    return "null" if value is None else repr(value) if not isinstance(value, str) else (f"'{value}'" if value else "''")
+
+
+def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str, str]]:
+    """(setting, type, default, key role, meaning) of every setting of ``model``, nested models
+    expanded (a mapping of name -> model as ``<name>``), in declaration order. The meaning is the
+    field's docstring; the key role says whether the setting is part of content keys (``key``) or
+    marked ``execution`` or ``plan``. Settings of a model marked as a whole share its mark."""
+    rows = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        role = key_role(model, name) or "key"
+        annotation = field.annotation
+        if typing.get_origin(annotation) is dict and _model_class(typing.get_args(annotation)[1]):
+            rows += reference_rows(typing.get_args(annotation)[1], f"{path}.<name>.")
+            continue
+        if sub := _model_class(annotation):
+            nested = reference_rows(sub, f"{path}.")
+            rows += [(p, t, d, role if role != "key" else r, m) for p, t, d, r, m in nested]
+            continue
+        meaning = " ".join((field.description or "").split())
+        rows.append((path, _type_text(annotation), _default_text(field), role, meaning))
+    return rows
+
+
+def reference_table(model: type[BaseModel], prefix: str = "") -> str:
+    """``reference_rows`` as a Markdown table."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| setting | type | default | in keys | meaning |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| `{p}` | `{cell(t)}` | `{cell(d)}` | {r} | {cell(m)} |" for p, t, d, r, m in reference_rows(model, prefix)]
+    return "\n".join(lines) + "\n"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.faults import report
-from tests.servers.postgres import postgres  # noqa: F401  (fresh PostgreSQL databases, for every test module)
-from tests.servers.seaweed import seaweed  # noqa: F401  (the SeaweedFS fixture, for every test module)
+
+# The server fixtures, for every test module: fresh PostgreSQL databases, SeaweedFS and MLflow.
+pytest_plugins = ["tests.servers.postgres", "tests.servers.seaweed", "tests.servers.mlflow"]
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -13,7 +13,6 @@ from pathlib import Path
 import yaml
 
 from tests.integration.conftest import artifact_keys, write_pipeline
-from tests.servers.mlflow import mlflow_server  # noqa: F401  (the fixture)
 
 TASKS = ["rotten_tomatoes", "snli"]
 STEPS = 2
@@ -48,7 +47,7 @@ def everything_logged(client, experiment_id: str) -> dict:
     }
 
 
-def test_mlflow_tracks_each_computed_stage_under_the_pipeline_run(first_run, tiny_backbone, mirror, tmp_path, mlflow_server):  # noqa: F811
+def test_mlflow_tracks_each_computed_stage_under_the_pipeline_run(first_run, tiny_backbone, mirror, tmp_path, mlflow_server):
     from flows.reproduce import reproduce
     from muppet_core.tracking import client as mlflow_client
 
