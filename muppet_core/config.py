@@ -16,7 +16,7 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, Validati
 from muppet_core.errors import ConfigError, MuppetError
 from muppet_core.launching import Launching
 from muppet_core.registry import did_you_mean
-from muppet_core.schema import Strict, describe_errors, execution, plan, reference_table
+from muppet_core.schema import Strict, describe_errors, execution, plan, reference_rows, reference_table
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -24,13 +24,14 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 class DataConfig(Strict):
     """Where the original dataset files come from and how missing splits are carved."""
 
-    mirror: str | None = Field(None, min_length=1)
-    """Directory (or s3:// URI) of original files; relative paths are relative to pipelines.yaml."""
+    mirror: str | None = execution(None, min_length=1)
+    """Directory (or s3:// URI) of original files; relative paths are relative to pipelines.yaml. Where
+    the files are is not part of a key; what they hold is (the data stage fingerprints the files it reads)."""
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     """Share of a split carved off for validation when the mirror has no validation split."""
     split_seed: int = Field(0, ge=0)
     """Seed of the deterministic carving; part of every data artifact's key."""
-    extra_tasks: list[str] = Field(default_factory=list)
+    extra_tasks: list[str] = plan(default_factory=list)
     """Datasets to normalize beyond those the pipeline trains on (to inspect them, or for later stages)."""
 
 
@@ -276,6 +277,11 @@ class PipelinesFile(Strict):
     catalog: list[str] = Field(default_factory=list)
     """Folders of your own task-catalog YAML files (relative to pipelines.yaml), read beside the
     package's catalog: add datasets without touching the package."""
+    plugins: list[str] = Field(default_factory=list)
+    """Modules of your own (importable names; pipelines.yaml's folder is on the import path) that register task
+    families, metrics, readers or normalizers when imported. Every process of a run imports them, the training
+    workers included, and their source is part of the keys of the stages that use what they register. An
+    installed package can name its module through a ``muppet.plugins`` entry point instead."""
     pipelines: dict[str, PipelineConfig] = Field(min_length=1)
     """Pipelines by name."""
 
@@ -319,8 +325,9 @@ def settings_reference() -> str:
         "Generated from the settings' docstrings in `muppet_core/config.py` by `make docs` (a test fails when\n"
         "this table and the code disagree). *In keys*: `key` settings are part of the content keys of the\n"
         "stages that read them; `execution` settings only shape how the work runs and `plan` settings decide\n"
-        "which runs a stage makes (each run's own seed, benchmark or learning rate is in its key).\n\n"
-        + reference_table(PipelinesFile)
+        "which runs a stage makes (each run's own seed, benchmark or learning rate is in its key). The file's\n"
+        "own `catalog` and `plugins` enter keys by their content: the entries a stage reads, the code it runs.\n\n"
+        + reference_table([(p, t, d, r if p.startswith("pipelines.") else "by content", m) for p, t, d, r, m in reference_rows(PipelinesFile)])
     )
 
 

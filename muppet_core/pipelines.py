@@ -10,6 +10,7 @@ from pathlib import Path
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PipelineConfig, PipelinesFile, get_pipeline, parse_pipelines
 from muppet_core.errors import ConfigError, first_line
+from muppet_core.plugins import use_plugins
 from muppet_core.tasks.catalog import check_pipeline_tasks, use_catalog_dirs
 from muppet_core.yamlfile import load_yaml
 
@@ -33,6 +34,7 @@ def load_pipelines(path: str | os.PathLike[str]) -> PipelinesFile:
     base = path.resolve().parent
     return PipelinesFile(
         catalog=[_absolute(d, base) for d in parsed.catalog],
+        plugins=parsed.plugins,
         pipelines={name: _anchor(p, base) for name, p in parsed.pipelines.items()},
     )
 
@@ -70,9 +72,11 @@ def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
 
 
 def load_validated(path: str | os.PathLike[str] = DEFAULT_FILE) -> PipelinesFile:
-    """Every pipeline in the file, schema- and catalog-checked; the file's own catalog folders
-    (``catalog:``) join the package's catalog for this process and the processes it starts."""
+    """Every pipeline in the file, schema- and catalog-checked; the file's plugins (``plugins:``) are
+    imported and its own catalog folders (``catalog:``) join the package's catalog, for this process
+    and the processes it starts."""
     pipelines = load_pipelines(path)
+    use_plugins(pipelines.plugins, str(Path(path).resolve().parent))
     use_catalog_dirs(pipelines.catalog, os.path.basename(path))
     check_pipeline_tasks(pipelines, os.path.basename(path))
     return pipelines

@@ -88,8 +88,15 @@ class Registry:
         """
         if name in self._targets:
             raise ValueError(f"{self.kind} '{name}' is already registered as {self._targets[name]}")
-        self._targets[name] = f"{type(obj).__module__}:{type(obj).__qualname__} object"
+        owner = obj if hasattr(obj, "__qualname__") else type(obj)  # a function or class, or an instance of one
+        self._targets[name] = f"{owner.__module__}:{owner.__qualname__}" + ("" if owner is obj else " object")
         self._loaded[name] = obj
+
+    def module_of(self, name: str) -> str:
+        """The module that defines what ``name`` stands for (its source is part of the keys of the stages that use it)."""
+        if name not in self._targets:
+            raise KeyError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}")
+        return self._targets[name].partition(":")[0]
 
     def unregister(self, name: str) -> None:
         """Forget ``name`` (a plugin or test taking back its own registration); unknown names are ignored."""

@@ -194,11 +194,11 @@ def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, 
     return rows
 
 
-def reference_table(model: type[BaseModel], prefix: str = "") -> str:
+def reference_table(rows: list[tuple[str, str, str, str, str]]) -> str:
     """``reference_rows`` as a Markdown table."""
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
     lines = ["| setting | type | default | in keys | meaning |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| `{p}` | `{cell(t)}` | `{cell(d)}` | {r} | {cell(m)} |" for p, t, d, r, m in reference_rows(model, prefix)]
+    lines += [f"| `{p}` | `{cell(t)}` | `{cell(d)}` | {r} | {cell(m)} |" for p, t, d, r, m in rows]
     return "\n".join(lines) + "\n"

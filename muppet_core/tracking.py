@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from muppet_core.callbacks import Callback, CallbackSpec
 from muppet_core.config import TrackingConfig
 from muppet_core.errors import MuppetError, first_line
-from muppet_core.callbacks import Callback, CallbackSpec
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,8 @@ def files_digest(paths: Iterable[str]) -> str:
 
 PACKAGE = "muppet_core"
 TRAINING_LIBRARIES = ("torch", "transformers", "deepspeed", "datasets")
+METRIC_LIBRARIES = ("scikit-learn", "scipy", "rouge-score")
+"""The libraries that compute the metrics: part of the fine-tune key with the training libraries."""
 _PARSE_LOCK = threading.Lock()
 """ast.parse is not safe in several threads at once on CPython 3.11 (the data stage's tasks run in
 threads): "AST constructor recursion depth mismatch"."""
@@ -117,10 +119,11 @@ def code_version(*modules: str) -> str:
 
 
 @functools.cache
-def library_versions() -> dict[str, str | None]:
-    """Versions of the libraries whose numerics a training stage's result depends on (part of its key)."""
+def library_versions(names: tuple[str, ...] = TRAINING_LIBRARIES) -> dict[str, str | None]:
+    """Versions of the libraries whose numerics a stage's result depends on (part of its key): by
+    default the training libraries."""
     found = {}
-    for name in TRAINING_LIBRARIES:
+    for name in names:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.config import DataConfig
@@ -11,17 +12,18 @@ from muppet_core.data.prepare import prepare_task
 from muppet_core.data.sources import source_fingerprint
 from muppet_core.models.backbone import Variant, load_tokenizer
 from muppet_core.registry import safe_name
-from muppet_core.tasks.catalog import get_task
-from muppet_core import stages
+from muppet_core.schema import result_settings
+from muppet_core.tasks.catalog import entry_modules, get_task
 
 
 
 def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Variant | None = None) -> StageOutput:
     """Normalize ``task`` into the store (or find it there).
 
-    The key hashes the catalog entry, the raw files' contents (or the hub id), the carving
-    settings, the tokenizer used for the length statistics and the version of the code this
-    module imports (transitively) and of the entry's normalizers.
+    The key hashes the catalog entry, the raw files' contents (or the hub id), every data setting
+    but those marked execution or plan (the carving's), the tokenizer used for the length
+    statistics and the version of the code this module imports (transitively), of the entry's
+    normalizers and of the plugin modules that define its family or reader.
 
     Args:
         task: catalog name.
@@ -37,10 +39,9 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
         stages.DATA,
         spec=spec.model_dump(),
         source=source_fingerprint(spec, data.mirror),
-        fraction=data.validation_fraction,
-        seed=data.split_seed,
+        settings=result_settings(data),
         tokenizer=tokenizer.key if tokenizer else None,
-        code=code_version(__name__, *normalizer_modules(spec)),
+        code=code_version(__name__, *normalizer_modules(spec), *entry_modules(spec, "family", "reader")),
     )
 
     def build(out):

@@ -20,15 +20,15 @@ from muppet_core.leaderboard.history import append_history
 from muppet_core.leaderboard.kept import (
     KeptEntry, KeptIndex, ResultRef, fingerprint, index_lock, left_out, most_common, merge, read_index, read_records, scored_settings, split, write_index,
 )
+from muppet_core import stages
 from muppet_core.leaderboard.paired import paired_tests
 from muppet_core.leaderboard.paper import load_references
-from muppet_core.leaderboard.read import published_path
 from muppet_core.leaderboard.plots import bar_chart, curve_charts
+from muppet_core.leaderboard.read import published_path
 from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markdown
 from muppet_core.leaderboard.schema import Leaderboard, LeftOut, Row, TaskExposure
 from muppet_core.models.backbone import backbone_label
 from muppet_core.registry import safe_name
-from muppet_core import stages
 
 CHART = "leaderboard.png"
 

@@ -18,8 +18,8 @@ from huggingface_hub import HfApi, ModelCard
 from muppet_core import stages
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import MuppetError, first_line
-from muppet_core.leaderboard.schema import Leaderboard, Row
 from muppet_core.leaderboard.read import published_path
+from muppet_core.leaderboard.schema import Leaderboard, Row
 from muppet_core.publish.card import scored_card
 
 KEY_PREFIX = 8

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from muppet_core.config import PipelinesFile
 from muppet_core.errors import ConfigError
 from muppet_core.families import FAMILIES, get_family
+from muppet_core.plugins import load_plugins, plugin_modules
 from muppet_core.registry import did_you_mean
 from muppet_core.schema import Strict, describe_error
 from muppet_core.yamlfile import load_yaml
@@ -204,11 +205,13 @@ def load_catalog(directory: str | None = None) -> dict[str, TaskSpec]:
         ConfigError: an entry is invalid (its metric, reader or normalizer names nothing known, with
             a did-you-mean), or a task name is defined twice.
     """
-    return _load_dirs((directory,) if directory else catalog_dirs())
+    load_plugins()  # a plugin may register the family, reader, metric or normalizer an entry names
+    return _load_dirs((directory,) if directory else catalog_dirs(), plugin_modules())
 
 
 @functools.cache
-def _load_dirs(dirs: tuple[str, ...]) -> dict[str, TaskSpec]:
+def _load_dirs(dirs: tuple[str, ...], plugins: tuple[str, ...]) -> dict[str, TaskSpec]:
+    """The entries of ``dirs``, read once per set of folders and plugins (a plugin may make an entry valid)."""
     specs: dict[str, TaskSpec] = {}
     for directory in dirs:
         for file in sorted(Path(directory).glob("*.yaml")):
@@ -219,6 +222,22 @@ def _load_dirs(dirs: tuple[str, ...]) -> dict[str, TaskSpec]:
                 raise ConfigError([f"tasks.{name}: defined in more than one catalog file" for name in twice], source)
             specs.update(parsed)
     return specs
+
+
+def entry_modules(spec: TaskSpec, *kinds: str) -> list[str]:
+    """The modules outside the package that define what ``spec`` names, of the ``kinds`` asked
+    (``family``, ``reader``, ``metric``): a plugin's source is part of the keys of the stages that use it."""
+    from muppet_core.evaluation.metrics import METRICS
+    from muppet_core.tasks.readers import READERS
+
+    owners = []
+    if "family" in kinds:
+        owners.append(FAMILIES.module_of(spec.family))
+    if "reader" in kinds and spec.reader:
+        owners.append(READERS.module_of(spec.reader))
+    if "metric" in kinds:
+        owners += [METRICS.module_of(m) for m in (spec.metric, *spec.secondary_metrics)]
+    return sorted({m for m in owners if m != "muppet_core" and not m.startswith("muppet_core.")})
 
 
 def get_task(name: str) -> TaskSpec:

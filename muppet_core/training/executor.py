@@ -30,14 +30,14 @@ import torch
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import first_line
 from muppet_core.tracking import Tracker
-from muppet_core.callbacks import CallbackSpec
-from muppet_core.training.pinning import Device, device_pool, gpu_count
 from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
 from muppet_core.training.finetune_worker import FinetuneJob
 from muppet_core.training.launch import LaunchError, job_path, run_job
+from muppet_core.training.pinning import Device, device_pool, gpu_count
 
 log = logging.getLogger(__name__)
 FINETUNE_WORKER = "muppet_core.training.finetune_worker"

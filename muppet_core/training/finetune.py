@@ -14,27 +14,27 @@ from pathlib import Path
 
 import torch
 
+from muppet_core import stages
+from muppet_core.artifacts.fingerprints import METRIC_LIBRARIES, TRAINING_LIBRARIES, library_versions
 from muppet_core.artifacts.stage import StageOutput, run_cached
-from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.store import ArtifactStore, code_version
+from muppet_core.callbacks import CallbackSpec, build_callbacks
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import carve_selection, describe_scored, subsample
 from muppet_core.errors import first_line
-from muppet_core.training.evaluate import evaluate
 from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord, failure_path
 from muppet_core.families import get_family
-from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.schema import result_settings
+from muppet_core.tasks.catalog import entry_modules, get_task
 from muppet_core.tracking import Tracker, stage_run
-from muppet_core.tasks.catalog import get_task
-from muppet_core.callbacks import CallbackSpec, build_callbacks
 from muppet_core.training.callbacks import EarlyStopping, LossLogger, ProgressBar
+from muppet_core.training.evaluate import evaluate
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import finetune_settings
-from muppet_core import stages
 
 log = logging.getLogger(__name__)
 # A failed run is recorded here, outside the content-addressed artifacts, so a re-run retries it.
@@ -203,7 +203,7 @@ def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> Resul
         learning_rate=run.learning_rate,
         main_metric=get_task(run.benchmark).metric,
         wall_seconds=round(time.perf_counter() - started, 2),
-        code_version=code_version(__name__),
+        code_version=finetune_code(run.benchmark),
         experiment=run.experiment,
         prefinetune_tasks=len(run.variant.tasks) or None,
         backbone=run.variant.label,
@@ -211,10 +211,17 @@ def _record(pipeline: str, run: FinetuneRun, started: float, **outcome) -> Resul
     )
 
 
+def finetune_code(benchmark: str) -> str:
+    """The version of the code a fine-tune of ``benchmark`` runs: what this module imports, and the
+    plugin modules that define the benchmark's family and metrics."""
+    return code_version(__name__, *entry_modules(get_task(benchmark), "family", "metric"))
+
+
 def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) -> str:
     """The content key: variant, data, every setting but those marked execution or plan (they shape
     the fan-out or its execution), the run's own seed, learning rate, fraction, experiment and head
-    reuse, the code this module imports and the training libraries' versions; not the pipeline's name."""
+    reuse, the code it runs (``finetune_code``) and the training and metric libraries' versions; not
+    the pipeline's name."""
     return ArtifactStore.key(
         stages.FINETUNE,
         variant=run.variant.name,
@@ -228,8 +235,8 @@ def finetune_key(run: FinetuneRun, data: StageOutput, config: FinetuneConfig) ->
         learning_rate=run.learning_rate,
         fraction=run.fraction,
         experiment=run.experiment,
-        code=code_version(__name__),
-        libraries=library_versions(),
+        code=finetune_code(run.benchmark),
+        libraries=library_versions(TRAINING_LIBRARIES + METRIC_LIBRARIES),
     )
 
 

@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import FinetuneConfig
 from muppet_core.tracking import Tracker, without_mlflow
-from muppet_core.callbacks import CallbackSpec
-from muppet_core.training.pinning import Device, describe_process
 from muppet_core.training.finetune import FinetuneRun, finetune_stage
+from muppet_core.training.pinning import Device, describe_process
 
 log = logging.getLogger("muppet_core.training.finetune_worker")  # its name also when run as __main__
 

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from muppet_core.families.base import Family
-from muppet_core.models.multitask import MultiTaskModel
-from muppet_core.models import devices
 from muppet_core.callbacks import Callback
+from muppet_core.families.base import Family
+from muppet_core.models import devices
+from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
 from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config, flattens_groups
 from muppet_core.training.sampling import BatchStream, TaskSchedule

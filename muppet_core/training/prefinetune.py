@@ -8,17 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from muppet_core.artifacts.stage import StageOutput, run_cached
+from muppet_core import stages
 from muppet_core.artifacts.fingerprints import library_versions
+from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.schema import result_settings
+from muppet_core.tasks.catalog import entry_modules, get_task
 from muppet_core.tracking import Tracker, stage_run
-from muppet_core.callbacks import CallbackSpec
 from muppet_core.training.nodes import run_workers
 from muppet_core.training.worker import WorkerJob
-from muppet_core import stages
 
 log = logging.getLogger(__name__)
 WORKER = "muppet_core.training.worker"
@@ -26,13 +27,14 @@ WORKER = "muppet_core.training.worker"
 
 def prefinetune_key(config: PrefinetuneConfig, backbone_key: str, data: dict[str, StageOutput]) -> str:
     """The content key: backbone, data, every setting but those marked execution or plan, the code
-    the workers run (and this module), and the training libraries' versions."""
+    the workers run (and this module, and the plugin modules that define the tasks' families), and
+    the training libraries' versions."""
     return ArtifactStore.key(
         stages.PREFINETUNE,
         backbone=backbone_key,
         data={t: data[t].key for t in config.tasks},
         config=result_settings(config),
-        code=code_version(WORKER, __name__),
+        code=code_version(WORKER, __name__, *sorted({m for t in config.tasks for m in entry_modules(get_task(t), "family")})),
         libraries=library_versions(),
     )
 

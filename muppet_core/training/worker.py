@@ -20,21 +20,21 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from muppet_core import stages
 from muppet_core.artifacts.remote import open_filesystem
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.config import PrefinetuneConfig
-from muppet_core.models.backbone import default_pooling, load_encoder, resolve_backbone
-from muppet_core.training.export import export_model
-from muppet_core.families.build import build_multitask_model
-from muppet_core.tasks.catalog import get_task
 from muppet_core.callbacks import Callback, CallbackSpec, build_callbacks
+from muppet_core.config import PrefinetuneConfig
+from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import default_pooling, load_encoder, resolve_backbone
+from muppet_core.tasks.catalog import get_task
+from muppet_core.tracking import without_mlflow
 from muppet_core.training.callbacks import LossLogger, ProgressBar
 from muppet_core.training.engine import init_distributed
+from muppet_core.training.export import export_model
 from muppet_core.training.loop import train
 from muppet_core.training.settings import prefinetune_settings
 from muppet_core.training.streams import build_streams
-from muppet_core.tracking import without_mlflow
-from muppet_core import stages
 
 
 PR_SET_PDEATHSIG = 1

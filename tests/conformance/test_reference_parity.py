@@ -27,10 +27,10 @@ from transformers import (
 
 from muppet_core.families import get_family
 from muppet_core.families.base import IGNORE_INDEX
-from muppet_core.models.inputs import TEXT_KEYS
+from muppet_core.families.build import build_multitask_model
 from muppet_core.families.summarization import LABEL_SMOOTHING
 from muppet_core.models.backbone import load_encoder
-from muppet_core.families.build import build_multitask_model
+from muppet_core.models.inputs import TEXT_KEYS
 from muppet_core.tasks.catalog import get_task, load_catalog
 
 MAX_LENGTH = 64

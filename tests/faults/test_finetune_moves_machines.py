@@ -13,8 +13,8 @@ import pytest
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import DataConfig, FinetuneConfig
 from muppet_core.data.stage import data_stage
-from muppet_core.models.backbone import Variant
 from muppet_core.evaluation.results import read_result
+from muppet_core.models.backbone import Variant
 from muppet_core.training.finetune import FinetuneRun, finetune_key
 from muppet_core.training.finetune_worker import FinetuneJob
 from muppet_core.training.launch import LaunchError, job_path, run_job

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import DataConfig, FinetuneConfig
 from muppet_core.data.stage import data_stage
-from muppet_core.models.backbone import Variant
-from muppet_core.training.executor import run_finetune
 from muppet_core.evaluation.results import failure_path, read_result
+from muppet_core.models.backbone import Variant
 from muppet_core.stages import FINETUNE_FAILED as FAILED_STAGE
+from muppet_core.training.executor import run_finetune
 from muppet_core.training.finetune import FinetuneRun
 from tests.faults.killswitch import kill_at
 

@@ -24,7 +24,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import muppet_core.training.finetune as finetune_module
 from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
@@ -33,6 +32,7 @@ from muppet_core.data.stage import data_stage
 from muppet_core.evaluation.results import read_result
 from muppet_core.models.backbone import Variant, base_variant
 from muppet_core.training import prefinetune as prefinetune_module
+import muppet_core.training.finetune as finetune_module
 from muppet_core.training.finetune import (
     FinetuneRun,
     finetune_key,

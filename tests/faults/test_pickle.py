@@ -16,9 +16,9 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import DataConfig, FinetuneConfig, Optimization
 from muppet_core.data.stage import data_stage
 from muppet_core.errors import BackboneError
-from muppet_core.models.backbone import base_variant, load_encoder
-from muppet_core.families.build import build_multitask_model
 from muppet_core.evaluation.results import read_result
+from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import base_variant, load_encoder
 from muppet_core.stages import FINETUNE as STAGE
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.checkpoint import (

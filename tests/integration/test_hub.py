@@ -20,8 +20,8 @@ from muppet_core.leaderboard.schema import Leaderboard
 from muppet_core.leaderboard.stage import published_path
 from muppet_core.publish.card import scored_card
 from muppet_core.publish.hub import choose, find_scored
-from muppet_core.training.export import base_metadata, export_card
 from muppet_core.tasks.catalog import get_task
+from muppet_core.training.export import base_metadata, export_card
 from tests.conftest import REPO
 from tests.integration.conftest import PRETRAIN_TASKS
 from tests.servers.hub import HubRecorder

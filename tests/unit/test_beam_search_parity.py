@@ -13,9 +13,9 @@ from transformers import BertConfig, BertModel, EncoderDecoderModel, GenerationC
 
 from muppet_core.data.prepare import load_split, prepare_task
 from muppet_core.families import get_family
+from muppet_core.families.build import build_multitask_model
 from muppet_core.families.summarization import GENERATION_HEAD, decoder_start_id, decoder_stop_id
 from muppet_core.models.backbone import load_encoder
-from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
 
 TASK = "xsum"

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
+from muppet_core.config import Optimization
 from muppet_core.families import get_family
+from muppet_core.families.build import build_multitask_model
 from muppet_core.families.classification import ClassificationRecord
 from muppet_core.families.multiple_choice import RANKING_HEAD, MultipleChoiceRecord
 from muppet_core.families.span import SPAN_HEAD, SpanRecord
 from muppet_core.models.backbone import load_encoder
-from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
-from muppet_core.config import Optimization
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import LoopSettings
 

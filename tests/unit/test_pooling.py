@@ -8,8 +8,8 @@ import torch
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import prepare_task
 from muppet_core.families import get_family
-from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.finetune import FinetuneRun, finetune
 

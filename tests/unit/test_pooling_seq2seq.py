@@ -6,8 +6,8 @@ import pytest
 
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import BackboneError
-from muppet_core.models.backbone import Variant, load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import Variant, load_encoder
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.finetune import FinetuneRun, finetune
 

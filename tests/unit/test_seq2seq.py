@@ -9,13 +9,13 @@ from transformers.models.bart.modeling_bart import shift_tokens_right
 
 from muppet_core.config import Mixing, Optimization
 from muppet_core.data.prepare import load_split, prepare_task
-from muppet_core.training.evaluate import evaluate
 from muppet_core.families import get_family
+from muppet_core.families.build import build_multitask_model
 from muppet_core.models.backbone import default_pooling, load_encoder
 from muppet_core.models.heads import DecoderHead
-from muppet_core.families.build import build_multitask_model
 from muppet_core.models.seq2seq import OwnDecoderHead
 from muppet_core.tasks.catalog import get_task
+from muppet_core.training.evaluate import evaluate
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import LoopSettings
 

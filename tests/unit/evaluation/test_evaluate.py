@@ -6,16 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from muppet_core.training.evaluate import evaluate
 from muppet_core.families import get_family
+from muppet_core.families.build import build_multitask_model
 from muppet_core.families.classification import ClassificationRecord
 from muppet_core.families.multiple_choice import MultipleChoiceRecord
 from muppet_core.families.regression import RegressionRecord
 from muppet_core.families.span import SpanRecord, best_spans
 from muppet_core.families.summarization import SummarizationRecord
 from muppet_core.models.backbone import load_encoder
-from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
+from muppet_core.training.evaluate import evaluate
 
 TASKS = {"classification": "sst2", "regression": "stsb", "multiple_choice": "commonsenseqa", "span": "squad", "summarization": "xsum"}
 CONTEXTS = [

@@ -14,8 +14,8 @@ from muppet_core.data.records import to_row
 from muppet_core.data.sources import raw_splits
 from muppet_core.families import FAMILIES, get_family
 from muppet_core.families.base import IGNORE_INDEX
-from muppet_core.models.backbone import load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import load_encoder
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import get_task
 

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 from torch import nn
 
 from muppet_core.config import Optimization
-from muppet_core.training.evaluate import evaluate
 from muppet_core.families import FAMILIES, get_family, register_family, unregister_family
 from muppet_core.families.base import Family
-from muppet_core.models.backbone import load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import load_encoder
 from muppet_core.tasks.catalog import TaskSpec
+from muppet_core.training.evaluate import evaluate
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import LoopSettings
 

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from muppet_core.config import Optimization
 from muppet_core.families import base, get_family
+from muppet_core.families.build import build_multitask_model
 from muppet_core.families.classification import ClassificationRecord
 from muppet_core.families.summarization import SummarizationRecord
 from muppet_core.models.backbone import load_encoder
-from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import LoopSettings

@@ -8,12 +8,12 @@ import torch
 
 from muppet_core.data.prepare import normalize_rows
 from muppet_core.data.sources import raw_splits
-from muppet_core.training.evaluate import evaluate
 from muppet_core.families import get_family
-from muppet_core.models.backbone import load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import load_encoder
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import get_task
+from muppet_core.training.evaluate import evaluate
 
 ROWS = 32
 MAX_LENGTH = 128

@@ -10,9 +10,9 @@ from muppet_core.data.prepare import normalize_rows
 from muppet_core.data.sources import raw_splits
 from muppet_core.evaluation.metrics import compute
 from muppet_core.families import get_family
+from muppet_core.families.build import build_multitask_model
 from muppet_core.families.span import best_spans
 from muppet_core.models.backbone import load_encoder
-from muppet_core.families.build import build_multitask_model
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import get_task
 

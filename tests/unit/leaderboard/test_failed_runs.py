@@ -3,8 +3,8 @@
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
-from muppet_core.models.backbone import Variant
 from muppet_core.evaluation.results import read_result
+from muppet_core.models.backbone import Variant
 from muppet_core.stages import FINETUNE as STAGE, FINETUNE_FAILED as FAILED_STAGE
 from muppet_core.training.finetune import FinetuneRun, finetune_stage
 

@@ -9,13 +9,13 @@ import random
 import numpy as np
 import torch
 
+from muppet_core.callbacks import Callback, CallbackSpec, build_callbacks
 from muppet_core.config import Optimization
 from muppet_core.families import get_family
+from muppet_core.families.build import build_multitask_model
 from muppet_core.families.classification import ClassificationRecord
 from muppet_core.models.backbone import load_encoder
-from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
-from muppet_core.callbacks import Callback, CallbackSpec, build_callbacks
 from muppet_core.training.callbacks import EarlyStopping
 from muppet_core.training.checkpoint import checkpoint_folder, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from muppet_core.training.loop import TaskStream, build_engine, train

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import DataConfig, FinetuneConfig, PrefinetuneConfig
 from muppet_core.data.stage import data_stage
+from muppet_core.models import devices
 from muppet_core.models.backbone import Variant
 from muppet_core.models.multitask import MultiTaskModel
-from muppet_core.models import devices
 from muppet_core.training.finetune import FinetuneRun, finetune
 from muppet_core.training.worker import WorkerJob, run
 

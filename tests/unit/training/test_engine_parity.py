@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 
 from muppet_core.config import PrefinetuneConfig
-from muppet_core.models.backbone import load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import load_encoder
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.engine import _free_port, init_distributed
 from muppet_core.training.loop import train

@@ -13,8 +13,8 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from muppet_core.config import PrefinetuneConfig
-from muppet_core.models.backbone import load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import load_encoder
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.engine import clip_gradients
 from muppet_core.training.loop import train

@@ -14,8 +14,8 @@ import yaml
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import DataConfig, PrefinetuneConfig
 from muppet_core.data.stage import data_stage
-from muppet_core.models.backbone import load_encoder
 from muppet_core.families.build import build_multitask_model
+from muppet_core.models.backbone import load_encoder
 from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.checkpoint import checkpoint_folder

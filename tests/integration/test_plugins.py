@@ -1,0 +1,161 @@
+"""A task family from a module of the user's own (``plugins:`` in pipelines.yaml, beside it), run
+through the tiny pipeline: pre-finetuned on by the DeepSpeed worker process, fine-tuned in a process
+of its own and scored on the leaderboard, with no package edit."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import yaml
+
+from muppet_core.plugins import PLUGINS_ENV
+from muppet_core.tasks.catalog import CATALOG_ENV
+from tests.integration.conftest import muppet
+
+PLUGIN = '''"""Short or long: a task family of the user's own, its record type and its normalizer."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from muppet_core.families import FAMILIES, register_family
+from muppet_core.families.base import Family
+
+BUCKETS = ["short", "long"]
+
+
+@dataclass(frozen=True)
+class BucketRecord:
+    text: str
+    bucket: int
+    id: str = ""
+
+
+class LengthBucketFamily(Family):
+    """Whether a text has more than 18 words, read by a linear head on the first token's state."""
+
+    name = "length_bucket"
+    record_type = BucketRecord
+    text_fields = ("text",)
+
+    def model_inputs(self, record):
+        return record.text, None
+
+    def encode(self, records, tokenizer, max_length, max_target_length=64):
+        enc = tokenizer([r.text for r in records], truncation=True, max_length=max_length)
+        return [{"input_ids": ids, "labels": r.bucket} for ids, r in zip(enc["input_ids"], records)], 0
+
+    def collate(self, features, pad_id):
+        length = max(len(f["input_ids"]) for f in features)
+        return {
+            "input_ids": torch.tensor([f["input_ids"] + [pad_id] * (length - len(f["input_ids"])) for f in features]),
+            "attention_mask": torch.tensor([[1] * len(f["input_ids"]) + [0] * (length - len(f["input_ids"])) for f in features]),
+            "labels": torch.tensor([f["labels"] for f in features]),
+        }
+
+    def head_name(self, spec):
+        return "bucket"
+
+    def head_shape(self, spec):
+        return {"kind": "linear", "outputs": len(spec.labels)}
+
+    def build_head(self, shape, encoder):
+        return nn.Linear(encoder.config.hidden_size, shape["outputs"])
+
+    def forward(self, model, head, batch):
+        return model.heads[head](model.encode(batch)[:, 0])
+
+    def loss(self, logits, labels):
+        return F.cross_entropy(logits, labels)
+
+    def loss_n(self, spec, max_length, vocab_size=None):
+        return len(spec.labels)
+
+    def loss_n_rule(self, spec):
+        return len(spec.labels)
+
+    def predict(self, model, head, features, pad_id, batch_size=64, tokenizer=None, max_new_tokens=64, num_beams=1):
+        return [BUCKETS[i] for i in super().predict(model, head, features, pad_id, batch_size)]
+
+    def references(self, features):
+        return [BUCKETS[f["labels"]] for f in features]
+
+
+def bucket_line(row, spec):
+    """An SST-2 line ('<label> <text>'), bucketed by its length."""
+    text = row["line"].split(" ", 1)[1].strip()
+    return BucketRecord(text, int(len(text.split()) > 18))
+
+
+if "length_bucket" not in FAMILIES:
+    register_family(LengthBucketFamily())
+'''
+
+ENTRY = {
+    "tasks": {
+        "sentence_length": {
+            "family": "length_bucket",
+            "hub": {"path": "example/sentence-length"},
+            "mirror": {"train": "sst2/stsa.binary.train", "validation": "sst2/stsa.binary.dev"},
+            "reader": "lines",
+            "normalizer": "length_plugin:bucket_line",
+            "labels": ["short", "long"],
+            "metric": "accuracy",
+        }
+    }
+}
+
+
+def test_a_plugin_family_pre_finetunes_on_the_deepspeed_worker_and_is_scored(prefect_harness, tiny_backbone, mirror, tmp_path, monkeypatch):
+    from flows.reproduce import reproduce
+
+    monkeypatch.setenv(CATALOG_ENV, "")  # restored after the test: the catalog and plugin stay this test's own
+    monkeypatch.setenv(PLUGINS_ENV, "")
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # use_plugins adds the plugin's folder
+    (tmp_path / "length_plugin.py").write_text(PLUGIN)
+    (tmp_path / "my-catalog").mkdir()
+    (tmp_path / "my-catalog" / "length.yaml").write_text(yaml.safe_dump(ENTRY))
+    doc = {
+        "plugins": ["length_plugin"],
+        "catalog": ["my-catalog"],
+        "pipelines": {
+            "plugged": {
+                "backbone": tiny_backbone, "store": "store", "data": {"mirror": mirror},
+                "prefinetune": {"tasks": ["rotten_tomatoes", "sentence_length"], "steps": 2, "micro_batch_size": 4, "tasks_per_step": 2,
+                                "max_length": 48, "max_train_examples": 32, "engine": "deepspeed", "launcher": "local"},
+                "finetune": {"benchmarks": ["sentence_length"], "batch_size": 8, "max_length": 48, "max_train_examples": 32,
+                             "max_eval_examples": 40, "executor": "process"},
+            }
+        },
+    }
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    validated = muppet("validate", str(config), cwd=tmp_path.parent)  # the plugin is found beside pipelines.yaml, not in the cwd
+    assert validated.returncode == 0, validated.stderr
+
+    csv_uri = reproduce(pipeline="plugged", config=str(config))
+    table = pd.read_csv(csv_uri, index_col="model")
+    rows = table[table["variant"] != "delta"]
+    assert sorted(rows["variant"]) == ["base", "prefinetuned"]
+    assert rows["sentence_length"].between(0, 1).all() and (rows["sentence_length.n"] == 1).all()
+    summaries = list((tmp_path / "store" / "prefinetune").glob("*/train_summary.json"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    assert summary["tasks"]["sentence_length"]["examples"] > 0 and summary["world_size"] == 1
+    heads = json.loads((summaries[0].parent / "heads.json").read_text())
+    assert heads["bucket"] == {"kind": "linear", "outputs": 2}  # the plugin's own head, trained by the worker
+
+
+def test_a_plugin_that_cannot_be_imported_stops_validate_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(PLUGINS_ENV, "")
+    (tmp_path / "broken_plugin.py").write_text("def oops(:\n")
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(yaml.safe_dump({"plugins": ["broken_plugin"], "pipelines": {"p": {
+        "backbone": "org/model", "prefinetune": {"tasks": ["rte"], "steps": 1}, "finetune": {"benchmarks": ["rte"]}}}}))
+    result = muppet("validate", str(config))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "plugin 'broken_plugin' cannot be imported: SyntaxError:" in result.stderr
