@@ -23,7 +23,8 @@ from muppet_core.errors import StoreError
 from muppet_core.server import LocalServer
 from tests.conftest import REPO
 from tests.integration.conftest import write_pipeline
-from tests.servers.seaweed import BUCKET, SeaweedServer, free_ports
+from tests.servers.process import free_ports
+from tests.servers.seaweed import BUCKET, SeaweedServer
 
 ACCESS_KEY = "AKIAMUPPETLEAKCHECK7Q"
 SECRET_KEY = "muppetLeakCheck/Secret+9fK2xQ7vR4tZ1wY8"

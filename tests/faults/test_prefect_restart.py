@@ -13,7 +13,7 @@ import yaml
 from muppet_core.server import LocalServer
 from tests.conftest import REPO
 from tests.integration.conftest import artifact_keys
-from tests.servers.seaweed import free_ports
+from tests.servers.process import free_ports
 
 
 def test_a_run_survives_a_prefect_server_restart(tmp_path, tiny_backbone, mirror, fault_report):

@@ -26,7 +26,8 @@ from tests.conftest import REPO
 from tests.faults.report import Outcome, record
 from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, write_pipeline
 from tests.servers.postgres import prefect_url
-from tests.servers.seaweed import BUCKET, free_ports
+from tests.servers.process import free_ports
+from tests.servers.seaweed import BUCKET
 
 POOL = "fanout"
 WORKERS = ("worker-a", "worker-b")

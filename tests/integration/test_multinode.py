@@ -28,7 +28,8 @@ from muppet_core.stages import PREFINETUNE as STAGE
 from muppet_core.training.prefinetune import prefinetune_key, prefinetune_stage
 from tests.conftest import REPO
 from tests.faults.killswitch import pause_at
-from tests.servers.seaweed import BUCKET, free_ports
+from tests.servers.process import free_ports
+from tests.servers.seaweed import BUCKET
 
 TASKS = ["rotten_tomatoes", "commonsenseqa"]
 SETTINGS = {"tasks": TASKS, "steps": 6, "micro_batch_size": 4, "tasks_per_step": 2, "max_length": 32, "max_train_examples": 32,

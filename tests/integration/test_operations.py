@@ -26,7 +26,7 @@ from muppet_core.models.backbone import backbone_label
 from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, write_pipeline
-from tests.servers.seaweed import free_ports
+from tests.servers.process import free_ports
 from tests.servers.serving import stop_serving, wait_for_deployment
 
 PIPELINE = "ops"

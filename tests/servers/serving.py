@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
+
+from tests.servers.process import wait_until
 
 
 def wait_for_deployment(
@@ -19,16 +19,11 @@ def wait_for_deployment(
     """Until the server at ``api`` holds the deployment ``name``; fails with the serving log when
     ``serve`` exits or ``timeout`` passes first. ``headers`` gives each request's headers, read
     again every time (a server with auth writes its auth string once it has started)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{api}/deployments/name/{name}", headers=headers(), timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if serve.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"`muppet serve --with-server` did not serve {name}:\n{log.read_text()[-3000:]}")
-        time.sleep(1)
+
+    def served() -> bool:
+        return httpx.get(f"{api}/deployments/name/{name}", headers=headers(), timeout=2).status_code == 200
+
+    wait_until(served, serve, log, f"`muppet serve --with-server` serving {name}", timeout, interval=1)
 
 
 def stop_serving(serve: subprocess.Popen) -> None:

@@ -34,6 +34,23 @@ def test_rank_device_follows_the_setting_then_cuda_local_rank_then_the_cpu(monke
         FinetuneConfig(benchmarks=["rte"], device="gpu")
 
 
+@pytest.mark.gpu
+def test_a_rank_trains_and_evaluates_on_its_cuda_device(monkeypatch, tiny_backbone):
+    from muppet_core.families import get_family
+    from muppet_core.families.build import build_multitask_model
+    from muppet_core.models.backbone import load_encoder
+    from muppet_core.tasks.catalog import get_task
+
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    device = devices.rank_device()
+    assert device == torch.device("cuda", 0)
+    encoder, tokenizer = load_encoder(tiny_backbone)
+    model = build_multitask_model(encoder, [get_task("rte")]).to(device)
+    batch = devices.to_device(dict(tokenizer(["a premise", "and a hypothesis"], return_tensors="pt", padding=True)), device)
+    logits = model("rte", get_family("classification"), batch)
+    assert logits.device == device and torch.isfinite(logits).all()
+
+
 @pytest.fixture
 def recorder(monkeypatch):
     """Records the devices chosen, the tensors moved, and every batch the model consumed (training or not)."""
