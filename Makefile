@@ -65,9 +65,9 @@ TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-# The inner loop: unit tests only (no servers, no pipelines), one worker per core.
+# The inner loop: every test not marked slow (integration and faults are: pipelines, servers), one worker per core.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/unit
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 # docs/configuration.md's settings reference, generated from the config models' docstrings.
 docs: $(STAMP)

@@ -91,8 +91,16 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+SLOW_FOLDERS = ("integration", "faults")
+"""Every test of these folders runs whole pipelines, servers or several processes: marked ``slow``."""
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` are skipped where torch sees no CUDA device."""
+    """Tests of ``SLOW_FOLDERS`` are marked ``slow``; tests marked ``gpu`` are skipped where torch
+    sees no CUDA device."""
+    for item in items:
+        if Path(item.fspath).relative_to(REPO / "tests").parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if gpu:
         import torch
