@@ -11,7 +11,7 @@ from torch import nn
 from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
 from muppet_core.models.backbone import load_encoder
-from muppet_core.models.multitask import build_multitask_model
+from muppet_core.families.build import build_multitask_model
 from muppet_core.tasks.catalog import get_task
 
 BENCHMARKS = ["rte", "stsb", "copa", "squad"]
