@@ -12,88 +12,20 @@ import yaml
 
 from muppet_core.plugins import PLUGINS_ENV
 from muppet_core.tasks.catalog import CATALOG_ENV
+from tests.conftest import REPO
 from tests.integration.conftest import muppet
 
-PLUGIN = '''"""Short or long: a task family of the user's own, its record type and its normalizer."""
-
-from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from muppet_core.families import FAMILIES, register_family
-from muppet_core.families.base import Family
-
-BUCKETS = ["short", "long"]
-
-
-@dataclass(frozen=True)
-class BucketRecord:
-    text: str
-    bucket: int
-    id: str = ""
-
-
-class LengthBucketFamily(Family):
-    """Whether a text has more than 18 words, read by a linear head on the first token's state."""
-
-    name = "length_bucket"
-    record_type = BucketRecord
-    text_fields = ("text",)
-
-    def model_inputs(self, record):
-        return record.text, None
-
-    def encode(self, records, tokenizer, max_length, max_target_length=64):
-        enc = tokenizer([r.text for r in records], truncation=True, max_length=max_length)
-        return [{"input_ids": ids, "labels": r.bucket} for ids, r in zip(enc["input_ids"], records)], 0
-
-    def collate(self, features, pad_id):
-        length = max(len(f["input_ids"]) for f in features)
-        return {
-            "input_ids": torch.tensor([f["input_ids"] + [pad_id] * (length - len(f["input_ids"])) for f in features]),
-            "attention_mask": torch.tensor([[1] * len(f["input_ids"]) + [0] * (length - len(f["input_ids"])) for f in features]),
-            "labels": torch.tensor([f["labels"] for f in features]),
-        }
-
-    def head_name(self, spec):
-        return "bucket"
-
-    def head_shape(self, spec):
-        return {"kind": "linear", "outputs": len(spec.labels)}
-
-    def build_head(self, shape, encoder):
-        return nn.Linear(encoder.config.hidden_size, shape["outputs"])
-
-    def forward(self, model, head, batch):
-        return model.heads[head](model.encode(batch)[:, 0])
-
-    def loss(self, logits, labels):
-        return F.cross_entropy(logits, labels)
-
-    def loss_n(self, spec, max_length, vocab_size=None):
-        return len(spec.labels)
-
-    def loss_n_rule(self, spec):
-        return len(spec.labels)
-
-    def predict(self, model, head, features, pad_id, batch_size=64, tokenizer=None, max_new_tokens=64, num_beams=1):
-        return [BUCKETS[i] for i in super().predict(model, head, features, pad_id, batch_size)]
-
-    def references(self, features):
-        return [BUCKETS[f["labels"]] for f in features]
-
-
-def bucket_line(row, spec):
-    """An SST-2 line ('<label> <text>'), bucketed by its length."""
-    text = row["line"].split(" ", 1)[1].strip()
-    return BucketRecord(text, int(len(text.split()) > 18))
-
+REGISTRATION = """
 
 if "length_bucket" not in FAMILIES:
     register_family(LengthBucketFamily())
-'''
+"""
+
+
+def plugin_source() -> str:
+    """tests/length_plugin.py, registering its family when imported, as a plugin module does."""
+    return (REPO / "tests" / "length_plugin.py").read_text() + "\nfrom muppet_core.families import FAMILIES, register_family\n" + REGISTRATION
+
 
 ENTRY = {
     "tasks": {
@@ -116,7 +48,7 @@ def test_a_plugin_family_pre_finetunes_on_the_deepspeed_worker_and_is_scored(pre
     monkeypatch.setenv(CATALOG_ENV, "")  # restored after the test: the catalog and plugin stay this test's own
     monkeypatch.setenv(PLUGINS_ENV, "")
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # use_plugins adds the plugin's folder
-    (tmp_path / "length_plugin.py").write_text(PLUGIN)
+    (tmp_path / "length_plugin.py").write_text(plugin_source())
     (tmp_path / "my-catalog").mkdir()
     (tmp_path / "my-catalog" / "length.yaml").write_text(yaml.safe_dump(ENTRY))
     doc = {

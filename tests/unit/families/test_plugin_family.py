@@ -1,104 +1,28 @@
-"""A family defined and registered inside the test, trained by the real loop and scored by the real
-``evaluate``: adding a family edits no library module."""
+"""A family defined outside the library (tests/length_plugin.py, as a plugin module) and registered
+by the test, trained by the real loop and scored by the real ``evaluate``: adding a family edits no
+library module."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from pydantic import ValidationError
-from torch import nn
 
 from muppet_core.config import Optimization
 from muppet_core.families import FAMILIES, get_family, register_family, unregister_family
-from muppet_core.families.base import Family
 from muppet_core.families.build import build_multitask_model
 from muppet_core.models.backbone import load_encoder
 from muppet_core.tasks.catalog import TaskSpec
 from muppet_core.training.evaluate import evaluate
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import LoopSettings
+from tests.length_plugin import BUCKETS, BucketRecord, LengthBucketFamily
 
-BUCKETS = ["short", "long"]
 SHORT_WORDS = ["red", "blue", "green", "pink"]
 LONG_WORDS = ["one", "two", "three", "four", "five", "six", "seven"]
-
-
-@dataclass(frozen=True)
-class BucketRecord:
-    """A text and its length bucket: 0 for three words or fewer, 1 for six or more."""
-
-    text: str
-    bucket: int
-    id: str = ""
-
-
-class LengthBucketFamily(Family):
-    """Two buckets, scored by a linear head on the [CLS] state (not the mean-pooled one), with its
-    own padding; predictions are bucket names."""
-
-    name = "length_bucket"
-    record_type = BucketRecord
-    text_fields = ("text",)
-
-    def __init__(self):
-        self.predict_calls = 0
-
-    def spec_problem(self, spec):
-        return None if spec.labels and len(spec.labels) == 2 else "length_bucket tasks need two 'labels'"
-
-    def record_problem(self, record, spec):
-        return None if record.bucket in (0, 1) else f"bucket {record.bucket} is not 0 or 1"
-
-    def model_inputs(self, record):
-        return record.text, None
-
-    def encode(self, records, tokenizer, max_length, max_target_length=64):
-        enc = tokenizer([r.text for r in records], truncation=True, max_length=max_length)
-        return [{"input_ids": ids, "labels": r.bucket} for ids, r in zip(enc["input_ids"], records)], 0
-
-    def collate(self, features, pad_id):
-        length = max(len(f["input_ids"]) for f in features)
-        ids = [f["input_ids"] + [pad_id] * (length - len(f["input_ids"])) for f in features]
-        mask = [[1] * len(f["input_ids"]) + [0] * (length - len(f["input_ids"])) for f in features]
-        return {
-            "input_ids": torch.tensor(ids),
-            "attention_mask": torch.tensor(mask),
-            "labels": torch.tensor([f["labels"] for f in features]),
-        }
-
-    def head_name(self, spec):
-        return "bucket"
-
-    def head_shape(self, spec):
-        return {"kind": "linear", "outputs": len(spec.labels)}
-
-    def build_head(self, shape, encoder):
-        return nn.Linear(encoder.config.hidden_size, shape["outputs"])
-
-    def forward(self, model, head, batch):
-        return model.heads[head](model.encode(batch)[:, 0])
-
-    def loss(self, logits, labels):
-        return F.cross_entropy(logits, labels)
-
-    def loss_n(self, spec, max_length, vocab_size=None):
-        return len(spec.labels)
-
-    def loss_n_rule(self, spec):
-        return len(spec.labels)
-
-    def predict(self, model, head, features, pad_id, batch_size=64, tokenizer=None, max_new_tokens=64, num_beams=1):
-        self.predict_calls += 1
-        indices = super().predict(model, head, features, pad_id, batch_size)
-        return [BUCKETS[i] for i in indices]
-
-    def references(self, features):
-        return [BUCKETS[f["labels"]] for f in features]
 
 
 def _records(n: int, seed: int) -> list[BucketRecord]:
