@@ -32,7 +32,7 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import FinetuneConfig
-from muppet_core.errors import first_line
+from muppet_core.errors import MuppetError, first_line
 from muppet_core.tracking import Tracker
 from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
 from muppet_core.training.finetune_worker import FinetuneJob
@@ -41,6 +41,8 @@ from muppet_core.training.pinning import Device, device_pool, gpu_count
 
 log = logging.getLogger(__name__)
 FINETUNE_WORKER = "muppet_core.training.finetune_worker"
+LOCAL_EXECUTORS = ("thread", "process")
+"""The executors ``run_finetune`` runs; the fan-out hands ``deployment``'s runs to a work pool instead."""
 
 
 def pick_executor(config: FinetuneConfig, gpus: int | None = None) -> str:
@@ -60,8 +62,17 @@ def run_finetune(
 ) -> StageOutput:
     """One fine-tune through the store (``finetune_stage``, tracked under ``tracker``), on the
     executor ``pick_executor`` picks; a process's output is streamed to ``log_line``. Returns the
-    result's output, or a failure's."""
-    if pick_executor(config) == "thread":
+    result's output, or a failure's.
+
+    Raises:
+        MuppetError: the executor is not one that runs here (``deployment`` submits flow runs to a
+            work pool, ``flows.finetune_remote``; it never runs as a local process).
+    """
+    executor = pick_executor(config)
+    if executor not in LOCAL_EXECUTORS:
+        raise MuppetError(f"finetune.executor '{executor}' does not run a fine-tune in this process: run_finetune runs "
+                          f"{' or '.join(LOCAL_EXECUTORS)} (a deployment's fine-tunes go to its work pool through flows.finetune_remote)")
+    if executor == "thread":
         if config.threads:
             torch.set_num_threads(config.threads)  # the flow process's own count: threads share it
         return finetune_stage(pipeline, run, data, config, store, callbacks, tracker)
