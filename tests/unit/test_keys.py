@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from muppet_core.artifacts.fingerprints import code_version, imported_closure, library_versions
+from muppet_core.artifacts.fingerprints import METRIC_LIBRARIES, TRAINING_LIBRARIES, code_version, imported_closure, library_versions
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.config import FinetuneConfig, PrefinetuneConfig
 from muppet_core.models.backbone import Variant
@@ -110,11 +110,19 @@ def test_the_code_version_changes_with_a_transitively_imported_module(tmp_path, 
 def test_training_keys_hold_the_library_versions(monkeypatch):
     versions = library_versions()
     assert set(versions) == {"torch", "transformers", "deepspeed", "datasets"} and versions["torch"]
+    scored = library_versions(TRAINING_LIBRARIES + METRIC_LIBRARIES)
+    assert set(scored) == {*versions, "scikit-learn", "scipy", "rouge-score"} and scored["scikit-learn"]
     config = FinetuneConfig(benchmarks=["rte"])
     key, pft_key = finetune_key(RUN, DATA, config), prefinetune_key(PrefinetuneConfig(tasks=["rte"], steps=2), "b", PFT_DATA)
-    monkeypatch.setattr(finetune_module, "library_versions", lambda: {**versions, "transformers": "0.0"})
-    monkeypatch.setattr(prefinetune_module, "library_versions", lambda: {**versions, "torch": "0.0"})
-    assert finetune_key(RUN, DATA, config) != key
+
+    def changed(library):
+        """library_versions as if ``library`` were at another version (where it is asked for)."""
+        return lambda names=TRAINING_LIBRARIES: {**library_versions(names), **({library: "0.0"} if library in names else {})}
+
+    for library in ("transformers", "scikit-learn"):  # a training library, and one that computes the metrics
+        monkeypatch.setattr(finetune_module, "library_versions", changed(library))
+        assert finetune_key(RUN, DATA, config) != key
+    monkeypatch.setattr(prefinetune_module, "library_versions", changed("torch"))
     assert prefinetune_key(PrefinetuneConfig(tasks=["rte"], steps=2), "b", PFT_DATA) != pft_key
 
 

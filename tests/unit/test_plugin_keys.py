@@ -4,6 +4,7 @@ data of its datasets and the fine-tunes that use it."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -57,6 +58,7 @@ def plugins(tmp_path, monkeypatch):
     that use them; the modules' folder is on the import path as a pipelines file's is."""
     monkeypatch.setenv(CATALOG_ENV, "")
     monkeypatch.setenv(PLUGINS_ENV, "")
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # use_plugins adds the modules' folder
     monkeypatch.setattr(sys, "path", list(sys.path))
     for name in ("user_norm_a", "user_norm_b", "user_family"):
         monkeypatch.delitem(sys.modules, name, raising=False)
