@@ -24,6 +24,7 @@ PLUGINS_ENV = "MUPPET_PLUGINS"
 ENTRY_POINTS = "muppet.plugins"
 """The entry-point group through which an installed package names its plugin module."""
 
+
 class PluginError(MuppetError):
     """A plugin module cannot be imported."""
 

@@ -11,6 +11,7 @@ forgotten mark means a recompute, never a stale result.
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from typing import Any, Literal
 
@@ -151,7 +152,7 @@ def _type_text(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Literal:
         return " | ".join(repr(a) for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " | ".join(_type_text(a) for a in args)
     if origin is typing.Annotated:
         return _type_text(args[0])
