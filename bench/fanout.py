@@ -51,17 +51,18 @@ def fan_out(runs, data, config, store) -> tuple[float, dict]:
     return timer.seconds, {o.name: read_result(store, o) for o in outputs}
 
 
-def on_workers(args, runs, pipeline, process_config) -> tuple[float, dict]:
-    """The runs as the ``deployment`` executor runs them (each with the process run's thread count),
-    into a fresh prefix of ``args.store``; the seconds it took and each run's record."""
+def on_workers(args, runs, pipeline, process_config, threads: int) -> tuple[float, dict]:
+    """The runs as the ``deployment`` executor runs them (each with ``threads``, the process run's
+    thread count), into a fresh prefix of ``args.store``; the seconds it took and each run's record."""
     from flows.finetune_remote import finetune_on_workers
     from muppet_core.artifacts.store import ArtifactStore
+    from muppet_core.config import DeploymentSettings
     from muppet_core.data.stage import data_stage
     from muppet_core.evaluation.results import read_result
 
     store = ArtifactStore(f"{args.store.rstrip('/')}/bench-fanout-{uuid.uuid4().hex[:8]}")  # a fresh prefix: every run computed
     data = {b: data_stage(b, pipeline.data, store) for b in args.benchmarks}
-    config = process_config.model_copy(update={"executor": "deployment", "work_pool": args.work_pool, "chunk": 1})
+    config = process_config.model_copy(update={"executor": DeploymentSettings(work_pool=args.work_pool, chunk=1, threads=threads)})
     timer = common.Timer().start()
     outputs = finetune_on_workers("bench", runs, [data[r.benchmark] for r in runs], config, store, log_line=lambda line: None)
     timer.lap()
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
 
     from muppet_core.artifacts.store import ArtifactStore
+    from muppet_core.config import ProcessSettings, ThreadSettings
     from muppet_core.data.stage import data_stage
     from muppet_core.models.backbone import base_variant
     from muppet_core.training.pinning import usable_cores
@@ -93,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"benchmarks": args.benchmarks, "seeds": list(range(args.seeds)), "learning_rates": pipeline.finetune.learning_rates[:1],
                 "train_fractions": [], "max_train_examples": args.max_train, "max_eval_examples": args.max_eval}
     configs = {
-        "default": pipeline.finetune.model_copy(update={**settings, "executor": "thread", "concurrency": 1, "threads": len(cores)}),
-        "process": pipeline.finetune.model_copy(update={**settings, "executor": "process", "concurrency": args.concurrency, "threads": None}),
-        "reference": pipeline.finetune.model_copy(update={**settings, "executor": "thread", "concurrency": 1, "threads": share}),
+        "default": pipeline.finetune.model_copy(update={**settings, "executor": ThreadSettings(threads=len(cores)), "concurrency": 1}),
+        "process": pipeline.finetune.model_copy(update={**settings, "executor": ProcessSettings(), "concurrency": args.concurrency}),
+        "reference": pipeline.finetune.model_copy(update={**settings, "executor": ThreadSettings(threads=share), "concurrency": 1}),
     }
     seconds, records = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copytree(Path(stores["default"].root) / "data", Path(stores[name].root) / "data")
             seconds[name], records[name] = fan_out(runs, data, config, stores[name])
         if args.work_pool:
-            seconds["deployment"], records["deployment"] = on_workers(args, runs, pipeline, configs["process"].model_copy(update={"threads": share}))
+            seconds["deployment"], records["deployment"] = on_workers(args, runs, pipeline, configs["process"], share)
 
     def differ(a: dict, b: dict) -> list[str]:
         return sorted(n for n in a if (a[n].status, a[n].error, a[n].metrics, a[n].weights_sha256) != (b[n].status, b[n].error, b[n].metrics, b[n].weights_sha256))

@@ -163,7 +163,7 @@ def finetune_figures(s: Setup, pipeline, count: int) -> dict:
         **pipeline.finetune.model_dump(), "benchmarks": FINETUNE_BENCHMARKS, "seeds": list(range(-(-count // len(FINETUNE_BENCHMARKS)))),
         "learning_rates": pipeline.finetune.learning_rates[:1], "train_fractions": [], "max_train_examples": s.size["finetune_train"],
         "max_eval_examples": s.size["finetune_eval"], "batch_size": s.size["finetune_batch"], "executor": "process", "concurrency": count,
-        "threads": None, "device": s.device.type, "precision": "bf16", "checkpoint_every": None,
+        "device": s.device.type, "precision": "bf16", "checkpoint_every": None,
     })
     runs = plan_runs(config, [base_variant(s.backbone, Path(s.store.root) / "cache")])[:count]
     seconds, records = fan_out(runs, s.data, config, s.store)

@@ -3,9 +3,9 @@
 Runs hold a slot of the Prefect global concurrency limit ``muppet-finetune`` while they work, so
 every flow sharing a server (and its GPUs) stays within it. The limit is created with
 ``finetune.concurrency`` slots when missing; operators change it in the Prefect UI. Each run
-executes as ``finetune.executor`` says: a thread of this process, or a process of its own. With
-``deployment`` they are flow runs on a work pool instead (``flows.finetune_remote``), bounded by
-its workers and its concurrency limit.
+executes on the executor ``finetune.executor`` names (``muppet_core.training.executor``): a thread
+of this process, or a process of its own. An executor that takes the whole fan-out at once, such as
+``deployment`` (flow runs on a work pool, ``flows.finetune_remote``), is handed every run instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 
-from flows.finetune_remote import finetune_on_workers
 from flows.progress import Progress
 from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
@@ -24,7 +23,7 @@ from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
 from muppet_core.tracking import Tracker
-from muppet_core.training.executor import pick_executor, run_finetune
+from muppet_core.training.executor import executor_for, run_finetune
 from muppet_core.training.finetune import FinetuneRun, plan_runs
 
 CONCURRENCY_LIMIT = "muppet-finetune"
@@ -63,10 +62,11 @@ def finetune_all(
     """
     runs = plan_runs(pipeline.finetune, variants)
     progress = Progress(lambda done, total: f"{done} of {total} fine-tunes")
-    if pick_executor(pipeline.finetune) == "deployment":  # flow runs on the work pool's workers
+    executor = executor_for(pipeline.finetune)
+    if executor.whole_fan_out:
         progress(0, len(runs))
         benchmarks = [data[run.variant.backbone][run.benchmark] for run in runs]
-        return finetune_on_workers(pipeline_name, runs, benchmarks, pipeline.finetune, open_store(pipeline), tracker, get_run_logger().info, progress)
+        return executor.run_all(pipeline_name, runs, benchmarks, pipeline.finetune, open_store(pipeline), tracker, get_run_logger().info, progress)
     ensure_limit(pipeline.finetune.concurrency)
     several = len(data) > 1
     futures = [

@@ -1,18 +1,19 @@
-"""muppet-finetune: the fan-out's ``deployment`` executor, on Prefect work pools.
+"""muppet-finetune: the fan-out's ``deployment`` executor, on Prefect work pools (registered by
+``flows/__init__.py``: it needs Prefect deployments, so the library knows it only by its settings).
 
-Each fine-tune (or each chunk of ``finetune.chunk``) becomes a flow run of the deployment
+Each fine-tune (or each chunk of the executor's ``chunk``) becomes a flow run of the deployment
 ``muppet-finetune/<work pool>``, started with ``run_deployment(..., timeout=0)``; the Prefect workers
-of ``finetune.work_pool`` (processes, Docker containers, Kubernetes jobs, on any machine) execute
-them, and the fan-out waits for them all. A flow run's jobs are ``FinetuneJob``s, run one after
-another as the ``process`` executor's child runs one (``muppet_core.training.finetune_worker``): data
-from the store, the result published to the store, a failure as a failure record, and where the
-result lives written under the store's ``_jobs/`` folder, where the fan-out reads it.
+of its ``work_pool`` (processes, Docker containers, Kubernetes jobs, on any machine) execute them,
+and the fan-out waits for them all. A flow run's jobs are ``FinetuneJob``s, run one after another as
+the ``process`` executor's child runs one (``muppet_core.training.finetune_worker``): data from the
+store, the result published to the store, a failure as a failure record, and where the result lives
+written under the store's ``_jobs/`` folder, where the fan-out reads it.
 
 A flow run whose worker dies goes silent: its flow runs send heartbeats every ``HEARTBEAT_S``, and
 the automation ``CRASH_AUTOMATION`` marks one silent for ``SILENT_S`` Crashed. A run that ends
 without results (Crashed, Failed, Cancelled) is submitted again for the jobs it left, at most
-``finetune.retries`` times; they resume from their last checkpoints, which live in the store's
-scratch area. Then each job left is a failure record.
+``retries`` times, then each job left is a failure record (``retry_or_fail``, the ``process``
+executor's path too); they resume from their last checkpoints, which live in the store's scratch area.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from prefect.exceptions import ObjectNotFound
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.config import FinetuneConfig
+from muppet_core.config import DeploymentSettings, FinetuneConfig
 from muppet_core.errors import MuppetError
 from muppet_core.tracking import Tracker
-from muppet_core.training import finetune_worker
-from muppet_core.training.finetune import FinetuneRun, finetune_key, record_failure
-from muppet_core.training.finetune_worker import FinetuneJob
+from muppet_core.training.executor import Executor
+from muppet_core.training.finetune import FinetuneRun
+from muppet_core.training.finetune_worker import FinetuneJob, retry_or_fail
+from muppet_core.training.pinning import Device
 
 FLOW = "muppet-finetune"
 HEARTBEAT_S = 30
@@ -61,7 +63,7 @@ def finetune_jobs(jobs: list[FinetuneJob]) -> list[str]:
     logger = get_run_logger()
     for job in jobs:
         logger.info("fine-tune %s", job.run.name)
-        logger.info(finetune_worker.run(job).describe())
+        logger.info(job.execute().describe())
     return [job.output for job in jobs]
 
 
@@ -71,12 +73,13 @@ def check_executor(config: FinetuneConfig, store: ArtifactStore) -> str:
 
     Raises:
         StoreError: the store is a local path.
-        MuppetError: no ``finetune.work_pool``, or no such pool on the server.
+        MuppetError: no ``work_pool``, or no such pool on the server.
     """
     store.require_shared("finetune.executor: deployment")
-    pool = config.work_pool
+    pool = config.executor.work_pool
     if not pool:
-        raise MuppetError("finetune.executor: deployment needs finetune.work_pool: the work pool whose workers run the fine-tunes")
+        raise MuppetError("finetune.executor: deployment needs a work_pool (executor: {kind: deployment, work_pool: NAME}): "
+                          "the work pool whose workers run the fine-tunes")
     with get_client(sync_client=True) as client:
         try:
             client.read_work_pool(pool)
@@ -130,15 +133,18 @@ def finetune_on_workers(
 ) -> list[StageOutput]:
     """Run ``runs`` (with their benchmarks' ``data``) as flow runs of the work pool's deployment,
     all submitted at once, and wait for them; a run that ends without results is submitted again
-    for what it left (``config.retries`` times). Returns the outputs in the order of ``runs``;
-    ``done(finished, total)`` is called as they come in."""
+    for what it left (the executor's ``retries`` times; ``retry_or_fail``). Returns the outputs in the
+    order of ``runs``; ``done(finished, total)`` is called as they come in."""
     deployment = check_executor(config, store)
     started = time.perf_counter()
+    settings = config.executor
+    device = Device(threads=settings.threads) if settings.threads else None
     jobs = [
-        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", tracker=tracker)
+        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, device=device,
+                    output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", tracker=tracker)
         for run, d in zip(runs, data)
     ]
-    pending = {_submit(deployment, jobs[i:i + config.chunk]): (jobs[i:i + config.chunk], 0) for i in range(0, len(jobs), config.chunk)}
+    pending = {_submit(deployment, jobs[i:i + settings.chunk]): (jobs[i:i + settings.chunk], 0) for i in range(0, len(jobs), settings.chunk)}
     log_line(f"{len(jobs)} fine-tune(s) in {len(pending)} flow run(s) of {deployment}")
     results: dict[str, StageOutput] = {}
     while pending:
@@ -152,13 +158,12 @@ def finetune_on_workers(
             if not left:
                 done(len(results), len(jobs))
                 continue
-            why = f"flow run {flow_run.name} ended {flow_run.state.name}: {(flow_run.state.message or '').strip() or 'no message'}"
-            if attempt < config.retries:
-                log_line(f"{why}; submitting its {len(left)} fine-tune(s) again ({attempt + 1} of {config.retries})")
+            why = RemoteRunError(f"flow run {flow_run.name} ended {flow_run.state.name}: {(flow_run.state.message or '').strip() or 'no message'}")
+            failed = retry_or_fail(left, attempt, settings.retries, why, store, started, log_line)
+            if failed is None:
                 pending[_submit(deployment, left)] = (left, attempt + 1)
                 continue
-            for job in left:
-                results[job.output] = record_failure(pipeline, job.run, finetune_key(job.run, job.data, config), store, started, RemoteRunError(why))
+            results.update((job.output, output) for job, output in zip(left, failed))
             done(len(results), len(jobs))
     return [results[job.output] for job in jobs]
 
@@ -184,3 +189,18 @@ def _result(store: ArtifactStore, job: FinetuneJob) -> StageOutput | None:
         return None
     store.remove(name)
     return output
+
+
+class DeploymentExecutor(Executor):
+    """``deployment``: the whole fan-out as flow runs of the work pool's ``muppet-finetune`` deployment."""
+
+    settings = DeploymentSettings
+    whole_fan_out = True
+
+    def check(self, config: FinetuneConfig, store: ArtifactStore) -> None:
+        """A store every worker reaches and the work pool on the server (``check_executor``)."""
+        check_executor(config, store)
+
+    def run_all(self, pipeline, runs, data, config, store, tracker, log_line, done) -> list[StageOutput]:
+        """``finetune_on_workers``."""
+        return finetune_on_workers(pipeline, runs, data, config, store, tracker, log_line, done)

@@ -14,13 +14,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.data import prepare_data
 from flows.finetune import finetune_all
-from flows.finetune_remote import check_executor
 from flows.leaderboard import build_leaderboard
 from flows.prefinetune import prefinetune as prefinetune_backbone
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant, base_variant
 from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, open_store, pipeline_backbones
 from muppet_core.tracking import Tracker, end_pipeline_run, pipeline_tracker, without_mlflow
+from muppet_core.training.executor import executor_for
 
 
 @flow(name="muppet-reproduce")
@@ -49,8 +49,8 @@ def reproduce(
         overrides["prefinetune"] = cfg.prefinetune.model_copy(update={"enabled": prefinetune})
     cfg = cfg.model_copy(update=overrides)
     check_store(cfg)  # a refused, unreachable or (for several machines) local store stops the run before any work
-    if finetune and cfg.finetune.executor == "deployment":
-        check_executor(cfg.finetune, open_store(cfg))  # a local store, or no work pool, likewise
+    if finetune:  # an executor not registered here, or one that lacks what it needs (a shared store, a work pool), likewise
+        executor_for(cfg.finetune).check(cfg.finetune, open_store(cfg))
     specs = list(dict.fromkeys(backbones)) if backbones else pipeline_backbones(cfg)
     cache = open_store(cfg).cache_dir
     bases = [base_variant(spec, cache) for spec in specs]  # every backbone resolved before any work

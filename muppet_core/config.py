@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, Field, NonNegativeInt, PositiveFloat, PositiveInt, SerializeAsAny, ValidationError, ValidationInfo, ValidatorFunctionWrapHandler,
+    field_validator, model_validator,
+)
 
 from muppet_core.errors import ConfigError, MuppetError
 from muppet_core.launching import Launching
-from muppet_core.registry import did_you_mean
-from muppet_core.schema import Strict, describe_errors, execution, plan, reference_rows, reference_table
+from muppet_core.registry import Registry, did_you_mean
+from muppet_core.schema import MemberSettings, Strict, describe_errors, execution, plan, reference_rows, reference_table
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -135,6 +138,74 @@ class PrefinetuneConfig(Optimization, Mixing, Launching):
         return value
 
 
+class ExecutorSettings(MemberSettings):
+    """An executor's settings: ``kind`` names the executor, the other fields are its own. Each
+    executor's settings model is registered in ``MEMBERS`` under its kind (the built-in ones here, so
+    any process validates them; an executor of your own registers its settings with itself, see
+    ``muppet_core.training.executor.register_executor``)."""
+
+    MEMBERS: ClassVar[Registry] = Registry("executor")
+    kind: str
+    """Where each fine-tune runs: ``thread`` (a thread of the flow's process), ``process`` (a process of its own,
+    pinned to a device), ``auto`` (``process`` where several GPUs or fine-tunes at once would share one process, else
+    ``thread``) or ``deployment`` (flow runs on a Prefect work pool's workers), or one of your own (registered with
+    ``register_executor``); see ``muppet_core.training.executor``. The kind alone (``executor: process``) stands for ``{kind: process}``."""
+
+
+class ThreadCount(Strict):
+    """The thread count of the executors that set one."""
+
+    threads: int | None = Field(None, gt=0)
+    """CPU threads of each fine-tune (None: cores // concurrency, at least 1). On a CPU some kernels round
+    differently with another count: set it to get bit-identical results at any concurrency."""
+
+
+class Retries(Strict):
+    """How often the executors whose fine-tunes run elsewhere start one again."""
+
+    retries: int = Field(0, ge=0)
+    """Times a fine-tune whose process or worker dies is started again, resuming from its last checkpoint, before it
+    is a failure record."""
+
+
+@ExecutorSettings.register
+class ThreadSettings(ThreadCount, ExecutorSettings):
+    """``thread``: each fine-tune in a thread of the flow's process."""
+
+    kind: Literal["thread"] = "thread"
+
+
+@ExecutorSettings.register
+class ProcessSettings(Retries, ThreadCount, ExecutorSettings):
+    """``process``: each fine-tune in a process of its own, pinned to a device of this machine."""
+
+    kind: Literal["process"] = "process"
+
+
+@ExecutorSettings.register
+class AutoSettings(Retries, ThreadCount, ExecutorSettings):
+    """``auto``: ``process`` or ``thread``, as the machine and ``concurrency`` call for; the settings of both."""
+
+    kind: Literal["auto"] = "auto"
+
+
+@ExecutorSettings.register
+class DeploymentSettings(Retries, ThreadCount, ExecutorSettings):
+    """``deployment``: flow runs on a Prefect work pool's workers (``flows.finetune_remote`` runs them)."""
+
+    kind: Literal["deployment"] = "deployment"
+    work_pool: str | None = Field(None, min_length=1)
+    """The Prefect work pool whose workers run the fine-tunes."""
+    chunk: int = Field(1, gt=0)
+    """Fine-tunes per flow run (run one after another by one worker)."""
+
+
+EXECUTOR_SETTINGS_BESIDE = ("threads", "retries", "work_pool", "chunk")
+"""Executor settings that pipelines files wrote beside ``finetune.executor`` before each executor had
+settings of its own: still read, and moved into the executor's settings (one its executor does not
+take is ignored, as it was then)."""
+
+
 class FinetuneConfig(Optimization):
     """Fan-out fine-tuning of every backbone variant on every benchmark."""
 
@@ -174,17 +245,31 @@ class FinetuneConfig(Optimization):
     """Fine-tunes run on the plain torch engine."""
     concurrency: int = execution(1, gt=0)
     """Fine-tunes running at once (one per GPU on a cluster)."""
-    executor: Literal["auto", "thread", "process", "deployment"] = execution("auto")
-    """Where each fine-tune runs: ``thread``, ``process``, ``deployment`` or ``auto`` (see ``muppet_core.training.executor``)."""
-    threads: int | None = execution(None, gt=0)
-    """CPU threads of each fine-tune (None: cores // concurrency, at least 1). On a CPU some kernels round
-    differently with another count: set it to get bit-identical results at any concurrency."""
-    retries: int = execution(0, ge=0)
-    """Times a fine-tune whose process or worker dies is started again, resuming from its last checkpoint."""
-    work_pool: str | None = execution(None, min_length=1)
-    """The Prefect work pool whose workers run the fine-tunes of ``executor: deployment``."""
-    chunk: int = execution(1, gt=0)
-    """Fine-tunes per flow run of ``executor: deployment`` (run one after another by one worker)."""
+    executor: SerializeAsAny[ExecutorSettings] = execution(AutoSettings())
+    """Where each fine-tune runs, with that executor's own settings (``kind`` and the settings after it)."""
+
+    @field_validator("executor", mode="wrap")
+    @classmethod
+    def _executor(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> ExecutorSettings:
+        return ExecutorSettings.choose(value, handler)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _executor_settings_beside_it(cls, data: Any) -> Any:
+        """Move the ``EXECUTOR_SETTINGS_BESIDE`` found beside ``executor`` into its settings."""
+        if not isinstance(data, dict) or not (beside := {k: data[k] for k in EXECUTOR_SETTINGS_BESIDE if k in data}):
+            return data
+        executor = data.get("executor", AutoSettings.model_fields["kind"].default)
+        if isinstance(executor, BaseModel):
+            executor = {**executor.model_dump(exclude_unset=True), "kind": executor.kind}
+        executor = {"kind": executor} if isinstance(executor, str) else executor
+        if not isinstance(executor, dict) or executor.get("kind") not in ExecutorSettings.MEMBERS:
+            return data  # the executor's own error says what is wrong
+        if twice := sorted(set(beside) & set(executor)):
+            raise ValueError(f"{', '.join(twice)}: given both beside executor and in its settings; keep the one under executor")
+        takes = ExecutorSettings.MEMBERS.get(executor["kind"]).model_fields
+        rest = {k: v for k, v in data.items() if k not in beside}
+        return {**rest, "executor": {**executor, **{k: v for k, v in beside.items() if k in takes}}}
 
     @property
     def selects(self) -> bool:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticUndefined
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
+from pydantic_core import PydanticUndefined, core_schema
 
-from muppet_core.registry import did_you_mean
+from muppet_core.registry import Registry, did_you_mean
 
 KEY_ROLE = "key_role"
 EXECUTION = "execution"
@@ -79,6 +79,66 @@ class Strict(BaseModel):
         return value
 
 
+class MemberSettings(Strict):
+    """The settings of one member of a registry (an executor, say): ``kind`` names the member and the
+    other fields are its own. A subclass per registry sets ``MEMBERS``, which holds each member's
+    settings model under its kind; a field typed with that subclass (wrapped in ``SerializeAsAny``, so
+    a member's own fields are written out too) is validated by ``choose``."""
+
+    MEMBERS: ClassVar[Registry]
+    kind: str
+    """The member: one of the registered names."""
+
+    @classmethod
+    def variants(cls) -> list[type[MemberSettings]]:
+        """Every registered member's settings model, by kind."""
+        return [cls.MEMBERS.get(name) for name in cls.MEMBERS.names()]
+
+    @classmethod
+    def register(cls, settings: type[MemberSettings]) -> type[MemberSettings]:
+        """Register ``settings`` under its ``kind``'s default (once; the same model again is a no-op); returns it.
+
+        Raises:
+            ValueError: another model holds that kind.
+        """
+        kind = settings.model_fields["kind"].default
+        if kind not in cls.MEMBERS or cls.MEMBERS.get(kind) is not settings:
+            cls.MEMBERS.register_object(kind, settings)
+        return settings
+
+    @classmethod
+    def choose(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """A field validator's body (mode ``wrap``): a plain name stands for ``{kind: name}``, and a
+        mapping is validated by the settings model of its ``kind``.
+
+        Raises:
+            ValueError: the kind is missing or unknown (one line, naming the known ones).
+        """
+        if isinstance(value, str):
+            value = {"kind": value}
+        if not isinstance(value, dict):
+            return handler(value)
+        kind, known = value.get("kind"), cls.MEMBERS.names()
+        if kind not in cls.MEMBERS:
+            what = f"unknown {cls.MEMBERS.kind} {kind!r}{did_you_mean(str(kind), known)}" if kind is not None else f"no {cls.MEMBERS.kind} kind"
+            raise ValueError(f"{what}; the {cls.MEMBERS.kind}s are {', '.join(known)}")
+        return cls.MEMBERS.get(kind).model_validate(value)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        """A member's own schema; for the registry's base, any member's (what a Prefect deployment
+        checks its parameters against)."""
+        if "MEMBERS" not in cls.__dict__:
+            return handler(schema)
+        return {"anyOf": [handler(member.__pydantic_core_schema__) for member in cls.variants()]}
+
+
+def _settings_fields(model: type[BaseModel]) -> list[str]:
+    """The settings ``model`` takes: its fields, or for ``MemberSettings`` every member's."""
+    models = model.variants() if issubclass(model, MemberSettings) else [model]
+    return list(dict.fromkeys(name for m in models for name in m.model_fields))
+
+
 def yaml_path(loc: tuple[Any, ...]) -> str:
     """Render a pydantic error location as a YAML path: ``pipelines.demo.finetune.seeds[1]``."""
     out = ""
@@ -123,7 +183,7 @@ def describe_error(root: type[BaseModel], error: dict[str, Any]) -> str:
     path = yaml_path(loc)
     if error["type"] == "extra_forbidden":
         model = model_at(root, loc)
-        hint = did_you_mean(str(loc[-1]), list(model.model_fields)) if model else ""
+        hint = did_you_mean(str(loc[-1]), _settings_fields(model)) if model else ""
         return f"{path}: unknown key{hint}"
     if error["type"] == "missing":
         return f"{path}: required key is missing"
@@ -138,7 +198,7 @@ def describe_errors(root: type[BaseModel], errors: list[dict[str, Any]]) -> list
     for e in errors:
         if e["type"] == "extra_forbidden":
             model = model_at(root, tuple(e["loc"]))
-            close = difflib.get_close_matches(str(e["loc"][-1]), list(model.model_fields) if model else [], n=1, cutoff=0.6)
+            close = difflib.get_close_matches(str(e["loc"][-1]), _settings_fields(model) if model else [], n=1, cutoff=0.6)
             misspelled.update((tuple(e["loc"][:-1]), c) for c in close)
     return [
         describe_error(root, e)
@@ -175,7 +235,8 @@ def _default_text(field: Any) -> str:
 
 def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str, str]]:
     """(setting, type, default, key role, meaning) of every setting of ``model``, nested models
-    expanded (a mapping of name -> model as ``<name>``), in declaration order. The meaning is the
+    expanded (a mapping of name -> model as ``<name>``; a ``MemberSettings`` field as every member's
+    settings, each meaning led by the kinds that take it), in declaration order. The meaning is the
     field's docstring; the key role says whether the setting is part of content keys (``key``) or
     marked ``execution`` or ``plan``. Settings of a model marked as a whole share its mark."""
     rows = []
@@ -187,11 +248,29 @@ def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, 
             rows += reference_rows(typing.get_args(annotation)[1], f"{path}.<name>.")
             continue
         if sub := _model_class(annotation):
-            nested = reference_rows(sub, f"{path}.")
+            nested = _member_rows(sub, f"{path}.", field.default) if issubclass(sub, MemberSettings) else reference_rows(sub, f"{path}.")
             rows += [(p, t, d, role if role != "key" else r, m) for p, t, d, r, m in nested]
             continue
-        meaning = " ".join((field.description or "").split())
-        rows.append((path, _type_text(annotation), _default_text(field), role, meaning))
+        rows.append((path, _type_text(annotation), _default_text(field), role, _meaning(field)))
+    return rows
+
+
+def _meaning(field: Any) -> str:
+    return " ".join((field.description or "").split())
+
+
+def _member_rows(model: type[MemberSettings], prefix: str, default: Any) -> list[tuple[str, str, str, str, str]]:
+    """The rows of a ``MemberSettings`` field: ``kind`` (every registered name; its default is
+    ``default``'s), then each setting some member takes, as the first member that takes it has it."""
+    variants = model.variants()
+    kind = f"'{default.kind}'" if isinstance(default, MemberSettings) else "required"
+    rows = [(f"{prefix}kind", " | ".join(repr(v.model_fields["kind"].default) for v in variants), kind, "key", _meaning(model.model_fields["kind"]))]
+    for name in [n for n in _settings_fields(model) if n != "kind"]:
+        takers = [v for v in variants if name in v.model_fields]
+        field = takers[0].model_fields[name]
+        owners = ", ".join(v.model_fields["kind"].default for v in takers)
+        rows.append((f"{prefix}{name}", _type_text(field.annotation), _default_text(field), key_role(takers[0], name) or "key",
+                     f"({owners}) {_meaning(field)}"))
     return rows
 
 

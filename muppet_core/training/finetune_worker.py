@@ -1,10 +1,12 @@
-"""One fine-tune in its own process: ``python -m muppet_core.training.finetune_worker JOB.json``.
+"""One fine-tune away from the flow's thread: a ``finetune`` job, and the one path of jobs that end
+without their results (started again, then failure records).
 
-The ``process`` executor starts it pinned to a device (see ``muppet_core.training.pinning``); the
-``deployment`` executor's flow runs call ``run`` on a worker's machine. It runs the same stage a
-thread would (``finetune_stage``: data from the store, the result published to the store, a
-failure written as a failure record) and writes where the result lives, as JSON, to the job's
-``output``: a local file, or for a job from another machine a file under the store's root.
+The ``process`` executor runs a job in a process of its own (``python -m muppet_core.training
+JOB.json``) pinned to a device (see ``muppet_core.training.pinning``); the ``deployment``
+executor's flow runs execute jobs on a worker's machine. A job runs the same stage a thread would
+(``finetune_stage``: data from the store, the result published to the store, a failure written as
+a failure record) and writes where the result lives, as JSON, to its ``output``: a local file, or
+for a job from another machine a file under the store's root.
 """
 
 from __future__ import annotations
@@ -12,27 +14,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
+from collections.abc import Callable
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import FinetuneConfig
-from muppet_core.tracking import Tracker, without_mlflow
-from muppet_core.training.finetune import FinetuneRun, finetune_stage
+from muppet_core.errors import first_line
+from muppet_core.tracking import Tracker
+from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
+from muppet_core.training.jobs import Job
 from muppet_core.training.pinning import Device, describe_process
 
-log = logging.getLogger("muppet_core.training.finetune_worker")  # its name also when run as __main__
+log = logging.getLogger(__name__)
 
 
-class FinetuneJob(BaseModel):
-    """What a fine-tune process is given, validated when it reads its job file."""
+class FinetuneJob(Job):
+    """One fine-tune; its ``callbacks`` are installed besides progress, logging and early stopping."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+    kind: Literal["finetune"] = "finetune"
     pipeline: str
     """The pipeline that asked for the run (written in its record)."""
     run: FinetuneRun
@@ -41,48 +42,45 @@ class FinetuneJob(BaseModel):
     """The benchmark's data artifact."""
     config: FinetuneConfig
     """The fine-tune settings."""
-    store: str
-    """The artifact store's root."""
     cache_dir: str | None = None
     """The store's local cache folder (the parent's, so artifacts are fetched once per machine);
     None: this machine's (``MUPPET_CACHE``, else the store's default)."""
     device: Device | None = None
-    """The GPU and CPU cores it is pinned to; None: as the process is, with ``config.threads`` torch threads if set."""
+    """The GPU, CPU cores and thread count it is pinned to; None: as the process is."""
     output: str
     """Where it writes its ``StageOutput``, as JSON: a local file, or a URI under ``store``."""
-    callbacks: list[CallbackSpec] = Field(default_factory=list)
-    """Callbacks installed besides progress, logging and early stopping (see ``CallbackSpec``)."""
     tracker: Tracker | None = None
     """Where the run is tracked (None: nowhere)."""
 
-
-def run(job: FinetuneJob) -> StageOutput:
-    """Pin this process to the job's device, run the fine-tune through the store and write where its result lives."""
-    if job.device:
-        job.device.apply()
-    elif job.config.threads:
-        import torch
-
-        torch.set_num_threads(job.config.threads)
-    log.info("fine-tune %s runs on %s", job.run.name, describe_process())
-    store = ArtifactStore(job.store, job.cache_dir)
-    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks, job.tracker)
-    text = json.dumps(dataclasses.asdict(output))
-    if job.output.startswith(f"{store.root}/"):
-        store.write_text(job.output.removeprefix(f"{store.root}/"), text)
-    else:
-        Path(job.output).write_text(text, encoding="utf-8")
-    return output
+    def execute(self) -> StageOutput:
+        """Pin this process to the job's device, run the fine-tune through the store and write where its result lives."""
+        if self.device:
+            self.device.apply()
+        log.info("fine-tune %s runs on %s", self.run.name, describe_process())
+        store = ArtifactStore(self.store, self.cache_dir)
+        output = finetune_stage(self.pipeline, self.run, self.data, self.config, store, self.callbacks, self.tracker)
+        text = json.dumps(dataclasses.asdict(output))
+        if self.output.startswith(f"{store.root}/"):
+            store.write_text(self.output.removeprefix(f"{store.root}/"), text)
+        else:
+            Path(self.output).write_text(text, encoding="utf-8")
+        return output
 
 
-def main() -> int:
-    # Libraries speak at WARNING and above; the project's own progress at INFO.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    logging.getLogger("muppet_core").setLevel(logging.INFO)
-    with without_mlflow():  # the tracking callback, where installed, loads it
-        run(FinetuneJob.model_validate_json(Path(sys.argv[1]).read_text(encoding="utf-8")))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def retry_or_fail(
+    jobs: list[FinetuneJob], attempt: int, retries: int, error: BaseException, store: ArtifactStore, started: float,
+    log_line: Callable[[str], None],
+) -> list[StageOutput] | None:
+    """What follows try ``attempt`` (0 for the first) of ``jobs`` that ended without their results
+    (their process or their worker died): while tries are left (``attempt < retries``) None, said in
+    ``log_line``, and the caller starts them again, each resuming from its last checkpoint; then their
+    failure records, which give ``error`` as the reason (``started``: when the first try began, as
+    ``time.perf_counter``)."""
+    one = len(jobs) == 1
+    what = f"fine-tune {jobs[0].run.name}" + ("" if one else f" and {len(jobs) - 1} more")
+    if attempt < retries:
+        log_line(f"{what}: {first_line(error)}; starting {'it' if one else 'them'} again from {'its last checkpoint' if one else 'their last checkpoints'} "
+                 f"({attempt + 1} of {retries})")
+        return None
+    log.error("%s failed: %s", what, error)
+    return [record_failure(job.pipeline, job.run, finetune_key(job.run, job.data, job.config), store, started, error) for job in jobs]

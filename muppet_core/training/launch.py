@@ -1,9 +1,10 @@
 """Starting training processes: the pre-finetuning workers (one local process, torchrun, or the
 deepspeed launcher) and the fine-tune processes of the ``process`` executor.
 
-A job is a pydantic model written as a JSON file and given to the command as its last argument.
-The processes' output is streamed line by line to a callback (the Prefect run's logger), and a
-failed launch raises with the last lines of that output.
+Every one runs ``python -m muppet_core.training`` (``MAIN``) on a job (``muppet_core.training.jobs``)
+written as a JSON file and given to the command as its last argument. The processes' output is
+streamed line by line to a callback (the Prefect run's logger), and a failed launch raises with the
+last lines of that output.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import ctypes
 import json
 import logging
 import os
@@ -27,7 +29,10 @@ from pydantic import BaseModel
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.errors import MuppetError, first_line
 
-WORKER = "muppet_core.training.worker"
+MAIN = "muppet_core.training"
+"""The module every training process runs (its ``__main__``), on the job file that follows it."""
+PR_SET_PDEATHSIG = 1
+"""Linux prctl option: the signal this process gets when its parent dies."""
 log = logging.getLogger(__name__)
 
 
@@ -82,11 +87,23 @@ def launch_command(config: PrefinetuneConfig, rdzv_id: str = "") -> list[str]:
     if config.launcher == "torchrun":
         nodes = ([f"--nnodes={config.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={config.rdzv_endpoint}", f"--rdzv-id={rdzv_id}"]
                  if config.nnodes > 1 else ["--standalone"])
-        return [sys.executable, "-m", "torch.distributed.run", *nodes, f"--nproc-per-node={config.nproc_per_node}", "-m", WORKER]
+        return [sys.executable, "-m", "torch.distributed.run", *nodes, f"--nproc-per-node={config.nproc_per_node}", "-m", MAIN]
     if config.launcher == "deepspeed":
         hostfile = ["--hostfile", config.hostfile] if config.hostfile else [f"--num_gpus={config.nproc_per_node}"]
-        return ["deepspeed", *hostfile, "--module", WORKER]
-    return [sys.executable, "-m", WORKER]
+        return ["deepspeed", *hostfile, "--module", MAIN]
+    return [sys.executable, "-m", MAIN]
+
+
+def die_with_launcher() -> None:
+    """Under torchrun the agent starts each worker in a session of its own, so a worker whose agent
+    was killed (a preempted or lost node) would go on training as an orphan. On Linux, ask to be
+    SIGKILLed when the agent dies, and go at once when it is already gone."""
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def exit_status(code: int) -> str:

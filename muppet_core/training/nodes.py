@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.training.launch import LaunchError, job_path, launch_command, run_job, stream
-from muppet_core.training.worker import WorkerJob
+from muppet_core.training.worker import PrefinetuneJob
 
 LAUNCHES = "_launch"
 """The store folder of the launch records of running multi-node jobs."""
@@ -41,7 +41,7 @@ class LaunchRecord(BaseModel):
     """The job's c10d rendezvous id (derived from the artifact key)."""
 
 
-def run_first_node(job: WorkerJob, rdzv_id: str, log_line: Callable[[str], None]) -> None:
+def run_first_node(job: PrefinetuneJob, rdzv_id: str, log_line: Callable[[str], None]) -> None:
     """Run a job whose ranks span several nodes from the flow's node: the job file goes to the store;
     under torchrun the job is announced for the joining nodes and this node's agent runs until the
     job ends on every node; DeepSpeed's launcher starts every host's ranks itself, over ssh.
@@ -83,7 +83,7 @@ def join(root: str, log_line: Callable[[str], None] = print, once: bool = False,
         for name in store.list(LAUNCHES, ".json"):
             try:
                 record = LaunchRecord.model_validate_json(store.read_text(f"{LAUNCHES}/{name}"))
-                job = WorkerJob.read(record.job)
+                job = PrefinetuneJob.read(record.job)
             except FileNotFoundError:  # ended since it was listed
                 continue
             if record.job in seen:
@@ -104,7 +104,7 @@ def join(root: str, log_line: Callable[[str], None] = print, once: bool = False,
 
 
 def run_workers(
-    job: WorkerJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None, rdzv_id: str = "muppet",
+    job: PrefinetuneJob, log: Callable[[str], None], progress: Callable[[int, int], None] | None = None, rdzv_id: str = "muppet",
 ) -> None:
     """Start this node's pre-finetuning workers and stream their output to ``log``.
 

@@ -19,7 +19,7 @@ from muppet_core.schema import result_settings
 from muppet_core.tasks.catalog import entry_modules, get_task
 from muppet_core.tracking import Tracker, stage_run
 from muppet_core.training.nodes import run_workers
-from muppet_core.training.worker import WorkerJob
+from muppet_core.training.worker import PrefinetuneJob
 
 log = logging.getLogger(__name__)
 WORKER = "muppet_core.training.worker"
@@ -72,7 +72,7 @@ def prefinetune_stage(
         settings = {"backbone": base.backbone or base.encoder_path, **result_settings(config)}
         nodes = bool(config.multi_node())
         with stage_run(tracker, f"pre-finetune {base.label or base.name} ({len(config.tasks)} tasks)", key, settings) as tracked:
-            job = WorkerJob(
+            job = PrefinetuneJob(
                 config=config, backbone_path=(base.backbone or base.encoder_path) if nodes else base.encoder_path, store=store.root,
                 data_keys={t: data[t].key for t in config.tasks}, out_dir=f"{scratch.root}/export" if nodes else str(out),
                 checkpoint_dir=scratch.root, callbacks=[*callbacks, *tracked.callbacks()],

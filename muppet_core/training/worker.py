@@ -1,4 +1,4 @@
-"""One rank of a pre-finetuning run: ``python -m muppet_core.training.worker JOB.json``.
+"""One rank of a pre-finetuning run: a ``prefinetune`` job (``python -m muppet_core.training JOB.json``).
 
 The launcher (a plain process, torchrun or deepspeed) starts one worker per rank; each joins the
 process group, builds the same model from the same seed, encodes its data and trains its share
@@ -8,50 +8,38 @@ of every update. Rank 0 writes checkpoints and, at the end, the exported model.
 from __future__ import annotations
 
 import collections
-import ctypes
 import json
-import logging
-import os
-import signal
-import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from muppet_core import stages
-from muppet_core.artifacts.remote import open_filesystem
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.callbacks import Callback, CallbackSpec, build_callbacks
+from muppet_core.callbacks import Callback, build_callbacks
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.families.build import build_multitask_model
 from muppet_core.models.backbone import default_pooling, load_encoder, resolve_backbone
 from muppet_core.tasks.catalog import get_task
-from muppet_core.tracking import without_mlflow
 from muppet_core.training.callbacks import LossLogger, ProgressBar
 from muppet_core.training.engine import init_distributed
 from muppet_core.training.export import export_model
+from muppet_core.training.jobs import Job
 from muppet_core.training.loop import train
 from muppet_core.training.settings import prefinetune_settings
 from muppet_core.training.streams import build_streams
 
 
-PR_SET_PDEATHSIG = 1
-"""Linux prctl option: the signal this process gets when its parent dies."""
+class PrefinetuneJob(Job):
+    """What every rank of a pre-finetuning run is given; its ``callbacks`` are installed by every rank
+    besides progress and logging."""
 
-
-class WorkerJob(BaseModel):
-    """What every rank of a pre-finetuning run is given, validated when a worker reads it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+    kind: Literal["prefinetune"] = "prefinetune"
     config: PrefinetuneConfig
     """The pre-finetuning settings."""
     backbone_path: str
     """The base encoder: a local directory, or (over several nodes) the backbone as configured, which each node resolves."""
-    store: str
-    """The artifact store's root, where the data artifacts are read."""
     data_keys: dict[str, str]
     """Task -> key of its data artifact."""
     out_dir: str
@@ -60,14 +48,10 @@ class WorkerJob(BaseModel):
     """Where the run checkpoints and resumes from: a local folder or a URI in the store."""
     trace: str | None = None
     """A file each rank writes its per-step tasks and examples to (``<trace>.rank<r>``), for tests."""
-    callbacks: list[CallbackSpec] = Field(default_factory=list)
-    """Callbacks every rank installs besides progress and logging (see ``CallbackSpec``)."""
 
-    @classmethod
-    def read(cls, path: str | Path) -> WorkerJob:
-        """The job of a job file (a local path, or a URI in the store)."""
-        fs, where = open_filesystem(str(path))
-        return cls.model_validate_json(fs.cat_file(where).decode("utf-8"))
+    def execute(self) -> dict | None:
+        """Train this rank's share; rank 0 exports the model into ``out_dir`` and returns the summary."""
+        return train_rank(self)
 
 
 class ExampleTrace(Callback):
@@ -80,8 +64,8 @@ class ExampleTrace(Callback):
         self.examples[step].append([task, [int(i) for i in indices]])
 
 
-def run(job: WorkerJob) -> dict | None:
-    """Train this rank's share; rank 0 exports the model into ``job.out_dir`` and returns the summary."""
+def train_rank(job: PrefinetuneJob) -> dict | None:
+    """Train this rank's share of ``job``; rank 0 exports the model into ``job.out_dir`` and returns the summary."""
     config = job.config
     rank, world_size = init_distributed() if config.engine == "deepspeed" or config.launcher != "local" else (0, 1)
     torch.manual_seed(config.seed)
@@ -116,29 +100,3 @@ def run(job: WorkerJob) -> dict | None:
         if not out.is_local:
             out.put_folder("", tmp)
     return info
-
-
-def die_with_launcher() -> None:
-    """Under torchrun the agent starts each worker in a session of its own, so a worker whose agent
-    was killed (a preempted or lost node) would go on training as an orphan. On Linux, ask to be
-    SIGKILLed when the agent dies, and go at once when it is already gone."""
-    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
-        return
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def main() -> int:
-    die_with_launcher()
-    # Libraries speak at WARNING and above; the project's own progress at INFO.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    logging.getLogger("muppet_core").setLevel(logging.INFO)
-    with without_mlflow():  # the tracking callback, where installed, loads it
-        run(WorkerJob.read(sys.argv[1]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,16 +17,16 @@ from muppet_core.evaluation.results import read_result
 from muppet_core.models.backbone import Variant
 from muppet_core.training.finetune import FinetuneRun, finetune_key
 from muppet_core.training.finetune_worker import FinetuneJob
-from muppet_core.training.launch import LaunchError, job_path, run_job
+from muppet_core.training.launch import MAIN, LaunchError, job_path, run_job
 from muppet_core.training.pinning import Device
 from tests.faults.killswitch import kill_at
 from tests.servers.seaweed import BUCKET
 
-WORKER = [sys.executable, "-m", "muppet_core.training.finetune_worker"]
+WORKER = [sys.executable, "-m", MAIN]
 
 
 def test_a_killed_fine_tune_resumes_on_another_machine_from_the_stores_checkpoint(seaweed, tiny_backbone, mirror, tmp_path, fault_report):
-    config = FinetuneConfig(benchmarks=["rte"], batch_size=8, max_length=48, max_train_examples=40, max_eval_examples=16, checkpoint_every=1, threads=1)
+    config = FinetuneConfig(benchmarks=["rte"], batch_size=8, max_length=48, max_train_examples=40, max_eval_examples=16, checkpoint_every=1)
     run = FinetuneRun(Variant("base", "tiny", tiny_backbone), "rte", 0, 3e-5)
 
     def job(store: ArtifactStore, machine: str, callbacks=()) -> FinetuneJob:

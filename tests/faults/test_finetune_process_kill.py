@@ -22,7 +22,7 @@ def test_a_killed_fine_tune_process_is_retried_then_a_failure_record(tiny_backbo
     store = ArtifactStore(str(tmp_path / "store"))
     data = data_stage("rte", DataConfig(mirror=mirror), store)
     config = FinetuneConfig(benchmarks=["rte"], seeds=[0, 1], batch_size=8, max_length=48, max_train_examples=24, max_eval_examples=16,
-                            executor="process", concurrency=2, threads=1, retries=1)
+                            executor={"kind": "process", "threads": 1, "retries": 1}, concurrency=2)
     variant = Variant("base", "tiny", tiny_backbone)
     doomed, survivor = FinetuneRun(variant, "rte", 0, 3e-5), FinetuneRun(variant, "rte", 1, 3e-5)
     logs: dict[str, list[str]] = {doomed.name: [], survivor.name: []}

@@ -32,7 +32,7 @@ from tests.servers.seaweed import BUCKET
 POOL = "fanout"
 WORKERS = ("worker-a", "worker-b")
 PIPELINE = "fan"
-FINETUNE = {"seeds": [0, 1, 2], "concurrency": 1, "threads": 1, "max_train_examples": 24, "max_eval_examples": 24}
+FINETUNE = {"seeds": [0, 1, 2], "concurrency": 1, "max_train_examples": 24, "max_eval_examples": 24}
 VARYING = ["computed_at", "run"]  # when and in which flow run a row was computed
 ARTIFACTS = {"data": len(PRETRAIN_TASKS) + len(BENCHMARKS), "finetune": 6, "leaderboard": 1}  # the data stage prepares every task named
 
@@ -107,7 +107,7 @@ def in_process_board(prefect_harness, tiny_backbone, mirror, tmp_path_factory) -
 
     root = tmp_path_factory.mktemp("deployment-reference")
     config = write_pipeline(root / "p.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name=PIPELINE, prefinetune=False,
-                            finetune={**FINETUNE, "executor": "thread"})
+                            finetune={**FINETUNE, "executor": {"kind": "thread", "threads": 1}})
     reproduce(pipeline=PIPELINE, config=str(config))
     return pd.read_csv(root / "store" / "pipelines" / PIPELINE / "leaderboard.csv", index_col="model")
 
@@ -116,7 +116,7 @@ def run_pipeline(stack, tiny_backbone, mirror, root: Path, store: str, chunk: in
     """`muppet run` of the pipeline with ``executor: deployment`` on the stack; ``while_running(process)`` is called once it started."""
     api, env, _ = stack
     config = write_pipeline(root / "p.yaml", tiny_backbone, mirror, store, seeds=[0], name=PIPELINE, prefinetune=False,
-                            finetune={**FINETUNE, "executor": "deployment", "work_pool": POOL, "chunk": chunk, "retries": 1})
+                            finetune={**FINETUNE, "executor": {"kind": "deployment", "work_pool": POOL, "chunk": chunk, "retries": 1, "threads": 1}})
     command = [sys.executable, "-m", "flows.cli", "run", PIPELINE, "--config", str(config)]
     env = {**env, "MUPPET_CACHE": str(root / "cache")}
     with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as parent:
@@ -206,7 +206,7 @@ def test_a_killed_worker_s_fine_tunes_are_submitted_again_and_the_leaderboard_is
     runs = [r for r in finetune_runs(api) if r["id"] not in before]
     (crashed,) = [r for r in runs if r["id"] == killed[0]["id"]]
     assert crashed["state_type"] == "CRASHED" and "heartbeat" in crashed["state"]["message"]
-    assert "submitting its" in out and "again (1 of 1)" in out
+    assert "again from" in out and "(1 of 1)" in out
     jobs = {j["output"] for j in crashed["parameters"]["jobs"]}
     again = [r for r in runs if r["id"] != crashed["id"] and {j["output"] for j in r["parameters"]["jobs"]} <= jobs]
     assert [r["state_type"] for r in again] == ["COMPLETED"] and again[0]["labels"]["prefect.worker.name"] == WORKERS[1]

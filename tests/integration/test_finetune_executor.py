@@ -35,10 +35,10 @@ def test_process_executor_at_concurrency_2_equals_threads_at_1_bit_for_bit(prefe
 
     with monkeypatch.context() as patch:  # the process executor (auto at concurrency 2) never fine-tunes in this process
         patch.setattr(finetune_module, "finetune", not_here)
-        processes = _run(first_run, tiny_backbone, mirror, tmp_path / "processes", {"executor": "auto", "concurrency": 2, "threads": 1})
+        processes = _run(first_run, tiny_backbone, mirror, tmp_path / "processes", {"executor": {"kind": "auto", "threads": 1}, "concurrency": 2})
     before = torch.get_num_threads()
     try:  # the thread executor sets this process's thread count
-        threads = _run(first_run, tiny_backbone, mirror, tmp_path / "threads", {"executor": "thread", "concurrency": 1, "threads": 1})
+        threads = _run(first_run, tiny_backbone, mirror, tmp_path / "threads", {"executor": {"kind": "thread", "threads": 1}, "concurrency": 1})
     finally:
         torch.set_num_threads(before)
 
@@ -58,7 +58,7 @@ def test_the_deployment_executor_refuses_a_local_store_before_any_work(prefect_h
     from muppet_core.errors import StoreError
 
     config = write_pipeline(tmp_path / "p.yaml", tiny_backbone, mirror, tmp_path / "store", seeds=[0], name="remote", prefinetune=False,
-                            finetune={"executor": "deployment", "work_pool": "gpu"})
+                            finetune={"executor": {"kind": "deployment", "work_pool": "gpu"}})
     with pytest.raises(StoreError, match=r"^finetune\.executor: deployment needs an artifact store that every machine reaches, and "):
         reproduce(pipeline="remote", config=str(config))
     assert not any((tmp_path / "store" / stage).exists() for stage in ("data", "finetune", "pipelines"))

@@ -107,3 +107,15 @@ def test_staged_pipeline_names_every_dataset_directory_of_the_mirror(mirror):
             covered.update(str(f).split("/", 1)[0] for f in values)
     directories = {p.name for p in Path(mirror).iterdir() if p.is_dir()}
     assert directories <= covered, f"not prepared by the staged pipeline: {sorted(directories - covered)}"
+
+
+def test_executor_settings_written_beside_the_executor_are_still_read_as_its_own():
+    doc = copy.deepcopy(BASE)
+    doc["pipelines"]["demo"]["finetune"].update({"executor": "deployment", "work_pool": "gpu", "chunk": 3, "retries": 2, "threads": 1})
+    executor = parse_pipelines(doc).pipelines["demo"].finetune.executor
+    assert executor.model_dump() == {"kind": "deployment", "threads": 1, "retries": 2, "work_pool": "gpu", "chunk": 3}
+    doc["pipelines"]["demo"]["finetune"] = {**BASE["pipelines"]["demo"]["finetune"], "executor": "thread", "retries": 2}
+    assert parse_pipelines(doc).pipelines["demo"].finetune.executor.model_dump() == {"kind": "thread", "threads": None}  # ignored, as it was
+    doc["pipelines"]["demo"]["finetune"] = {**BASE["pipelines"]["demo"]["finetune"], "executor": {"kind": "process", "retries": 1}, "retries": 2}
+    (problem,) = _problems(doc)
+    assert problem == "pipelines.demo.finetune: retries: given both beside executor and in its settings; keep the one under executor"

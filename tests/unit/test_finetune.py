@@ -46,8 +46,9 @@ def test_the_key_ignores_execution_settings_but_not_what_changes_the_result():
     data = StageOutput("data", "rte", "dk", "store/data/dk", False)
     run = FinetuneRun(Variant("base", "k", "/b"), "rte", 0, 3e-5)
     key = finetune_key(run, data, config)
-    for execution in ({"checkpoint_every": 5}, {"checkpoint_every": None}, {"concurrency": 4}, {"executor": "process"}, {"executor": "thread"}, {"retries": 3}):
-        assert finetune_key(run, data, config.model_copy(update=execution)) == key
+    for execution in ({"checkpoint_every": 5}, {"checkpoint_every": None}, {"concurrency": 4}, {"executor": "process"}, {"executor": "thread"},
+                      {"executor": {"kind": "process", "retries": 3}}):
+        assert finetune_key(run, data, FinetuneConfig(benchmarks=["rte"], **execution)) == key
     assert finetune_key(run, data, config.model_copy(update={"epochs": 2.0})) != key
 
 

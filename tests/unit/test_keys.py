@@ -63,7 +63,7 @@ def test_only_execution_and_plan_fields_are_left_out(model):
         PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "nnodes", "rdzv_endpoint", "shared_store", "device",
                             "checkpoint_every"},
         FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "head_reuse_control", "train_fractions", "concurrency",
-                         "executor", "threads", "retries", "work_pool", "chunk", "device", "checkpoint_every"},
+                         "executor", "device", "checkpoint_every"},
     }[model]
     assert left_out == expected
 
@@ -78,9 +78,10 @@ def test_every_result_setting_changes_the_finetune_key():
     assert set(changes) | {"engine", "zero_stage", "deepspeed_config"} == set(result_settings(config))
     for name, value in changes.items():
         assert finetune_key(RUN, DATA, config.model_copy(update={name: value})) != key, name
-    for name, value in {"concurrency": 4, "executor": "process", "threads": 3, "retries": 2, "checkpoint_every": None, "device": "cpu",
-                        "work_pool": "gpu", "chunk": 4, "seeds": [5], "selection": "mean"}.items():
+    for name, value in {"concurrency": 4, "checkpoint_every": None, "device": "cpu", "seeds": [5], "selection": "mean"}.items():
         assert finetune_key(RUN, DATA, config.model_copy(update={name: value})) == key, name
+    for executor in ("thread", {"kind": "process", "threads": 3, "retries": 2}, {"kind": "deployment", "work_pool": "gpu", "chunk": 4}):
+        assert finetune_key(RUN, DATA, FinetuneConfig(benchmarks=["rte"], executor=executor)) == key, executor
 
 
 def test_the_code_version_follows_imports_transitively():
@@ -91,6 +92,9 @@ def test_the_code_version_follows_imports_transitively():
     assert "muppet_core.leaderboard.aggregate" not in closure
     assert "flows" not in " ".join(closure)
     assert {"muppet_core.training.worker", "muppet_core.training.loop"} <= set(imported_closure(prefinetune_module.WORKER))
+    # One entry (muppet_core.training.__main__) runs both kinds of job: neither key holds the other's code.
+    assert "muppet_core.training.finetune" not in imported_closure(prefinetune_module.WORKER, prefinetune_module.__name__)
+    assert "muppet_core.training.worker" not in closure
 
 
 def test_the_code_version_changes_with_a_transitively_imported_module(tmp_path, monkeypatch):

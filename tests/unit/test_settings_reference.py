@@ -19,7 +19,8 @@ def test_every_setting_has_a_meaning_and_the_marks_show():
     assert [path for path, (_, meaning) in rows.items() if not meaning] == []
     # The settings that only shape execution, `device` among them, say so.
     assert rows["pipelines.<name>.prefinetune.device"][0] == "execution"
-    assert rows["pipelines.<name>.finetune.executor"][0] == "execution"
+    assert rows["pipelines.<name>.finetune.executor.kind"][0] == "execution"
+    assert rows["pipelines.<name>.finetune.executor.work_pool"] == ("execution", "(deployment) The Prefect work pool whose workers run the fine-tunes.")
     assert rows["pipelines.<name>.finetune.seeds"][0] == "plan"
     assert rows["pipelines.<name>.finetune.learning_rates"][0] == "plan"
     assert rows["pipelines.<name>.finetune.epochs"][0] == "key"

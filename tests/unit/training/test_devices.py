@@ -15,7 +15,7 @@ from muppet_core.models import devices
 from muppet_core.models.backbone import Variant
 from muppet_core.models.multitask import MultiTaskModel
 from muppet_core.training.finetune import FinetuneRun, finetune
-from muppet_core.training.worker import WorkerJob, run
+from muppet_core.training.worker import PrefinetuneJob
 
 TASKS = ["rotten_tomatoes", "snli", "commonsenseqa", "squad"]
 
@@ -91,8 +91,8 @@ def test_every_batch_of_a_prefinetune_and_a_finetune_goes_to_the_chosen_device(m
     keys = {t: data_stage(t, DataConfig(mirror=mirror), store).key for t in [*TASKS, "rte"]}
     config = PrefinetuneConfig(tasks=TASKS, steps=3, micro_batch_size=4, tasks_per_step=4, max_length=48, max_train_examples=32,
                                checkpoint_every=None, engine="torch")
-    run(WorkerJob(config=config, backbone_path=tiny_backbone, store=store.root, data_keys={t: keys[t] for t in TASKS},
-                  out_dir=str(tmp_path / "pft"), checkpoint_dir=str(tmp_path / "ckpt")))
+    PrefinetuneJob(config=config, backbone_path=tiny_backbone, store=store.root, data_keys={t: keys[t] for t in TASKS},
+                   out_dir=str(tmp_path / "pft"), checkpoint_dir=str(tmp_path / "ckpt")).execute()
     _check(recorder, training=3 * 4, evaluation=0)
     recorder[2].clear()
     ft = FinetuneConfig(benchmarks=["rte"], epochs=1, batch_size=8, max_length=48, max_train_examples=32, max_eval_examples=20,

@@ -30,4 +30,4 @@ def test_auto_takes_processes_where_runs_would_share_a_process():
     assert pick_executor(config, gpus=0) == "thread"
     assert pick_executor(config, gpus=2) == "process"
     assert pick_executor(config.model_copy(update={"concurrency": 2}), gpus=0) == "process"
-    assert pick_executor(config.model_copy(update={"executor": "thread", "concurrency": 4}), gpus=4) == "thread"
+    assert pick_executor(FinetuneConfig(benchmarks=["rte"], executor="thread", concurrency=4), gpus=4) == "thread"

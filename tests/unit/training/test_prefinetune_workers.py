@@ -16,15 +16,15 @@ from safetensors.torch import load_file
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.training.checkpoint import checkpoint_folder
 from muppet_core.training.nodes import run_workers
-from muppet_core.training.worker import WorkerJob
+from muppet_core.training.worker import PrefinetuneJob
 from tests.unit.training.conftest import TASKS
 
 
-def _job(store, keys, backbone, tmp: Path, name: str, **overrides) -> WorkerJob:
+def _job(store, keys, backbone, tmp: Path, name: str, **overrides) -> PrefinetuneJob:
     settings = {"tasks": TASKS, "steps": 6, "micro_batch_size": 4, "tasks_per_step": 4, "max_length": 48, "max_train_examples": 64,
                 "checkpoint_every": 2, "engine": "torch", **overrides}
-    return WorkerJob(config=PrefinetuneConfig(**settings), backbone_path=backbone, store=store.root, data_keys=keys,
-                     out_dir=str(tmp / name / "out"), checkpoint_dir=str(tmp / name / "ckpt"), trace=str(tmp / name / "trace"))
+    return PrefinetuneJob(config=PrefinetuneConfig(**settings), backbone_path=backbone, store=store.root, data_keys=keys,
+                          out_dir=str(tmp / name / "out"), checkpoint_dir=str(tmp / name / "ckpt"), trace=str(tmp / name / "trace"))
 
 
 def _weights(out: str) -> dict[str, torch.Tensor]:
