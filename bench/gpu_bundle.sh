@@ -30,7 +30,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from muppet_core.models.backbone import load_tokenizer, resolve_backbone
+from muppet_core.models.backbone import load_tokenizer
+from muppet_core.models.sources import resolve_backbone
 from muppet_core.tasks.catalog import get_task
 
 sys.path.insert(0, "bench")

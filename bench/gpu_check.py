@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from muppet_core.artifacts.store import ArtifactStore
     from muppet_core.data.stage import data_stage
-    from muppet_core.models.backbone import load_tokenizer, resolve_backbone
+    from muppet_core.models.backbone import load_tokenizer
+    from muppet_core.models.sources import resolve_backbone
     from muppet_core.training.engine import init_distributed
     from muppet_core.training.streams import build_streams
 

@@ -314,7 +314,7 @@ class PipelineConfig(Strict):
     description: str = ""
     """Free text shown by `muppet list`."""
     backbone: str = Field(min_length=1)
-    """package:NAME, a local directory, an s3:// URI or a Hugging Face hub id."""
+    """package:NAME, a local directory, an s3:// URI or a Hugging Face hub id; a plugin's backbone source adds its own PREFIX:NAME."""
     store: str = Field("muppet-store", min_length=1)
     """Artifact store root (directory or s3:// URI); relative to pipelines.yaml; env MUPPET_STORE wins."""
     data: DataConfig = DataConfig()
@@ -364,7 +364,7 @@ class PipelinesFile(Strict):
     package's catalog: add datasets without touching the package."""
     plugins: list[str] = Field(default_factory=list)
     """Modules of your own (importable names; pipelines.yaml's folder is on the import path) that register task
-    families, metrics, readers or normalizers when imported. Every process of a run imports them, the training
+    families, metrics, readers, normalizers, backbone sources or backbone kinds when imported. Every process of a run imports them, the training
     workers included, and their source is part of the keys of the stages that use what they register. An
     installed package can name its module through a ``muppet.plugins`` entry point instead."""
     pipelines: dict[str, PipelineConfig] = Field(min_length=1)

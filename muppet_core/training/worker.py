@@ -20,7 +20,8 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import Callback, build_callbacks
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.families.build import build_multitask_model
-from muppet_core.models.backbone import default_pooling, load_encoder, resolve_backbone
+from muppet_core.models.backbone import default_pooling, load_encoder
+from muppet_core.models.sources import resolve_backbone
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.callbacks import LossLogger, ProgressBar
 from muppet_core.training.engine import init_distributed

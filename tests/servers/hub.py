@@ -41,7 +41,21 @@ class Recorded:
     """Repository -> path in it -> the bytes committed."""
 
 
-class HubRecorder:
+class Loopback:
+    """A ``ThreadingHTTPServer`` (``self.server``) that serves in a thread while a ``with`` block runs."""
+
+    server: ThreadingHTTPServer
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HubRecorder(Loopback):
     """``with HubRecorder() as hub:`` serves on ``hub.url`` until the block ends; ``hub.recorded``."""
 
     def __init__(self) -> None:
@@ -94,10 +108,65 @@ class HubRecorder:
             return 200, {"commitUrl": f"{self.url}/{call['repo']}/commit/{oid}", "commitOid": oid}
         return 404, {"error": f"not served here: {path}"}
 
-    def __enter__(self) -> HubRecorder:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+class HubMirror(Loopback):
+    """A read-only stand-in for the Hub's download API on 127.0.0.1: ``with HubMirror({"org/tiny": folder}) as hub:``
+    serves each folder's files as that model repository's, at one commit, until the block ends.
+
+    It answers what ``huggingface_hub.snapshot_download`` asks (as it sends them: ``GET
+    /api/models/<repo>/revision/<rev>``, ``GET /api/models/<repo>/tree/<commit>`` and, per file,
+    ``HEAD`` and ``GET /<repo>/resolve/<commit>/<path>``); every file is a plain git blob, no Xet or
+    LFS storage. ``hub.requests`` lists the paths asked for, a call it does not serve answered 404.
+    """
+
+    COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, repos: dict[str, str]) -> None:
+        from pathlib import Path
+
+        self.files = {repo: {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+                      for repo, folder in repos.items()}
+        self.requests: list[str] = []
+        mirror = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet: the test reads the requests
+                pass
+
+            def do_GET(self) -> None:
+                mirror.requests.append(self.path)
+                status, headers, body = mirror.answer(self.path.split("?")[0])
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @staticmethod
+    def _blob_id(data: bytes) -> str:
+        import hashlib
+
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body of a GET of ``path``."""
+        as_json = {"Content-Type": "application/json"}
+        info = re.match(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<call>revision|tree)/[^/]+$", path)
+        if info and info["repo"] in self.files:
+            files = self.files[info["repo"]]
+            if info["call"] == "revision":
+                body = {"id": info["repo"], "sha": self.COMMIT, "siblings": [{"rfilename": name} for name in files]}
+            else:
+                body = [{"type": "file", "path": name, "size": len(data), "oid": self._blob_id(data)} for name, data in files.items()]
+            return 200, as_json, json.dumps(body).encode()
+        resolve = re.match(rf"^/(?P<repo>[^/]+/[^/]+)/resolve/{self.COMMIT}/(?P<name>.+)$", path)
+        if resolve and resolve["name"] in self.files.get(resolve["repo"], {}):
+            data = self.files[resolve["repo"]][resolve["name"]]
+            return 200, {"X-Repo-Commit": self.COMMIT, "ETag": f'"{self._blob_id(data)}"'}, data
+        return 404, {**as_json, "X-Error-Code": "EntryNotFound"}, json.dumps({"error": f"not served here: {path}"}).encode()

@@ -16,6 +16,7 @@ from muppet_core.families import get_family
 from muppet_core.families.build import build_multitask_model
 from muppet_core.families.summarization import GENERATION_HEAD, decoder_start_id, decoder_stop_id
 from muppet_core.models.backbone import load_encoder
+from muppet_core.models.kinds import SEQ2SEQ
 from muppet_core.tasks.catalog import get_task
 
 TASK = "xsum"
@@ -97,7 +98,7 @@ class _Reference:
     def __init__(self, model, batch, tokenizer):
         self.start, self.stop, self.pad = decoder_start_id(tokenizer), decoder_stop_id(tokenizer), tokenizer.pad_token_id
         prompt = torch.full((len(batch["input_ids"]), 1), self.start)
-        if model.seq2seq:
+        if model.kind is SEQ2SEQ:
             self.lm = copy.deepcopy(model.encoder)
             prompt = model.heads[GENERATION_HEAD]._prefix(self.lm, prompt)
         else:  # the warm-started decoder over the encoder, paired as Hugging Face pairs them
@@ -117,7 +118,7 @@ class _Reference:
 
 def _decoder_output(model) -> torch.nn.Module:
     """The summarization network's output projection (to the vocabulary)."""
-    return (model.encoder if model.seq2seq else model.heads[GENERATION_HEAD].decoder).get_output_embeddings()
+    return (model.encoder if model.kind is SEQ2SEQ else model.heads[GENERATION_HEAD].decoder).get_output_embeddings()
 
 
 def test_decoding_matches_generate_token_for_token(backbone, records):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.models.backbone import backbone_fingerprint, load_encoder, resolve_backbone
+from muppet_core.models.backbone import load_encoder
+from muppet_core.models.sources import backbone_fingerprint, resolve_backbone
 
 
 def _free_port() -> int:

@@ -16,6 +16,7 @@ from muppet_core.families.build import build_multitask_model
 from muppet_core.families.classification import ClassificationRecord
 from muppet_core.families.summarization import SummarizationRecord
 from muppet_core.models.backbone import load_encoder
+from muppet_core.models.kinds import SEQ2SEQ
 from muppet_core.tasks.catalog import get_task
 from muppet_core.training.loop import TaskStream, train
 from muppet_core.training.settings import LoopSettings
@@ -79,7 +80,7 @@ def _noisy_decoder_logits(model, head: str, batch: dict[str, torch.Tensor], embe
     """[B, T, V] decoder logits, straight from the Hugging Face modules, with the encoder reading ``embeds``
     and the decoder the batch's clean ``decoder_input_ids``."""
     mask, dec_ids, dec_mask = batch["attention_mask"], batch["decoder_input_ids"], batch["decoder_attention_mask"]
-    if not model.seq2seq:  # an encoder and the decoder warm-started from it
+    if model.kind is not SEQ2SEQ:  # an encoder and the decoder warm-started from it
         hidden = model.encoder(inputs_embeds=embeds, attention_mask=mask, token_type_ids=batch["token_type_ids"]).last_hidden_state
         return model.heads[head].decoder(input_ids=dec_ids, attention_mask=dec_mask, encoder_hidden_states=hidden,
                                          encoder_attention_mask=mask).logits
