@@ -13,6 +13,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from muppet_core.models.multitask import MultiTaskModel
+from muppet_core.models.sources import hub_id_of
 from muppet_core.tasks.catalog import get_task
 
 TAGS = ["muppet", "pre-finetuning", "multi-task"]
@@ -37,7 +38,9 @@ folder in a Muppet store.
 
 def base_metadata(base: str) -> dict:
     """``base_model`` and ``license`` of the backbone where they are known: a hub id is its own
-    base model; a model folder's card (README.md) may name both."""
+    base model (also as its snapshot in the Hugging Face cache); a model folder's card (README.md) may name both."""
+    if hub := hub_id_of(base):
+        return {"base_model": hub}
     if not os.path.isdir(base):
         return {"base_model": base}
     readme = Path(base, "README.md")
