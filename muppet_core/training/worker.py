@@ -14,14 +14,13 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from muppet_core import stages
-from muppet_core.artifacts.remote import open_filesystem
+from muppet_core.artifacts.backend import read_file
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import Callback, CallbackSpec, build_callbacks
 from muppet_core.config import PrefinetuneConfig
@@ -66,8 +65,7 @@ class WorkerJob(BaseModel):
     @classmethod
     def read(cls, path: str | Path) -> WorkerJob:
         """The job of a job file (a local path, or a URI in the store)."""
-        fs, where = open_filesystem(str(path))
-        return cls.model_validate_json(fs.cat_file(where).decode("utf-8"))
+        return cls.model_validate_json(read_file(str(path)).decode("utf-8"))
 
 
 class ExampleTrace(Callback):
@@ -110,11 +108,8 @@ def run(job: WorkerJob) -> dict | None:
         "world_size": world_size,
         "tasks": {t: {"examples": s.family.examples(s.features), "dropped_by_truncation": dropped[t], "loss_scale": s.loss_scale} for t, s in streams.items()},
     }
-    out = ArtifactStore(job.out_dir)
-    with tempfile.TemporaryDirectory(prefix="muppet-export-") as tmp:
-        export_model(model, tokenizer, out.local_path("") or Path(tmp), config, info, summary["history"], backbone)
-        if not out.is_local:
-            out.put_folder("", tmp)
+    with ArtifactStore(job.out_dir).staged("") as folder:  # in place in a local folder, else uploaded at the end
+        export_model(model, tokenizer, folder, config, info, summary["history"], backbone)
     return info
 
 
