@@ -32,9 +32,9 @@ from prefect.exceptions import ObjectNotFound
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import MuppetError
-from muppet_core.tracking import Tracker
 from muppet_core.training import finetune_worker
 from muppet_core.training.finetune import FinetuneRun, finetune_key, record_failure
 from muppet_core.training.finetune_worker import FinetuneJob
@@ -126,16 +126,17 @@ def _ensure_crash_automation() -> None:
 
 def finetune_on_workers(
     pipeline: str, runs: list[FinetuneRun], data: list[StageOutput], config: FinetuneConfig, store: ArtifactStore,
-    tracker: Tracker | None = None, log_line: Callable[[str], None] = print, done: Callable[[int, int], None] = lambda d, t: None,
+    callbacks: list[CallbackSpec] | None = None, log_line: Callable[[str], None] = print, done: Callable[[int, int], None] = lambda d, t: None,
 ) -> list[StageOutput]:
     """Run ``runs`` (with their benchmarks' ``data``) as flow runs of the work pool's deployment,
     all submitted at once, and wait for them; a run that ends without results is submitted again
-    for what it left (``config.retries`` times). Returns the outputs in the order of ``runs``;
-    ``done(finished, total)`` is called as they come in."""
+    for what it left (``config.retries`` times), each with ``callbacks`` (the pipeline run's tracker).
+    Returns the outputs in the order of ``runs``; ``done(finished, total)`` is called as they come in."""
     deployment = check_executor(config, store)
     started = time.perf_counter()
     jobs = [
-        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", tracker=tracker)
+        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json",
+                    callbacks=callbacks or [])
         for run, d in zip(runs, data)
     ]
     pending = {_submit(deployment, jobs[i:i + config.chunk]): (jobs[i:i + config.chunk], 0) for i in range(0, len(jobs), config.chunk)}

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field, NonNegativeInt, PositiveFloat, PositiveInt, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from muppet_core.errors import ConfigError, MuppetError
 from muppet_core.launching import Launching
-from muppet_core.registry import did_you_mean
+from muppet_core.registry import Registry, did_you_mean
 from muppet_core.schema import Strict, describe_errors, execution, plan, reference_rows, reference_table
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -211,12 +213,68 @@ class WatchConfig(Strict):
 
 
 class TrackingConfig(Strict):
-    """Experiment tracking: off unless an MLflow server is named here or in ``MLFLOW_TRACKING_URI``."""
+    """The ``tracking:`` section: the experiment tracker ``kind`` names, a registered member (``TRACKERS``)
+    whose settings model, a subclass of this one, validates the rest of the section."""
 
+    kind: str = "mlflow"
+    """The tracker: a kind registered in ``TRACKERS`` (``mlflow``, or a plugin's)."""
+    tracker: ClassVar[str]
+    """The tracker class these settings build, as ``"module:Class"`` (see ``muppet_core.tracking``)."""
+
+    @classmethod
+    def members(cls) -> list[type[TrackingConfig]]:
+        """The settings model of every registered tracker, by kind (for the settings reference)."""
+        return [TRACKERS.get(kind) for kind in TRACKERS.names()]
+
+
+class MlflowTracking(TrackingConfig):
+    """Tracking in MLflow: off unless a server is named here or in ``MLFLOW_TRACKING_URI``."""
+
+    tracker: ClassVar[str] = "muppet_core.tracking:MlflowTracker"
+    kind: Literal["mlflow"] = "mlflow"
+    """``mlflow``."""
     mlflow_uri: str | None = Field(None, min_length=1)
     """The MLflow tracking server (``http://host:5000``); empty: ``MLFLOW_TRACKING_URI``, else no tracking."""
     experiment: str | None = Field(None, min_length=1)
     """The MLflow experiment the runs go to (default: ``muppet-<pipeline>``)."""
+
+
+TRACKERS = Registry("tracker")
+"""Tracker kind -> its settings model (a ``TrackingConfig`` subclass naming its tracker class)."""
+TRACKERS.register("mlflow", "muppet_core.config:MlflowTracking")
+
+
+def register_tracker(settings: type[TrackingConfig]) -> type[TrackingConfig]:
+    """Register a tracker by its settings model (its ``kind`` field's default is the kind); returns it.
+
+    Raises:
+        ValueError: a tracker of that kind is already registered.
+    """
+    TRACKERS.register_object(settings.model_fields["kind"].default, settings)
+    return settings
+
+
+def unregister_tracker(kind: str) -> None:
+    """Forget the tracker ``kind`` (for a plugin or test that registered its own)."""
+    TRACKERS.unregister(kind)
+
+
+def tracking_settings(value: Any) -> TrackingConfig:
+    """The settings of a ``tracking:`` section, validated by the model of the kind it names (``mlflow``
+    when it names none).
+
+    Raises:
+        ValueError: the kind is not registered (one line, with the known kinds).
+        ValidationError: a setting does not fit the kind's model.
+    """
+    if isinstance(value, TrackingConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("should be a mapping: a tracker kind and its settings")
+    kind = value.get("kind", TrackingConfig.model_fields["kind"].default)
+    if kind not in TRACKERS:
+        raise ValueError(f"unknown tracker kind {kind!r}{did_you_mean(str(kind), TRACKERS.names())}; known: {', '.join(TRACKERS.names())}")
+    return TRACKERS.get(kind).model_validate(value)
 
 
 class PipelineConfig(Strict):
@@ -240,12 +298,17 @@ class PipelineConfig(Strict):
     """Fine-tuning stage."""
     watch: WatchConfig = WatchConfig()
     """More backbones to evaluate on every run (scheduled re-evaluation)."""
-    tracking: TrackingConfig = execution(TrackingConfig())
-    """Where the runs are tracked (MLflow); never part of a content key."""
+    tracking: SerializeAsAny[TrackingConfig] = execution(MlflowTracking())
+    """Where the runs are tracked (a tracker ``kind`` and its settings; MLflow by default); never part of a content key."""
     schedule: str | None = None
     """A cron expression: `muppet serve` / `muppet deploy` give the pipeline's deployment this schedule."""
     timezone: str = "UTC"
     """Time zone of the schedule (an IANA name such as Europe/Paris)."""
+
+    @field_validator("tracking", mode="wrap")
+    @classmethod
+    def _tracker_kind(cls, value: Any, handler: Any) -> TrackingConfig:
+        return tracking_settings(value)
 
     @field_validator("schedule")
     @classmethod

@@ -117,13 +117,25 @@ def model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | N
     return model if _model_class(model) else None
 
 
+def members(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """The registered members of a model that is the base of a registry's settings (a ``members()``
+    classmethod lists them: the ``tracking:`` kinds), else none."""
+    listed = getattr(model, "members", None)
+    return list(listed()) if callable(listed) else []
+
+
+def known_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a model accepts, its members' included (to suggest one for a misspelt key)."""
+    return list(dict.fromkeys([*model.model_fields, *(name for m in members(model) for name in m.model_fields)]))
+
+
 def describe_error(root: type[BaseModel], error: dict[str, Any]) -> str:
     """One line for a pydantic error: the YAML path, then what is wrong (with did-you-mean for an unknown key)."""
     loc = tuple(error["loc"])
     path = yaml_path(loc)
     if error["type"] == "extra_forbidden":
         model = model_at(root, loc)
-        hint = did_you_mean(str(loc[-1]), list(model.model_fields)) if model else ""
+        hint = did_you_mean(str(loc[-1]), known_keys(model)) if model else ""
         return f"{path}: unknown key{hint}"
     if error["type"] == "missing":
         return f"{path}: required key is missing"
@@ -138,7 +150,7 @@ def describe_errors(root: type[BaseModel], errors: list[dict[str, Any]]) -> list
     for e in errors:
         if e["type"] == "extra_forbidden":
             model = model_at(root, tuple(e["loc"]))
-            close = difflib.get_close_matches(str(e["loc"][-1]), list(model.model_fields) if model else [], n=1, cutoff=0.6)
+            close = difflib.get_close_matches(str(e["loc"][-1]), known_keys(model) if model else [], n=1, cutoff=0.6)
             misspelled.update((tuple(e["loc"][:-1]), c) for c in close)
     return [
         describe_error(root, e)
@@ -188,6 +200,9 @@ def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, 
             continue
         if sub := _model_class(annotation):
             nested = reference_rows(sub, f"{path}.")
+            for member in members(sub):  # each member's own settings, after those they share
+                kind = member.model_fields["kind"].default
+                nested += [(p, t, d, r, f"({kind}) {m}") for p, t, d, r, m in reference_rows(member, f"{path}.") if p not in {n[0] for n in nested}]
             rows += [(p, t, d, role if role != "key" else r, m) for p, t, d, r, m in nested]
             continue
         meaning = " ".join((field.description or "").split())

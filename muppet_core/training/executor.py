@@ -33,7 +33,6 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import MuppetError, first_line
-from muppet_core.tracking import Tracker
 from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
 from muppet_core.training.finetune_worker import FinetuneJob
 from muppet_core.training.launch import LaunchError, job_path, run_job
@@ -58,9 +57,8 @@ def pick_executor(config: FinetuneConfig, gpus: int | None = None) -> str:
 def run_finetune(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
     log_line: Callable[[str], None] = log.info, callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
-    tracker: Tracker | None = None,
 ) -> StageOutput:
-    """One fine-tune through the store (``finetune_stage``, tracked under ``tracker``), on the
+    """One fine-tune through the store (``finetune_stage``, with ``callbacks``: a tracker among them), on the
     executor ``pick_executor`` picks; a process's output is streamed to ``log_line``. Returns the
     result's output, or a failure's.
 
@@ -75,15 +73,14 @@ def run_finetune(
     if executor == "thread":
         if config.threads:
             torch.set_num_threads(config.threads)  # the flow process's own count: threads share it
-        return finetune_stage(pipeline, run, data, config, store, callbacks, tracker)
+        return finetune_stage(pipeline, run, data, config, store, callbacks)
     with device_pool(config.concurrency, config.threads).lease() as device:
-        return finetune_in_process(pipeline, run, data, config, store, device, log_line, callbacks, tracker)
+        return finetune_in_process(pipeline, run, data, config, store, device, log_line, callbacks)
 
 
 def finetune_in_process(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore, device: Device,
     log_line: Callable[[str], None] = log.info, callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
-    tracker: Tracker | None = None,
 ) -> StageOutput:
     """Run ``finetune_stage`` in a process of its own pinned to ``device``. A process that dies
     without a result is started again (``config.retries`` times), then recorded as a failure."""
@@ -92,7 +89,7 @@ def finetune_in_process(
         result = Path(tmp) / "output.json"
         job = FinetuneJob(
             pipeline=pipeline, run=run, data=data, config=config, store=store.root, cache_dir=str(store.cache_dir),
-            device=device, output=str(result), callbacks=list(callbacks), tracker=tracker,
+            device=device, output=str(result), callbacks=list(callbacks),
         )
         log_line(f"fine-tune {run.name}: own process on {device.describe()}")
         for attempt in range(config.retries + 1):

@@ -21,7 +21,7 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import FinetuneConfig
-from muppet_core.tracking import Tracker, without_mlflow
+from muppet_core.tracking import without_mlflow
 from muppet_core.training.finetune import FinetuneRun, finetune_stage
 from muppet_core.training.pinning import Device, describe_process
 
@@ -51,9 +51,8 @@ class FinetuneJob(BaseModel):
     output: str
     """Where it writes its ``StageOutput``, as JSON: a local file, or a URI under ``store``."""
     callbacks: list[CallbackSpec] = Field(default_factory=list)
-    """Callbacks installed besides progress, logging and early stopping (see ``CallbackSpec``)."""
-    tracker: Tracker | None = None
-    """Where the run is tracked (None: nowhere)."""
+    """Callbacks installed besides progress, logging and early stopping, and stage callbacks: the
+    pipeline run's tracker (see ``CallbackSpec``)."""
 
 
 def run(job: FinetuneJob) -> StageOutput:
@@ -66,7 +65,7 @@ def run(job: FinetuneJob) -> StageOutput:
         torch.set_num_threads(job.config.threads)
     log.info("fine-tune %s runs on %s", job.run.name, describe_process())
     store = ArtifactStore(job.store, job.cache_dir)
-    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks, job.tracker)
+    output = finetune_stage(job.pipeline, job.run, job.data, job.config, store, job.callbacks)
     text = json.dumps(dataclasses.asdict(output))
     if job.output.startswith(f"{store.root}/"):
         store.write_text(job.output.removeprefix(f"{store.root}/"), text)
