@@ -17,6 +17,7 @@ from pydantic import (
 
 from muppet_core.errors import ConfigError, MuppetError
 from muppet_core.launching import Launching
+from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 from muppet_core.schema import Strict, describe_errors, execution, plan, reference_rows, reference_table
 
@@ -272,6 +273,8 @@ def tracking_settings(value: Any) -> TrackingConfig:
     if not isinstance(value, dict):
         raise ValueError("should be a mapping: a tracker kind and its settings")
     kind = value.get("kind", TrackingConfig.model_fields["kind"].default)
+    if kind not in TRACKERS:
+        load_plugins()  # a plugin of the run may register it
     if kind not in TRACKERS:
         raise ValueError(f"unknown tracker kind {kind!r}{did_you_mean(str(kind), TRACKERS.names())}; known: {', '.join(TRACKERS.names())}")
     return TRACKERS.get(kind).model_validate(value)

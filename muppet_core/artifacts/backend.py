@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from muppet_core.errors import StoreError
+from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 
 BACKENDS = Registry("store backend")
@@ -118,6 +119,8 @@ def open_backend(root: str, options: dict[str, Any] | None = None) -> StoreBacke
     """
     root = root.rstrip("/") or root
     scheme = scheme_of(root)
+    if scheme not in BACKENDS:
+        load_plugins()  # a plugin of the run may register it (a worker opens its store before anything else)
     if scheme not in BACKENDS:
         known = ", ".join(f"{s}://" for s in BACKENDS.names() if s)
         raise StoreError(f"no store backend for '{scheme}://' in {root}{did_you_mean(scheme, [s for s in BACKENDS.names() if s])}: "
