@@ -19,10 +19,10 @@ from prefect.futures import as_completed
 from flows.progress import Progress
 from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
-from muppet_core.tracking import Tracker
 from muppet_core.training.executor import executor_for, run_finetune
 from muppet_core.training.finetune import FinetuneRun, plan_runs
 
@@ -30,9 +30,11 @@ CONCURRENCY_LIMIT = "muppet-finetune"
 
 
 @task(name="finetune-benchmark", task_run_name="finetune-{run.name}")
-def finetune_one(pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun, data: StageOutput, tracker: Tracker | None = None) -> StageOutput:
+def finetune_one(
+    pipeline_name: str, pipeline: PipelineConfig, run: FinetuneRun, data: StageOutput, callbacks: list[CallbackSpec] | None = None
+) -> StageOutput:
     with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
-        output = run_finetune(pipeline_name, run, data, pipeline.finetune, open_store(pipeline), get_run_logger().info, tracker=tracker)
+        output = run_finetune(pipeline_name, run, data, pipeline.finetune, open_store(pipeline), get_run_logger().info, callbacks or [])
     if output.stage == stages.FINETUNE_FAILED:
         get_run_logger().error("fine-tune failed; the leaderboard shows its cell as missing and a re-run retries it: %s", output.uri)
     else:
@@ -52,13 +54,13 @@ def ensure_limit(slots: int) -> None:
 @flow(name="fine-tune")
 def finetune_all(
     pipeline_name: str, pipeline: PipelineConfig, variants: list[Variant], data: dict[str, dict[str, StageOutput]],
-    tracker: Tracker | None = None,
+    callbacks: list[CallbackSpec] | None = None,
 ) -> list[StageOutput]:
     """Submit every planned fine-tune at once; the concurrency limit bounds how many run together.
     A progress artifact counts the finished ones ("3 of 8 fine-tunes").
 
     ``data`` holds each backbone's prepared datasets, by backbone (as configured) then benchmark;
-    ``tracker``: where computed runs are tracked (None: nowhere).
+    ``callbacks``: given to every fine-tune (the pipeline run's tracker; None: none).
     """
     runs = plan_runs(pipeline.finetune, variants)
     progress = Progress(lambda done, total: f"{done} of {total} fine-tunes")
@@ -66,12 +68,12 @@ def finetune_all(
     if executor.whole_fan_out:
         progress(0, len(runs))
         benchmarks = [data[run.variant.backbone][run.benchmark] for run in runs]
-        return executor.run_all(pipeline_name, runs, benchmarks, pipeline.finetune, open_store(pipeline), tracker, get_run_logger().info, progress)
+        return executor.run_all(pipeline_name, runs, benchmarks, pipeline.finetune, open_store(pipeline), callbacks, get_run_logger().info, progress)
     ensure_limit(pipeline.finetune.concurrency)
     several = len(data) > 1
     futures = [
         finetune_one.with_options(task_run_name=f"finetune-{run.variant.label}/{run.name}" if several else f"finetune-{run.name}")
-        .submit(pipeline_name, pipeline, run, data[run.variant.backbone][run.benchmark], tracker)
+        .submit(pipeline_name, pipeline, run, data[run.variant.backbone][run.benchmark], callbacks)
         for run in runs
     ]
     progress(0, len(futures))

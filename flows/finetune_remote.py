@@ -33,9 +33,9 @@ from prefect.exceptions import ObjectNotFound
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import DeploymentSettings, FinetuneConfig
 from muppet_core.errors import MuppetError
-from muppet_core.tracking import Tracker
 from muppet_core.training.executor import Executor
 from muppet_core.training.finetune import FinetuneRun
 from muppet_core.training.finetune_worker import FinetuneJob, retry_or_fail
@@ -129,19 +129,20 @@ def _ensure_crash_automation() -> None:
 
 def finetune_on_workers(
     pipeline: str, runs: list[FinetuneRun], data: list[StageOutput], config: FinetuneConfig, store: ArtifactStore,
-    tracker: Tracker | None = None, log_line: Callable[[str], None] = print, done: Callable[[int, int], None] = lambda d, t: None,
+    callbacks: list[CallbackSpec] | None = None, log_line: Callable[[str], None] = print, done: Callable[[int, int], None] = lambda d, t: None,
 ) -> list[StageOutput]:
     """Run ``runs`` (with their benchmarks' ``data``) as flow runs of the work pool's deployment,
     all submitted at once, and wait for them; a run that ends without results is submitted again
-    for what it left (the executor's ``retries`` times; ``retry_or_fail``). Returns the outputs in the
-    order of ``runs``; ``done(finished, total)`` is called as they come in."""
+    for what it left (the executor's ``retries`` times; ``retry_or_fail``), each with ``callbacks`` (the
+    pipeline run's tracker). Returns the outputs in the order of ``runs``; ``done(finished, total)`` is
+    called as they come in."""
     deployment = check_executor(config, store)
     started = time.perf_counter()
     settings = config.executor
     device = Device(threads=settings.threads) if settings.threads else None
     jobs = [
         FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, device=device,
-                    output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", tracker=tracker)
+                    output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", callbacks=callbacks or [])
         for run, d in zip(runs, data)
     ]
     pending = {_submit(deployment, jobs[i:i + settings.chunk]): (jobs[i:i + settings.chunk], 0) for i in range(0, len(jobs), settings.chunk)}
@@ -201,6 +202,6 @@ class DeploymentExecutor(Executor):
         """A store every worker reaches and the work pool on the server (``check_executor``)."""
         check_executor(config, store)
 
-    def run_all(self, pipeline, runs, data, config, store, tracker, log_line, done) -> list[StageOutput]:
+    def run_all(self, pipeline, runs, data, config, store, callbacks, log_line, done) -> list[StageOutput]:
         """``finetune_on_workers``."""
-        return finetune_on_workers(pipeline, runs, data, config, store, tracker, log_line, done)
+        return finetune_on_workers(pipeline, runs, data, config, store, callbacks, log_line, done)

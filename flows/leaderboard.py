@@ -8,20 +8,22 @@ from prefect.runtime import flow_run
 
 from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PipelineConfig
 from muppet_core.evaluation.results import read_result
 from muppet_core.leaderboard.stage import CHART, artifact_keys, leaderboard_stage
 from muppet_core.pipelines import open_store
-from muppet_core.tracking import Tracker, log_pipeline_files
+from muppet_core.tracking import attach_files
 
 
 @flow(name="leaderboard")
 def build_leaderboard(
-    pipeline_name: str, pipeline: PipelineConfig, backbones: list[str], results: list[StageOutput], tracker: Tracker | None = None
+    pipeline_name: str, pipeline: PipelineConfig, backbones: list[str], results: list[StageOutput],
+    callbacks: list[CallbackSpec] | None = None,
 ) -> str:
     """Keep the fine-tune results of every backbone evaluated (failed runs included) and publish
     the table of every backbone the pipeline keeps; returns the published CSV's location. A new
-    table's CSV and chart go to the pipeline run's MLflow run under ``tracker``."""
+    table's CSV and chart go to the pipeline run's tracker among ``callbacks``."""
     store = open_store(pipeline)
     records = [read_result(store, r) for r in results]
     published = leaderboard_stage(
@@ -32,7 +34,7 @@ def build_leaderboard(
     logger.info(published.output.describe())
     if not published.output.cache_hit:
         folder = store.fetch(stages.LEADERBOARD, published.output.key)
-        log_pipeline_files(tracker, [folder / "leaderboard.csv", folder / CHART])
+        attach_files(callbacks or [], [folder / "leaderboard.csv", folder / CHART])
     markdown_key, table_key = artifact_keys(pipeline_name)
     create_markdown_artifact(published.markdown, key=markdown_key, description=f"Leaderboard of {pipeline_name}")
     create_table_artifact(published.table, key=table_key, description=f"Leaderboard of {pipeline_name} (the CSV's rows)")

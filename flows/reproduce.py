@@ -6,8 +6,6 @@ The parameters are what the Prefect UI's Run form shows, so each has a type and 
 
 from __future__ import annotations
 
-import contextlib
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -16,10 +14,11 @@ from flows.data import prepare_data
 from flows.finetune import finetune_all
 from flows.leaderboard import build_leaderboard
 from flows.prefinetune import prefinetune as prefinetune_backbone
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant, base_variant
 from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, open_store, pipeline_backbones
-from muppet_core.tracking import Tracker, end_pipeline_run, pipeline_tracker, without_mlflow
+from muppet_core.tracking import open_tracker, without_mlflow
 from muppet_core.training.executor import executor_for
 
 
@@ -55,26 +54,30 @@ def reproduce(
     cache = open_store(cfg).cache_dir
     bases = [base_variant(spec, cache) for spec in specs]  # every backbone resolved before any work
     get_run_logger().info("pipeline %s: %d backbone(s): %s", pipeline, len(specs), ", ".join(specs))
-    tracker = pipeline_tracker(cfg.tracking, pipeline, str(flow_run.id))
+    tracker = open_tracker(cfg.tracking, pipeline, str(flow_run.id))
+    if tracker is None:
+        with without_mlflow():
+            return _stages(pipeline, cfg, bases, specs, finetune, [])
     try:
-        with contextlib.nullcontext() if tracker else without_mlflow():
-            csv_uri = _stages(pipeline, cfg, bases, specs, finetune, tracker)
+        csv_uri = _stages(pipeline, cfg, bases, specs, finetune, [tracker.spec()])
     except BaseException:
-        end_pipeline_run(tracker, failed=True)
+        tracker.close(failed=True)
         raise
-    end_pipeline_run(tracker)
+    tracker.close()
     return csv_uri
 
 
-def _stages(pipeline: str, cfg: PipelineConfig, bases: list[Variant], specs: list[str], finetune: bool, tracker: Tracker | None) -> str | None:
+def _stages(
+    pipeline: str, cfg: PipelineConfig, bases: list[Variant], specs: list[str], finetune: bool, callbacks: list[CallbackSpec]
+) -> str | None:
     variants, data = [], {}
     for base in bases:
         data[base.backbone] = prepare_data(cfg, base)
         variants.append(base)
         if cfg.prefinetune.enabled:
-            variants += prefinetune_backbone(cfg, base, data[base.backbone], tracker)
+            variants += prefinetune_backbone(cfg, base, data[base.backbone], callbacks)
     if not finetune:
         return None
     fan_out = finetune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.finetune.concurrency))
-    results = fan_out(pipeline, cfg, variants, data, tracker)
-    return build_leaderboard(pipeline, cfg, specs, results, tracker)
+    results = fan_out(pipeline, cfg, variants, data, callbacks)
+    return build_leaderboard(pipeline, cfg, specs, results, callbacks)

@@ -295,13 +295,47 @@ class WatchConfig(Strict):
     lines and # comments ignored), read at the start of every run: adding a line schedules the backbone's evaluation."""
 
 
-class TrackingConfig(Strict):
-    """Experiment tracking: off unless an MLflow server is named here or in ``MLFLOW_TRACKING_URI``."""
+class TrackingConfig(MemberSettings):
+    """The ``tracking:`` section: ``kind`` names the experiment tracker, a registered member whose
+    settings model, a subclass of this one, validates the rest of the section (``mlflow`` when it names
+    none). Each settings model names the tracker class it builds (see ``muppet_core.tracking``)."""
 
+    MEMBERS: ClassVar[Registry] = Registry("tracker")
+    kind: str = "mlflow"
+    """The tracker: ``mlflow``, or a kind of your own (registered with ``register_tracker``, from a plugin too)."""
+    tracker: ClassVar[str]
+    """The tracker class these settings build, as ``"module:Class"``."""
+
+
+@TrackingConfig.register
+class MlflowTracking(TrackingConfig):
+    """Tracking in MLflow: off unless a server is named here or in ``MLFLOW_TRACKING_URI``."""
+
+    tracker: ClassVar[str] = "muppet_core.tracking:MlflowTracker"
+    kind: Literal["mlflow"] = "mlflow"
+    """``mlflow``."""
     mlflow_uri: str | None = Field(None, min_length=1)
     """The MLflow tracking server (``http://host:5000``); empty: ``MLFLOW_TRACKING_URI``, else no tracking."""
     experiment: str | None = Field(None, min_length=1)
     """The MLflow experiment the runs go to (default: ``muppet-<pipeline>``)."""
+
+
+TRACKERS = TrackingConfig.MEMBERS
+"""Tracker kind -> its settings model (a ``TrackingConfig`` subclass naming its tracker class)."""
+
+
+def register_tracker(settings: type[TrackingConfig]) -> type[TrackingConfig]:
+    """Register a tracker by its settings model (its ``kind`` field's default is the kind); returns it.
+
+    Raises:
+        ValueError: another model holds that kind.
+    """
+    return TrackingConfig.register(settings)
+
+
+def unregister_tracker(kind: str) -> None:
+    """Forget the tracker ``kind`` (for a plugin or test that registered its own)."""
+    TRACKERS.unregister(kind)
 
 
 class PipelineConfig(Strict):
@@ -325,12 +359,17 @@ class PipelineConfig(Strict):
     """Fine-tuning stage."""
     watch: WatchConfig = WatchConfig()
     """More backbones to evaluate on every run (scheduled re-evaluation)."""
-    tracking: TrackingConfig = execution(TrackingConfig())
-    """Where the runs are tracked (MLflow); never part of a content key."""
+    tracking: SerializeAsAny[TrackingConfig] = execution(MlflowTracking())
+    """Where the runs are tracked (a tracker ``kind`` and its settings; MLflow by default); never part of a content key."""
     schedule: str | None = None
     """A cron expression: `muppet serve` / `muppet deploy` give the pipeline's deployment this schedule."""
     timezone: str = "UTC"
     """Time zone of the schedule (an IANA name such as Europe/Paris)."""
+
+    @field_validator("tracking", mode="wrap")
+    @classmethod
+    def _tracker_kind(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> TrackingConfig:
+        return TrackingConfig.choose(value, handler)
 
     @field_validator("schedule")
     @classmethod

@@ -67,11 +67,19 @@ def load_validated(path: str | os.PathLike[str] = DEFAULT_FILE) -> PipelinesFile
     """Every pipeline in the file, schema- and catalog-checked; the file's plugins (``plugins:``) are
     imported and its own catalog folders (``catalog:``) join the package's catalog, for this process
     and the processes it starts."""
+    use_plugins(_plugin_modules(path), str(Path(path).resolve().parent))  # first: a plugin may register a tracker kind the file names
     pipelines = load_pipelines(path)
-    use_plugins(pipelines.plugins, str(Path(path).resolve().parent))
     use_catalog_dirs(pipelines.catalog, os.path.basename(path))
     check_pipeline_tasks(pipelines, os.path.basename(path))
     return pipelines
+
+
+def _plugin_modules(path: str | os.PathLike[str]) -> list[str]:
+    """The file's top-level ``plugins:`` as written, when it is a list of names (else none: validating
+    the whole file reports it)."""
+    raw = load_yaml(Path(path))
+    listed = raw.get("plugins", []) if isinstance(raw, dict) else []
+    return listed if isinstance(listed, list) and all(isinstance(m, str) for m in listed) else []
 
 
 def load_pipeline(name: str, path: str | os.PathLike[str] = DEFAULT_FILE) -> PipelineConfig:
@@ -165,12 +173,12 @@ def preflight(name: str, config: str, backbones: list[str] | None = None, store:
     """
     from muppet_core.data.sources import hub_reachable_or_raise
     from muppet_core.tasks.catalog import get_task
-    from muppet_core.tracking import pipeline_tracker
+    from muppet_core.tracking import check_tracking
 
     pipeline = load_pipeline(name, config)
     check_backbones(pipeline, name, os.path.basename(config), backbones)
     for task in pipeline.data_tasks():
         hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
     check_store(pipeline.model_copy(update={"store": store}) if store else pipeline)
-    pipeline_tracker(pipeline.tracking, name, "")  # a tracking server that does not answer
+    check_tracking(pipeline.tracking)  # a tracking server that does not answer
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 from pydantic_core import PydanticUndefined, core_schema
 
+from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 
 KEY_ROLE = "key_role"
@@ -118,7 +119,11 @@ class MemberSettings(Strict):
             value = {"kind": value}
         if not isinstance(value, dict):
             return handler(value)
-        kind, known = value.get("kind"), cls.MEMBERS.names()
+        default = cls.model_fields["kind"].default
+        kind = value.get("kind", None if default is PydanticUndefined else default)
+        if kind is not None and kind not in cls.MEMBERS:
+            load_plugins()  # a plugin of the run may register it
+        known = cls.MEMBERS.names()
         if kind not in cls.MEMBERS:
             what = f"unknown {cls.MEMBERS.kind} {kind!r}{did_you_mean(str(kind), known)}" if kind is not None else f"no {cls.MEMBERS.kind} kind"
             raise ValueError(f"{what}; the {cls.MEMBERS.kind}s are {', '.join(known)}")

@@ -1,10 +1,16 @@
-"""Experiment tracking in MLflow, opt-in: a run for each pipeline run and, nested under it, one run
-per pre-finetune and per fine-tune that the pipeline run computes. A stage taken from the store
-logs nothing, so a pipeline run that computes nothing creates no run at all.
+"""Experiment tracking: the tracker a pipeline's ``tracking:`` section names (a registered kind,
+``muppet_core.config.TRACKERS``), fed through the stage and loop callbacks.
 
-Each stage's run holds its settings as params, the artifact key and the Prefect flow run as tags,
-the loss of each task at every update (from a training callback, on rank 0 only), examples per
-second and the final scores; the pipeline's run holds the leaderboard's CSV and chart.
+A pipeline run opens its tracker (``open_tracker``); the tracker travels to every stage as a stage
+callback (``Tracker.spec``), to the processes and machines that run them too. A stage that computes
+tells it that it starts (its name, key and settings) and ends (its final values); the loop callbacks
+it hands the stage log each update. A stage taken from the store tells it nothing.
+
+MLflow is the first member (``MlflowTracker``): a run for each pipeline run and, nested under it, one
+run per pre-finetune and per fine-tune that the pipeline run computes; a pipeline run that computes
+nothing leaves no run. Each stage's run holds its settings as params, the artifact key and the
+Prefect flow run as tags, the loss of each task at every update (rank 0 only), examples per second and
+the final scores; the pipeline's run holds the leaderboard's CSV and chart.
 
 ``mlflow`` is imported only where a run is tracked. DeepSpeed imports it whenever it is installed
 (its autotuner, reached as soon as transformers builds a model), seconds per process for nothing:
@@ -19,17 +25,16 @@ import importlib.metadata
 import logging
 import os
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from muppet_core.callbacks import Callback, CallbackSpec
-from muppet_core.config import TrackingConfig
+from muppet_core.callbacks import Callback, CallbackSpec, build_stage_callbacks
+from muppet_core.config import MlflowTracking, TrackingConfig
 from muppet_core.errors import MuppetError, first_line
+from muppet_core.registry import resolve
 
 log = logging.getLogger(__name__)
 
@@ -40,49 +45,73 @@ LEVEL_TAG = "muppet.level"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH = 100  # params per request (MLflow accepts at most 100 params, 1000 metrics in one batch)
 
-_parents: dict[tuple[str, str, str], str] = {}
-_parents_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Tracker:
-    """Where a pipeline run is tracked; plain values, so it travels as a flow parameter."""
-
-    uri: str
-    experiment: str
-    pipeline: str
-    flow_run: str
-    """The Prefect flow run of the pipeline run."""
-
 
 class TrackingError(MuppetError):
-    """The MLflow tracking server cannot be reached."""
+    """The tracking server cannot be reached, or its client is not installed."""
 
 
-def pipeline_tracker(config: TrackingConfig, pipeline: str, flow_run: str) -> Tracker | None:
-    """The tracker of a pipeline run, or None when tracking is off (no URI in the config nor in
-    ``MLFLOW_TRACKING_URI``). An http(s) server is asked for its health first.
+class Tracker(Callback):
+    """An experiment tracker, the member a ``tracking.kind`` names (its settings model names the class).
 
-    Raises:
-        TrackingError: mlflow is not installed, or the server does not answer (before any work starts).
+    Opened once per pipeline run (``open``), it travels to the stages as a stage callback (``spec``):
+    a tracker is rebuilt from plain values wherever a stage runs, so it holds no state beyond them
+    and the stage it follows. It hears each computing stage through the ``Callback`` stage hooks
+    (``on_stage_start``, ``loop_callbacks``, ``on_stage_end``); the pipeline's own files come
+    through ``attach``, and ``close`` ends the pipeline run.
     """
-    uri = config.mlflow_uri or os.environ.get(URI_ENV)
-    if not uri:
-        return None
-    try:
-        importlib.metadata.version("mlflow")
-    except importlib.metadata.PackageNotFoundError:
-        raise TrackingError(f"tracking is on ({uri}) but mlflow is not installed: pip install -e '.[tracking]'") from None
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10):
-                pass
-        except OSError as exc:
-            raise TrackingError(
-                f"the MLflow tracking server {uri} does not answer ({first_line(exc)}): start it, or unset "
-                f"tracking.mlflow_uri and {URI_ENV} to run untracked"
-            ) from None
-    return Tracker(uri, config.experiment or f"muppet-{pipeline}", pipeline, flow_run)
+
+    @classmethod
+    def check(cls, settings: TrackingConfig) -> None:
+        """Refuse, before any work, settings that cannot track (a server that does not answer).
+
+        Raises:
+            TrackingError: one line, what to start or change.
+        """
+
+    @classmethod
+    def open(cls, settings: TrackingConfig, pipeline: str, flow_run: str) -> Tracker | None:
+        """The tracker of a pipeline run (``flow_run``: its Prefect flow run), or None when these settings track nothing.
+
+        Raises:
+            TrackingError: as ``check``.
+        """
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """The plain values that rebuild this tracker (its class called with them)."""
+        raise NotImplementedError
+
+    def spec(self) -> CallbackSpec:
+        """The stage callback that carries this tracker to every stage, wherever it runs."""
+        return CallbackSpec(target=f"{type(self).__module__}:{type(self).__qualname__}", options=self.options(), stage=True)
+
+    def attach(self, files: list[Path]) -> None:
+        """Keep files with the pipeline run (the leaderboard's CSV and chart)."""
+
+    def close(self, failed: bool = False) -> None:
+        """End the pipeline run (``failed``: it raised)."""
+
+
+def tracker_class(settings: TrackingConfig) -> type[Tracker]:
+    """The tracker class that ``settings`` name."""
+    return resolve(settings.tracker)
+
+
+def check_tracking(settings: TrackingConfig) -> None:
+    """Refuse, before any work, tracking that cannot work (``Tracker.check``). Raises TrackingError."""
+    tracker_class(settings).check(settings)
+
+
+def open_tracker(settings: TrackingConfig, pipeline: str, flow_run: str) -> Tracker | None:
+    """The tracker of a pipeline run, or None when tracking is off (``Tracker.open``). Raises TrackingError."""
+    return tracker_class(settings).open(settings, pipeline, flow_run)
+
+
+def attach_files(callbacks: list[CallbackSpec], files: list[Path]) -> None:
+    """Give ``files`` to the trackers among ``callbacks`` (``Tracker.attach``)."""
+    for callback in build_stage_callbacks(callbacks):
+        if isinstance(callback, Tracker):
+            callback.attach(files)
 
 
 @contextlib.contextmanager
@@ -130,29 +159,6 @@ def _experiment_id(server, name: str) -> str:
         return server.get_experiment_by_name(name).experiment_id
 
 
-def _pipeline_run(tracker: Tracker) -> tuple[str, str]:
-    """(experiment id, run id) of the pipeline run's MLflow run, created by the first stage that logs."""
-    key = (tracker.uri, tracker.experiment, tracker.flow_run)
-    with _parents_lock:
-        server = client(tracker.uri)
-        experiment = _experiment_id(server, tracker.experiment)
-        if key not in _parents:
-            tags = {FLOW_RUN_TAG: tracker.flow_run, LEVEL_TAG: "pipeline", "muppet.pipeline": tracker.pipeline}
-            _parents[key] = server.create_run(experiment, run_name=tracker.pipeline, tags=tags).info.run_id
-        return experiment, _parents[key]
-
-
-def end_pipeline_run(tracker: Tracker | None, failed: bool = False) -> None:
-    """Close the pipeline run's MLflow run, if a stage of this run opened it."""
-    if tracker is None:
-        return
-    with _parents_lock:
-        run_id = _parents.pop((tracker.uri, tracker.experiment, tracker.flow_run), None)
-    if run_id:
-        with _best_effort("closing the pipeline's run"):
-            client(tracker.uri).set_terminated(run_id, "FAILED" if failed else "FINISHED")
-
-
 def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested settings as MLflow params: ``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists joined by commas."""
     out: dict[str, str] = {}
@@ -162,71 +168,6 @@ def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[f"{prefix}{name}"] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     return out
-
-
-@dataclass(frozen=True)
-class StageRun:
-    """The MLflow run of one computed stage; with ``run_id`` None (tracking off) it logs nothing."""
-
-    uri: str | None = None
-    run_id: str | None = None
-
-    def callbacks(self) -> list[CallbackSpec]:
-        """The training callback that logs each update's losses into this run (rank 0 only)."""
-        if self.run_id is None:
-            return []
-        return [CallbackSpec(target="muppet_core.tracking:MlflowMetrics", options={"uri": self.uri, "run_id": self.run_id}, rank_zero=True)]
-
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        """Log final values (scores, examples per second)."""
-        if self.run_id is not None and metrics:
-            metric = _mlflow("entities").Metric
-            stamp = int(time.time() * 1000)
-            with _best_effort("logging final metrics"):
-                client(self.uri).log_batch(self.run_id, metrics=[metric(k, float(v), stamp, step) for k, v in metrics.items()])
-
-
-@contextlib.contextmanager
-def stage_run(tracker: Tracker | None, name: str, key: str, settings: dict[str, Any]) -> Iterator[StageRun]:
-    """An MLflow run nested under the pipeline's, for a stage being computed: ``settings`` as params,
-    the artifact ``key`` and the flow run as tags; marked FAILED if the stage raises. A server that
-    fails meanwhile costs a warning, never the stage."""
-    run = StageRun()
-    if tracker is not None:
-        with _best_effort(f"starting the run of {name}"):
-            param = _mlflow("entities").Param
-            experiment, parent = _pipeline_run(tracker)
-            server = client(tracker.uri)
-            tags = {PARENT_TAG: parent, KEY_TAG: key, FLOW_RUN_TAG: tracker.flow_run, LEVEL_TAG: "stage", "muppet.pipeline": tracker.pipeline}
-            run_id = server.create_run(experiment, run_name=name, tags=tags).info.run_id
-            params = [param(k, v[:6000]) for k, v in flatten(settings).items()]
-            for i in range(0, len(params), BATCH):
-                server.log_batch(run_id, params=params[i : i + BATCH])
-            run = StageRun(tracker.uri, run_id)
-    try:
-        yield run
-    except BaseException:
-        _end(run, "FAILED")
-        raise
-    _end(run, "FINISHED")
-
-
-def _end(run: StageRun, status: str) -> None:
-    if run.run_id is not None:
-        with _best_effort("closing a stage's run"):
-            client(run.uri).set_terminated(run.run_id, status)
-
-
-def log_pipeline_files(tracker: Tracker | None, files: list[Path]) -> None:
-    """Attach files (the leaderboard's CSV and chart) to the pipeline run's MLflow run."""
-    if tracker is None:
-        return
-    with _best_effort("attaching the leaderboard"):
-        _, run_id = _pipeline_run(tracker)
-        server = client(tracker.uri)
-        for path in files:
-            if path.is_file():
-                server.log_artifact(run_id, str(path))
 
 
 class MlflowMetrics(Callback):
@@ -263,3 +204,118 @@ class MlflowMetrics(Callback):
         keys = ("examples_per_second", "final_loss", "padding_efficiency", "wall_seconds")
         self._add({k: summary[k] for k in keys}, summary["steps"])
         self._flush()
+
+
+class MlflowTracker(Tracker):
+    """Tracking in MLflow (kind ``mlflow``): the pipeline run's MLflow run is made when the pipeline
+    run opens its tracker, and deleted at the end if no stage computed under it.
+
+    Args:
+        uri: the MLflow tracking server.
+        experiment: the MLflow experiment's name.
+        experiment_id: its id.
+        pipeline: the pipeline's name.
+        flow_run: the Prefect flow run of the pipeline run.
+        parent: the pipeline run's MLflow run.
+    """
+
+    def __init__(self, uri: str, experiment: str, experiment_id: str, pipeline: str, flow_run: str, parent: str):
+        self.uri, self.experiment, self.experiment_id = uri, experiment, experiment_id
+        self.pipeline, self.flow_run, self.parent = pipeline, flow_run, parent
+        self.run_id: str | None = None
+        """The MLflow run of the stage this tracker follows, once it starts."""
+
+    @classmethod
+    def server(cls, settings: MlflowTracking) -> str | None:
+        """The tracking server: the settings', else ``MLFLOW_TRACKING_URI``; None: tracking is off."""
+        return settings.mlflow_uri or os.environ.get(URI_ENV) or None
+
+    @classmethod
+    def check(cls, settings: MlflowTracking) -> None:
+        """Refuse a tracking server when mlflow is not installed, or an http(s) one that does not answer its health check."""
+        uri = cls.server(settings)
+        if not uri:
+            return
+        try:
+            importlib.metadata.version("mlflow")
+        except importlib.metadata.PackageNotFoundError:
+            raise TrackingError(f"tracking is on ({uri}) but mlflow is not installed: pip install -e '.[tracking]'") from None
+        if uri.startswith(("http://", "https://")):
+            try:
+                with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10):
+                    pass
+            except OSError as exc:
+                raise TrackingError(
+                    f"the MLflow tracking server {uri} does not answer ({first_line(exc)}): start it, or unset "
+                    f"tracking.mlflow_uri and {URI_ENV} to run untracked"
+                ) from None
+
+    @classmethod
+    def open(cls, settings: MlflowTracking, pipeline: str, flow_run: str) -> MlflowTracker | None:
+        """Checked (``check``), then the pipeline run's MLflow run made; None when tracking is off, or
+        (with a warning) when the server fails once checked: the work never waits on tracking."""
+        cls.check(settings)
+        uri = cls.server(settings)
+        if not uri:
+            return None
+        experiment = settings.experiment or f"muppet-{pipeline}"
+        with _best_effort("starting the pipeline's run"):
+            server = client(uri)
+            experiment_id = _experiment_id(server, experiment)
+            tags = {FLOW_RUN_TAG: flow_run, LEVEL_TAG: "pipeline", "muppet.pipeline": pipeline}
+            parent = server.create_run(experiment_id, run_name=pipeline, tags=tags).info.run_id
+            return cls(uri, experiment, experiment_id, pipeline, flow_run, parent)
+        return None
+
+    def options(self) -> dict[str, Any]:
+        return {"uri": self.uri, "experiment": self.experiment, "experiment_id": self.experiment_id, "pipeline": self.pipeline,
+                "flow_run": self.flow_run, "parent": self.parent}
+
+    def on_stage_start(self, name: str, key: str, settings: dict[str, Any]) -> None:
+        """An MLflow run nested under the pipeline's: ``settings`` as params, the artifact ``key`` and
+        the flow run as tags. A server that fails costs a warning, never the stage."""
+        with _best_effort(f"starting the run of {name}"):
+            param = _mlflow("entities").Param
+            server = client(self.uri)
+            tags = {PARENT_TAG: self.parent, KEY_TAG: key, FLOW_RUN_TAG: self.flow_run, LEVEL_TAG: "stage", "muppet.pipeline": self.pipeline}
+            run_id = server.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            params = [param(k, v[:6000]) for k, v in flatten(settings).items()]
+            for i in range(0, len(params), BATCH):
+                server.log_batch(run_id, params=params[i : i + BATCH])
+            self.run_id = run_id
+
+    def loop_callbacks(self) -> list[CallbackSpec]:
+        """``MlflowMetrics`` on rank 0, logging each update's losses into the stage's run."""
+        if self.run_id is None:
+            return []
+        return [CallbackSpec(target=f"{__name__}:MlflowMetrics", options={"uri": self.uri, "run_id": self.run_id}, rank_zero=True)]
+
+    def on_stage_end(self, metrics: dict[str, float], error: BaseException | None = None) -> None:
+        """The final values logged, the stage's run marked FINISHED (FAILED with an ``error``)."""
+        if self.run_id is None:
+            return
+        with _best_effort("closing a stage's run"):
+            server = client(self.uri)
+            if metrics:
+                metric, stamp = _mlflow("entities").Metric, int(time.time() * 1000)
+                server.log_batch(self.run_id, metrics=[metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+            server.set_terminated(self.run_id, "FAILED" if error is not None else "FINISHED")
+
+    def attach(self, files: list[Path]) -> None:
+        """The files as artifacts of the pipeline's run."""
+        with _best_effort("attaching the leaderboard"):
+            server = client(self.uri)
+            for path in files:
+                if path.is_file():
+                    server.log_artifact(self.parent, str(path))
+
+    def close(self, failed: bool = False) -> None:
+        """The pipeline's run marked FINISHED or FAILED; deleted when nothing was computed under it
+        (no stage's run, no file), so a run that computes nothing leaves none."""
+        with _best_effort("closing the pipeline's run"):
+            server = client(self.uri)
+            children = server.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self.parent}'", max_results=1)
+            if not children and not server.list_artifacts(self.parent):
+                server.delete_run(self.parent)
+            else:
+                server.set_terminated(self.parent, "FAILED" if failed else "FINISHED")

@@ -1,44 +1,30 @@
-"""Named (not content-addressed) files of the store: a pipeline's latest leaderboard, its history.
+"""Named (not content-addressed) files of the store: a pipeline's latest leaderboard, its history,
+checkpoints, jobs.
 
-Every call goes through the store's retries on a remote filesystem; a reader sees a file's old
+Every call goes to the store's backend (with its retries, on S3); a reader sees a file's old
 content or its new one, never part of it.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+from muppet_core.artifacts.backend import StoreBackend
 
 
 class NamedFiles:
-    """Named-file methods of ``ArtifactStore`` (which provides ``root``, ``fs``, ``is_local``,
-    ``_path`` and ``_call``)."""
+    """Named-file methods of ``ArtifactStore`` (which provides ``root`` and ``backend``)."""
 
     root: str
-    fs: Any
-    is_local: bool
-    _path: Callable[..., str]
-    _call: Callable[[str, str, Callable[[], T]], T]
+    backend: StoreBackend
 
     def write_bytes(self, relpath: str, data: bytes) -> str:
-        """Write a named file atomically (staged and renamed locally, one PUT remotely); returns its URI."""
-        path, uri = self._path(relpath), f"{self.root}/{relpath}"
-        if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-            try:
-                Path(tmp).write_bytes(data)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-        else:
-            self._call("write", uri, lambda: self.fs.pipe_file(path, data))
-        return uri
+        """Write a named file atomically; returns its URI."""
+        self.backend.write(relpath, data)
+        return f"{self.root}/{relpath}"
 
     def write_text(self, relpath: str, text: str) -> str:
         """Write a named UTF-8 text file with ``write_bytes``; returns its URI."""
@@ -46,81 +32,68 @@ class NamedFiles:
 
     def read_bytes(self, relpath: str) -> bytes:
         """Read a named file."""
-        return self._call("read", f"{self.root}/{relpath}", lambda: self.fs.cat_file(self._path(relpath)))
+        return self.backend.read(relpath)
 
     def read_text(self, relpath: str) -> str:
         """Read a named UTF-8 text file."""
         return self.read_bytes(relpath).decode("utf-8")
 
-    def remove(self, relpath: str, recursive: bool = False) -> None:
-        """Delete a named file, or with ``recursive`` a folder and everything under it (absent: nothing to do)."""
-        path = self._path(relpath)
-        if not self.is_local:
-            self.fs.invalidate_cache(path)
-        self._call("delete", f"{self.root}/{relpath}", lambda: self.fs.rm(path, recursive=recursive) if self.fs.exists(path) else None)
-
     def exists(self, relpath: str) -> bool:
         """Whether a named file exists."""
-        return self._call("look up", f"{self.root}/{relpath}", lambda: self.fs.exists(self._path(relpath)))
+        return self.backend.exists(relpath)
 
     def list(self, folder: str, suffix: str = "") -> list[str]:
         """The names of the files directly in ``folder`` (relative to the root) ending in ``suffix``,
         sorted; an absent folder lists nothing."""
-        path = self._path(folder)
-        if not self.is_local:
-            self.fs.invalidate_cache(path)
+        return sorted(n for n in self.backend.list(folder) if n.endswith(suffix) and ".tmp-" not in n)
 
-        def names() -> list[str]:
-            try:
-                entries = self.fs.ls(path, detail=True)
-            except FileNotFoundError:
-                return []
-            return [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file"]
-
-        found = self._call("list", f"{self.root}/{folder}", names)
-        return sorted(n for n in found if n.endswith(suffix) and ".tmp-" not in n)
+    def remove(self, relpath: str) -> None:
+        """Delete a named file or folder with everything in it; an absent one is no error."""
+        self.backend.delete(relpath)
 
     def local_path(self, relpath: str) -> Path | None:
-        """The local path of a named file on a local store (None on a remote one)."""
-        return Path(self._path(relpath)) if self.is_local else None
+        """The local path of a named file on a store on this machine (None on any other)."""
+        return self.backend.local_path(relpath)
 
     def put(self, relpath: str, local: str | Path) -> str:
         """Copy a local file to a named file (a remote store streams it in parts); returns its URI."""
-        path, uri = self._path(relpath), f"{self.root}/{relpath}"
-        if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._call("upload", uri, lambda: self.fs.put_file(str(local), path))
-        return uri
+        self.backend.put_file(relpath, Path(local))
+        return f"{self.root}/{relpath}"
 
     def get(self, relpath: str, local: str | Path) -> Path:
         """Copy a named file to ``local``; returns ``local``."""
         Path(local).parent.mkdir(parents=True, exist_ok=True)
-        self._call("download", f"{self.root}/{relpath}", lambda: self.fs.get_file(self._path(relpath), str(local)))
+        self.backend.get_file(relpath, Path(local))
         return Path(local)
 
-    def remove(self, relpath: str) -> None:
-        """Delete a named file or folder with everything in it; an absent one is no error."""
-        path = self._path(relpath)
-
-        def rm() -> None:
-            try:
-                self.fs.rm(path, recursive=True)
-            except FileNotFoundError:
-                pass
-
-        self._call("delete", f"{self.root}/{relpath}", rm)
+    def local_copy(self, relpath: str, folder: str | Path) -> Path:
+        """A named file on this machine: itself on a store on this machine, else downloaded into ``folder``."""
+        return self.local_path(relpath) or self.get(relpath, Path(folder) / Path(relpath).name)
 
     def put_folder(self, relpath: str, local: str | Path) -> None:
         """Copy every file under a local folder to the named folder ``relpath``."""
         for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
-            self.put(f"{relpath}/{path.relative_to(local).as_posix()}", path)
+            self.put(_join(relpath, path.relative_to(local).as_posix()), path)
 
     def get_folder(self, relpath: str, local: str | Path) -> None:
         """Copy every file under the named folder ``relpath`` into a local folder."""
-        base = self._path(relpath).rstrip("/")
-        if not self.is_local:
-            self.fs.invalidate_cache(base)
-        found = self._call("list", f"{self.root}/{relpath}", lambda: self.fs.find(base))
-        for path in found:
-            name = path[len(base):].lstrip("/") if path.startswith(base) else path.rsplit("/", 1)[-1]
-            self.get(f"{relpath}/{name}", Path(local) / name)
+        for name in self.backend.find(relpath):
+            self.get(_join(relpath, name), Path(local) / name)
+
+    @contextlib.contextmanager
+    def staged(self, relpath: str) -> Iterator[Path]:
+        """A local folder whose files end up in the named folder ``relpath``: that folder itself on a
+        store on this machine, else a temporary one copied there when the block ends without error."""
+        in_place = self.local_path(relpath)
+        if in_place is not None:
+            in_place.mkdir(parents=True, exist_ok=True)
+            yield in_place
+            return
+        with tempfile.TemporaryDirectory(prefix="muppet-staged-") as tmp:
+            yield Path(tmp)
+            self.put_folder(relpath, tmp)
+
+
+def _join(folder: str, name: str) -> str:
+    """``folder/name``, or ``name`` in the root (``folder`` empty)."""
+    return f"{folder}/{name}" if folder else name

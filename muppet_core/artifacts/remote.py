@@ -1,4 +1,4 @@
-"""Calls to a remote store: bounded retries of transient failures, and the one-line errors they
+"""Calls to a remote store backend: bounded retries of transient failures, and the one-line errors they
 end in (which name the URI and the cause, never a credential)."""
 
 from __future__ import annotations
@@ -11,26 +11,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import fsspec
-
 from muppet_core.errors import MuppetError, StoreError, first_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-S3_CONFIG = {"retries": {"max_attempts": 2, "mode": "standard"}, "connect_timeout": 10, "read_timeout": 120}
-"""botocore settings of a store on s3: one quick retry inside botocore and none inside s3fs, so
-the store's own retries (with backoff) are the bound a caller can count on."""
-
-
-def open_filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and path of a store root."""
-    if fsspec.core.split_protocol(root)[0] not in ("s3", "s3a"):
-        return fsspec.core.url_to_fs(root)
-    fs, path = fsspec.core.url_to_fs(root, config_kwargs=S3_CONFIG)
-    fs.retries = 1  # this instance is the store's own (its options differ from a plain one's)
-    return fs, path
-
 
 CREDENTIAL_HINT = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, AWS_SESSION_TOKEN) and AWS_ENDPOINT_URL"
 SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING",

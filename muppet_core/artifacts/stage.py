@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from muppet_core.artifacts.local import file_lock
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import CorruptArtifactError
 
@@ -77,16 +77,7 @@ def run_cached(
     return StageOutput(stage, name, key, uri, False)
 
 
-@contextlib.contextmanager
-def _build_lock(store: ArtifactStore, stage: str, name: str, key: str) -> Iterator[None]:
-    """Hold the key's build lock, so runs on this machine build each key once: the others wait,
-    then find it stored. A lock held by a killed process is released by the system."""
-    path = store.lock_path(stage, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("%s/%s (%s) is being built by another run: waiting for it", stage, name, key)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+def _build_lock(store: ArtifactStore, stage: str, name: str, key: str) -> contextlib.AbstractContextManager[None]:
+    """The key's build lock, so runs on this machine build each key once: the others wait, then find
+    it stored. A lock held by a killed process is released by the system."""
+    return file_lock(store.lock_path(stage, key), lambda: log.info("%s/%s (%s) is being built by another run: waiting for it", stage, name, key))

@@ -1,4 +1,4 @@
-"""Content-addressed artifact store over fsspec (a local directory or an s3:// prefix).
+"""Content-addressed artifact store over a store backend (a local directory, an s3:// prefix, or one registered).
 
 An artifact lives at ``<root>/<stage>/<key>/`` where the key hashes the stage's inputs, its
 config and its code version. A ``MANIFEST.json`` listing every file with its sha256 is written
@@ -15,50 +15,35 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
+from muppet_core.artifacts.backend import open_backend
 from muppet_core.artifacts.fingerprints import code_version, digest, file_sha256, files_digest
-from muppet_core.artifacts.local import install
+from muppet_core.artifacts.local import CORRUPT, install
 from muppet_core.artifacts.named import NamedFiles
 from muppet_core.artifacts.manifest import MANIFEST, build_manifest, forget, parse_manifest, verify_folder
-from muppet_core.artifacts.remote import cause, open_filesystem, redact, with_retries
+from muppet_core.artifacts.remote import cause, redact
 from muppet_core.errors import MuppetError, StoreError
 
-__all__ = ["MANIFEST", "ArtifactStore", "code_version", "digest", "file_sha256", "files_digest"]
+__all__ = ["CORRUPT", "MANIFEST", "ArtifactStore", "code_version", "digest", "file_sha256", "files_digest"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-CORRUPT = "_corrupt"
-"""Where a local store moves corrupt artifacts aside (``<root>/_corrupt/<stage>/<key>-<id>``)."""
 
 
 class ArtifactStore(NamedFiles):
-    """Stage outputs keyed by content, on any fsspec filesystem.
+    """Stage outputs keyed by content, on the backend that the root's scheme names
+    (``muppet_core.artifacts.backend``: a local folder, ``s3://``, or one registered).
 
     Args:
         root: a directory or URI (``s3://bucket/prefix``).
-        cache_dir: where remote artifacts are downloaded for local use.
+        cache_dir: where artifacts of a store that is not on this machine are downloaded for local use.
+        options: the backend's options (its ``Settings``; None: their defaults).
     """
 
-    retries = 3
-    """Attempts of each remote call that fails transiently."""
-    backoff_s = 1.0
-    """Wait before the second attempt; doubled before each next one."""
-    chunk_bytes = 16 << 20
-    """Transfer part size on s3: larger files move in parts, never whole in memory."""
-    max_concurrency = 4
-    """Parts in flight per transfer (memory per transfer: about ``chunk_bytes * max_concurrency``)."""
-
-    def __init__(self, root: str, cache_dir: str | None = None):
+    def __init__(self, root: str, cache_dir: str | None = None, options: dict[str, Any] | None = None):
         self.root = root.rstrip("/")
-        self.fs, self._root_path = open_filesystem(self.root)
-        self.is_local = isinstance(self.fs, LocalFileSystem)
-        self._chunked = fsspec.core.split_protocol(self.root)[0] in ("s3", "s3a")
+        self.backend = open_backend(self.root, options)
         default_cache = os.path.join(tempfile.gettempdir(), "muppet-cache", digest(self.root)[:12])
         self.cache_dir = Path(cache_dir or os.environ.get("MUPPET_CACHE", default_cache))
 
@@ -67,28 +52,13 @@ class ArtifactStore(NamedFiles):
         """The content key of a stage's output: a digest of everything that determines it."""
         return digest({"stage": stage, **inputs})[:24]
 
-    def _path(self, *parts: str) -> str:
-        return "/".join([self._root_path.rstrip("/"), *parts])
-
-    def _call(self, what: str, uri: str, call: Callable[[], T]) -> T:
-        """``call()`` on the local filesystem as is; on a remote one with bounded retries."""
-        if self.is_local:
-            return call()
-        return with_retries(call, what, uri, self.root, self.retries, self.backoff_s)
-
-    def _transfer(self) -> dict[str, int]:
-        return {"chunksize": self.chunk_bytes, "max_concurrency": self.max_concurrency} if self._chunked else {}
-
     def uri(self, stage: str, key: str) -> str:
         """Where the artifact lives."""
         return f"{self.root}/{stage}/{key}"
 
     def has(self, stage: str, key: str) -> bool:
         """True when the artifact is complete (its manifest exists)."""
-        path = self._path(stage, key, MANIFEST)
-        if not self.is_local:
-            self.fs.invalidate_cache(self._path(stage, key))
-        return self._call("look up", self.uri(stage, key), lambda: self.fs.exists(path))
+        return self.backend.exists(f"{stage}/{key}/{MANIFEST}")
 
     def manifest(self, stage: str, key: str) -> dict[str, Any]:
         """The manifest of a complete artifact, checked against its own digest.
@@ -100,86 +70,44 @@ class ArtifactStore(NamedFiles):
         return parse_manifest(self._manifest_bytes(stage, key), self.uri(stage, key))
 
     def _manifest_bytes(self, stage: str, key: str) -> bytes:
-        uri = self.uri(stage, key)
         try:
-            return self._call("read the manifest of", uri, lambda: self.fs.cat_file(self._path(stage, key, MANIFEST)))
+            return self.backend.read(f"{stage}/{key}/{MANIFEST}")
         except FileNotFoundError:
-            raise FileNotFoundError(f"artifact {uri} is not in the store") from None
+            raise FileNotFoundError(f"artifact {self.uri(stage, key)} is not in the store") from None
 
     def publish(self, stage: str, key: str, local_dir: str | Path, meta: dict[str, Any] | None = None) -> str:
-        """Copy a finished local directory into the store; the manifest goes last.
-
-        On a local filesystem the files are staged beside the target and renamed into place; when
-        a complete artifact is already there (a concurrent run finished first) it is kept and
-        this copy discarded. On a remote store the files are uploaded (with bounded retries) and
-        the manifest written last; if that fails, what was uploaded is deleted again.
+        """Copy a finished local directory into the store; the manifest goes last (the backend's
+        ``put_dir``). When a complete artifact is already there (a concurrent run finished first)
+        it is kept and this copy discarded.
 
         Raises:
-            StoreError: the folder holds no files, or the remote store refused or kept failing.
+            StoreError: the folder holds no files, or the store refused or kept failing.
         """
         local_dir = Path(local_dir)
         manifest = build_manifest(stage, key, local_dir, meta)
         if not manifest["files"]:
             raise StoreError(f"refusing to publish {self.uri(stage, key)} with no files: the stage wrote nothing into {local_dir}")
-        if self.is_local:
-            staging = Path(f"{self._path(stage, key)}.tmp-{uuid.uuid4().hex[:8]}")
-            try:
-                shutil.copytree(local_dir, staging)
-                (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            if not install(staging, Path(self._path(stage, key)), lambda t: (t / MANIFEST).is_file()):
-                log.info("%s was published by another run first: keeping it, discarding this copy", self.uri(stage, key))
-        else:
-            self._upload(stage, key, local_dir, manifest)
+        seal = (MANIFEST, json.dumps(manifest, indent=1).encode())
+        if not self.backend.put_dir(f"{stage}/{key}", local_dir, list(manifest["files"]), seal):
+            log.info("%s was published by another run first: keeping it, discarding this copy", self.uri(stage, key))
         return self.uri(stage, key)
 
-    def _upload(self, stage: str, key: str, local_dir: Path, manifest: dict[str, Any]) -> None:
-        uri, target = self.uri(stage, key), self._path(stage, key)
-        if self.has(stage, key):
-            log.info("%s was published by another run first: keeping it, discarding this copy", uri)
-            return
-        uploaded: list[str] = []
-        try:
-            for rel in manifest["files"]:
-                dest = f"{target}/{rel}"
-                self._call("upload", f"{uri}/{rel}", lambda r=rel, d=dest: self.fs.put_file(str(local_dir / r), d, **self._transfer()))
-                uploaded.append(dest)
-            if self.has(stage, key):  # another machine finished first: keep its manifest (should
-                return  # our uploads have changed its files, reads find the mismatch and rebuild)
-            uploaded.append(f"{target}/{MANIFEST}")
-            blob = json.dumps(manifest, indent=1).encode()
-            self._call("write the manifest of", uri, lambda: self.fs.pipe_file(f"{target}/{MANIFEST}", blob))
-        except BaseException as exc:
-            self._remove_partial(uri, uploaded[::-1], exc)
-            raise
-
-    def _remove_partial(self, uri: str, paths: list[str], exc: BaseException) -> None:
-        """Delete what a failed publish uploaded (manifest first), once, without retrying."""
-        try:
-            self.fs.rm(paths)
-        except FileNotFoundError:
-            pass
-        except Exception as err:  # noqa: BLE001  (best effort: the error that matters is the caller's)
-            log.warning("publishing %s failed (%s) and its partial files could not be deleted (%s); "
-                        "it has no manifest, so every reader treats it as absent", uri, cause(exc), cause(err))
-
     def fetch(self, stage: str, key: str) -> Path:
-        """A local directory holding the artifact's files (downloaded once for remote stores), each
-        checked against its sha256 in the manifest.
+        """A local directory holding the artifact's files (in place on a store on this machine, else
+        downloaded once into the cache folder), each checked against its sha256 in the manifest.
 
         Raises:
             FileNotFoundError: the artifact is not in the store.
             CorruptArtifactError: a file is missing or differs from the manifest.
-            StoreError: the remote store refused or kept failing.
+            StoreError: the store refused or kept failing.
         """
         uri = self.uri(stage, key)
         blob = self._manifest_bytes(stage, key)
         manifest = parse_manifest(blob, uri)
-        if self.is_local:
-            verify_folder(Path(self._path(stage, key)), manifest, uri)
-            return Path(self._path(stage, key))
+        in_place = self.backend.local_path(f"{stage}/{key}")
+        if in_place is not None:
+            verify_folder(in_place, manifest, uri)
+            return in_place
         local = self.cache_dir / stage / key
         if self._cached_copy_valid(local, manifest, uri):
             return local
@@ -187,9 +115,8 @@ class ArtifactStore(NamedFiles):
         try:
             for rel in manifest["files"]:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                src = self._path(stage, key, rel)
                 try:
-                    self._call("download", f"{uri}/{rel}", lambda s=src, r=rel: self.fs.get_file(s, str(tmp / r), **self._transfer()))
+                    self.backend.get_file(f"{stage}/{key}/{rel}", tmp / rel)
                 except FileNotFoundError:
                     pass  # reported as missing by the check below
             (tmp / MANIFEST).write_bytes(blob)
@@ -214,26 +141,13 @@ class ArtifactStore(NamedFiles):
             return False
 
     def discard(self, stage: str, key: str) -> str:
-        """Take a (corrupt) artifact out of the store: a local one is moved under ``_corrupt/``, a
-        remote one deleted (its manifest first) along with its local copy. Returns where it went."""
-        uri = self.uri(stage, key)
-        if self.is_local:
-            src = Path(self._path(stage, key))
-            aside = Path(self._path(CORRUPT, stage, f"{key}-{uuid.uuid4().hex[:8]}"))
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            forget(src)
-            try:
-                os.rename(src, aside)
-            except FileNotFoundError:
-                return "nowhere (already gone)"
-            return str(aside)
-        with contextlib.suppress(FileNotFoundError):  # absent first, then gone
-            self._call("delete the manifest of", uri, lambda: self.fs.rm_file(self._path(stage, key, MANIFEST)))
-            self._call("delete", uri, lambda: self.fs.rm(self._path(stage, key), recursive=True))
+        """Take a (corrupt) artifact out of the store, its manifest first (the backend's ``discard``:
+        set aside under ``_corrupt/`` locally, deleted on S3), and its local copy with it. Returns where it went."""
+        where = self.backend.discard(f"{stage}/{key}", MANIFEST)
         local = self.cache_dir / stage / key
         forget(local)
         shutil.rmtree(local, ignore_errors=True)
-        return "deleted"
+        return where
 
     def write_json(self, stage: str, key: str, record: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
         """Publish a small JSON record as ``record.json``."""
@@ -246,10 +160,9 @@ class ArtifactStore(NamedFiles):
         return json.loads((self.fetch(stage, key) / "record.json").read_text())
 
     def scratch(self, stage: str, key: str) -> Path:
-        """A local working folder for a stage's unfinished work (checkpoints): under the store for
-        a local store, under the cache folder for a remote one."""
-        base = Path(self._root_path) / "_scratch" if self.is_local else self.cache_dir / "scratch"
-        return base / stage / key
+        """A local working folder for a stage's unfinished work: under the store for a store on this
+        machine, under the cache folder otherwise."""
+        return self.backend.local_path(f"_scratch/{stage}/{key}") or self.cache_dir / "scratch" / stage / key
 
     def scratch_uri(self, stage: str, key: str) -> str:
         """A stage's unfinished work inside the store itself (checkpoints, a multi-node run's job and
@@ -259,13 +172,18 @@ class ArtifactStore(NamedFiles):
     def require_shared(self, what: str, shared: bool = False) -> None:
         """Refuse a store that other machines cannot reach (a local path, unless ``shared`` says every
         machine mounts it there), before any work. Raises StoreError, one line naming ``what`` needs it."""
-        if self.is_local and not shared:
+        if self.backend.local_path("") is not None and not shared:
             raise StoreError(f"{what} needs an artifact store that every machine reaches, and {self.root} is a path on this "
                              "machine: use an s3:// store (or, for a path every machine mounts, set shared_store: true)")
 
     def lock_path(self, stage: str, key: str) -> Path:
         """The local file that serializes builds of one key on this machine."""
         return self.scratch(stage, key).parent.parent / ".locks" / stage / f"{key}.lock"
+
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the store's lock ``name`` (a safe path, such as ``kept/<pipeline>``) for the block: every
+        process that reaches the store takes its turn, on this machine or (S3) any other."""
+        return self.backend.lock(name)
 
     def check_access(self) -> None:
         """Write, read back and delete a small probe object under the root, so refused credentials
@@ -274,18 +192,12 @@ class ArtifactStore(NamedFiles):
         Raises:
             StoreError: one line: which store, what failed, what to check.
         """
-        name = f"_probe/{uuid.uuid4().hex}"
-        path, uri, data = self._path(name), f"{self.root}/{name}", b"muppet access probe\n"
+        name, data = f"_probe-{uuid.uuid4().hex}", b"muppet access probe\n"
         try:
-            if self.is_local:
-                self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            self._call("write", uri, lambda: self.fs.pipe_file(path, data))
-            if self._call("read", uri, lambda: self.fs.cat_file(path)) != data:
-                raise StoreError(f"the artifact store {redact(self.root)} returned other bytes than were written to {redact(uri)}")
-            self._call("delete", uri, lambda: self.fs.rm_file(path))
-            if self.is_local:
-                with contextlib.suppress(OSError):
-                    Path(path).parent.rmdir()  # only when empty
+            self.backend.write(name, data)
+            if self.backend.read(name) != data:
+                raise StoreError(f"the artifact store {redact(self.root)} returned other bytes than were written to {redact(self.root)}/{name}")
+            self.backend.delete(name)
         except StoreError:
             raise
         except PermissionError as exc:

@@ -10,9 +10,7 @@ pipeline's current settings; the others are left out, with the reason.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field
@@ -116,16 +114,11 @@ def read_index(store: ArtifactStore, pipeline: str) -> KeptIndex | None:
     return KeptIndex.model_validate_json(store.read_text(path)) if store.exists(path) else None
 
 
-@contextlib.contextmanager
-def index_lock(store: ArtifactStore, pipeline: str) -> Iterator[None]:
-    """Hold the pipeline's index lock: leaderboard runs of one pipeline on this machine take turns,
-    each merging into the index the one before it wrote (two runs that evaluated the same results
-    then publish the same table). A lock held by a killed process is released by the system."""
-    path = store.lock_path("kept", safe_name("pipeline", pipeline))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+def index_lock(store: ArtifactStore, pipeline: str) -> contextlib.AbstractContextManager[None]:
+    """The pipeline's index lock (the store backend's ``lock``): leaderboard runs of one pipeline take
+    turns, on one machine or on several sharing an S3 store, each merging into the index the one
+    before it wrote (two runs that evaluated the same results then publish the same table)."""
+    return store.lock(f"kept/{safe_name('pipeline', pipeline)}")
 
 
 def write_index(store: ArtifactStore, index: KeptIndex) -> str:

@@ -123,12 +123,9 @@ def save_checkpoint(directory: str | Path, step: int, engine, loop_state: dict[s
     if rank == 0:
         place.remove(folder)  # what a run killed while writing this step left
     _barrier()
-    with tempfile.TemporaryDirectory(prefix="muppet-checkpoint-") as tmp:
-        staging = place.local_path(folder) or Path(tmp)
-        staging.mkdir(parents=True, exist_ok=True)
-        written = [f"optimizer.rank{rank}.pt", f"rng.rank{rank}.pt"]
-        torch.save(engine.optimizer.state_dict(), staging / written[0])
-        torch.save(rng_state(), staging / written[1])
+    with place.staged(folder) as staging:  # in place on a local directory, else uploaded at the end
+        torch.save(engine.optimizer.state_dict(), staging / f"optimizer.rank{rank}.pt")
+        torch.save(rng_state(), staging / f"rng.rank{rank}.pt")
         if rank == 0:
             state = {k: v.detach().cpu().clone().contiguous() for k, v in engine.module.state_dict().items()}
             save_file(state, str(staging / "model.safetensors"))
@@ -138,10 +135,6 @@ def save_checkpoint(directory: str | Path, step: int, engine, loop_state: dict[s
             save_file(tensors, str(staging / "loop.safetensors"))
             world = dist.get_world_size() if dist.is_initialized() else 1
             (staging / "state.json").write_text(json.dumps({"step": step, "world_size": world, "engine": engine.state(), "loop": loop}))
-            written += ["model.safetensors", "scheduler.pt", "loop.safetensors", "state.json"]
-        if not place.is_local:
-            for name in written:
-                place.put(f"{folder}/{name}", staging / name)
     _barrier()
     if rank == 0:  # the pointer moves only once every rank's files are in: a kill before leaves the previous one
         previous = _pointer(place)
@@ -199,8 +192,7 @@ def load_checkpoint(directory: str | Path | None, engine, rank: int = 0) -> dict
     with tempfile.TemporaryDirectory(prefix="muppet-checkpoint-") as tmp:
 
         def file(name: str) -> Path:
-            relpath = f"{pointer['folder']}/{name}"
-            return place.local_path(relpath) or place.get(relpath, Path(tmp) / name)
+            return place.local_copy(f"{pointer['folder']}/{name}", tmp)
 
         state = json.loads(file("state.json").read_text())
         engine.module.load_state_dict(load_file(str(file("model.safetensors"))))

@@ -39,7 +39,6 @@ from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import ExecutorSettings, FinetuneConfig, ProcessSettings, ThreadSettings
 from muppet_core.errors import MuppetError
 from muppet_core.registry import Registry, did_you_mean
-from muppet_core.tracking import Tracker
 from muppet_core.training.finetune import FinetuneRun, finetune_stage
 from muppet_core.training.finetune_worker import FinetuneJob, retry_or_fail
 from muppet_core.training.launch import MAIN, LaunchError, job_path, run_job
@@ -76,7 +75,7 @@ class Executor:
 
     def run(
         self, pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
-        log_line: Callable[[str], None], callbacks: Callbacks = (), tracker: Tracker | None = None,
+        log_line: Callable[[str], None], callbacks: Callbacks = (),
     ) -> StageOutput:
         """One fine-tune through the store (``finetune_stage``): its result's output, or a failure's.
 
@@ -87,10 +86,10 @@ class Executor:
 
     def run_all(
         self, pipeline: str, runs: list[FinetuneRun], data: list[StageOutput], config: FinetuneConfig, store: ArtifactStore,
-        tracker: Tracker | None, log_line: Callable[[str], None], done: Callable[[int, int], None],
+        callbacks: Callbacks, log_line: Callable[[str], None], done: Callable[[int, int], None],
     ) -> list[StageOutput]:
-        """Every fine-tune of the fan-out, ``runs`` with their benchmarks' ``data``: the outputs in the
-        order of ``runs``, ``done(finished, total)`` called as they finish (``whole_fan_out`` executors)."""
+        """Every fine-tune of the fan-out, ``runs`` with their benchmarks' ``data``, each with ``callbacks``
+        (the pipeline run's tracker among them): the outputs in the order of ``runs``, ``done(finished, total)`` called as they finish (``whole_fan_out`` executors)."""
         raise NotImplementedError(f"finetune.executor '{self.name}' runs one fine-tune at a time (Executor.run)")
 
 
@@ -138,16 +137,16 @@ def executor_for(config: FinetuneConfig) -> Executor:
 
 def run_finetune(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
-    log_line: Callable[[str], None] = log.info, callbacks: Callbacks = (), tracker: Tracker | None = None,
+    log_line: Callable[[str], None] = log.info, callbacks: Callbacks = (),
 ) -> StageOutput:
-    """One fine-tune through the store (``finetune_stage``, tracked under ``tracker``), on the
+    """One fine-tune through the store (``finetune_stage``, with ``callbacks``: a tracker among them), on the
     executor ``executor_for`` picks; a process's output is streamed to ``log_line``. Returns the
     result's output, or a failure's.
 
     Raises:
         MuppetError: the executor is not registered here, or takes the whole fan-out at once.
     """
-    return executor_for(config).run(pipeline, run, data, config, store, log_line, callbacks, tracker)
+    return executor_for(config).run(pipeline, run, data, config, store, log_line, callbacks)
 
 
 class ThreadExecutor(Executor):
@@ -155,11 +154,11 @@ class ThreadExecutor(Executor):
 
     settings = ThreadSettings
 
-    def run(self, pipeline, run, data, config, store, log_line, callbacks=(), tracker=None) -> StageOutput:
+    def run(self, pipeline, run, data, config, store, log_line, callbacks=()) -> StageOutput:
         """``finetune_stage`` here, with the executor's ``threads`` as this process's thread count when set."""
         if config.executor.threads:
             torch.set_num_threads(config.executor.threads)  # the flow process's own count: threads share it
-        return finetune_stage(pipeline, run, data, config, store, callbacks, tracker)
+        return finetune_stage(pipeline, run, data, config, store, callbacks)
 
 
 class ProcessExecutor(Executor):
@@ -167,15 +166,15 @@ class ProcessExecutor(Executor):
 
     settings = ProcessSettings
 
-    def run(self, pipeline, run, data, config, store, log_line, callbacks=(), tracker=None) -> StageOutput:
+    def run(self, pipeline, run, data, config, store, log_line, callbacks=()) -> StageOutput:
         """``finetune_in_process`` on a device leased from the pool of ``concurrency`` devices."""
         with device_pool(config.concurrency, config.executor.threads).lease() as device:
-            return finetune_in_process(pipeline, run, data, config, store, device, log_line, callbacks, tracker)
+            return finetune_in_process(pipeline, run, data, config, store, device, log_line, callbacks)
 
 
 def finetune_in_process(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore, device: Device,
-    log_line: Callable[[str], None] = log.info, callbacks: Callbacks = (), tracker: Tracker | None = None,
+    log_line: Callable[[str], None] = log.info, callbacks: Callbacks = (),
 ) -> StageOutput:
     """Run ``finetune_stage`` in a process of its own pinned to ``device``. A process that dies
     without a result is started again (the executor's ``retries`` times), then recorded as a failure
@@ -185,7 +184,7 @@ def finetune_in_process(
         result = Path(tmp) / "output.json"
         job = FinetuneJob(
             pipeline=pipeline, run=run, data=data, config=config, store=store.root, cache_dir=str(store.cache_dir),
-            device=device, output=str(result), callbacks=list(callbacks), tracker=tracker,
+            device=device, output=str(result), callbacks=list(callbacks),
         )
         log_line(f"fine-tune {run.name}: own process on {device.describe()}")
         attempt = 0

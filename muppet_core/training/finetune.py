@@ -18,7 +18,7 @@ from muppet_core import stages
 from muppet_core.artifacts.fingerprints import METRIC_LIBRARIES, TRAINING_LIBRARIES, library_versions
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
-from muppet_core.callbacks import CallbackSpec, build_callbacks
+from muppet_core.callbacks import CallbackSpec, build_callbacks, computing
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import carve_selection, describe_scored, subsample
@@ -30,7 +30,6 @@ from muppet_core.families.build import build_multitask_model
 from muppet_core.models.backbone import Variant, default_pooling, load_encoder
 from muppet_core.schema import result_settings
 from muppet_core.tasks.catalog import entry_modules, get_task
-from muppet_core.tracking import Tracker, stage_run
 from muppet_core.training.callbacks import EarlyStopping, LossLogger, ProgressBar
 from muppet_core.training.evaluate import evaluate
 from muppet_core.training.loop import TaskStream, train
@@ -250,11 +249,11 @@ def run_settings(run: FinetuneRun, config: FinetuneConfig) -> dict:
 def finetune_stage(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
     callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
-    tracker: Tracker | None = None,
 ) -> StageOutput:
     """One fine-tune through the store (see ``finetune_key``): pipelines that ask for the same run
-    (an ablation's base model, a backbone already evaluated) share its result. A computed run is
-    tracked in MLflow under ``tracker`` (see ``muppet_core.tracking``).
+    (an ablation's base model, a backbone already evaluated) share its result. ``callbacks`` are
+    installed in its loop; stage callbacks (a tracker, see ``muppet_core.tracking``) hear a computed
+    run start and end, with its scores.
 
     A run's checkpoints live in the store's scratch area under its key (``ArtifactStore.scratch_uri``),
     so a killed run started again, on this machine or another, resumes from its last checkpoint;
@@ -266,9 +265,9 @@ def finetune_stage(
     checkpoints = store.scratch_uri(stages.FINETUNE, key)
 
     def build(out: Path) -> dict:
-        with stage_run(tracker, "fine-tune " + "/".join(filter(None, [run.variant.label, run.name])), key, run_settings(run, config)) as tracked:
-            record = finetune(run, store.fetch(stages.DATA, data.key), config, pipeline, checkpoints, [*callbacks, *tracked.callbacks()])
-            tracked.log_metrics({f"score/{k}": v for k, v in record.metrics.items()} | {"wall_seconds": record.wall_seconds})
+        with computing(callbacks, "fine-tune " + "/".join(filter(None, [run.variant.label, run.name])), key, run_settings(run, config)) as hooks:
+            record = finetune(run, store.fetch(stages.DATA, data.key), config, pipeline, checkpoints, hooks.loop)
+            hooks.metrics.update({f"score/{k}": v for k, v in record.metrics.items()} | {"wall_seconds": record.wall_seconds})
         (out / "record.json").write_text(record.model_dump_json(indent=1))
         return {"benchmark": run.benchmark, "variant": run.variant.name, "seed": run.seed}
 

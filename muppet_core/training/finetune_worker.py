@@ -22,7 +22,6 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
 from muppet_core.errors import first_line
-from muppet_core.tracking import Tracker
 from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
 from muppet_core.training.jobs import Job
 from muppet_core.training.pinning import Device, describe_process
@@ -49,8 +48,6 @@ class FinetuneJob(Job):
     """The GPU, CPU cores and thread count it is pinned to; None: as the process is."""
     output: str
     """Where it writes its ``StageOutput``, as JSON: a local file, or a URI under ``store``."""
-    tracker: Tracker | None = None
-    """Where the run is tracked (None: nowhere)."""
 
     def execute(self) -> StageOutput:
         """Pin this process to the job's device, run the fine-tune through the store and write where its result lives."""
@@ -58,7 +55,7 @@ class FinetuneJob(Job):
             self.device.apply()
         log.info("fine-tune %s runs on %s", self.run.name, describe_process())
         store = ArtifactStore(self.store, self.cache_dir)
-        output = finetune_stage(self.pipeline, self.run, self.data, self.config, store, self.callbacks, self.tracker)
+        output = finetune_stage(self.pipeline, self.run, self.data, self.config, store, self.callbacks)
         text = json.dumps(dataclasses.asdict(output))
         if self.output.startswith(f"{store.root}/"):
             store.write_text(self.output.removeprefix(f"{store.root}/"), text)

@@ -13,14 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from muppet_core.artifacts.remote import open_filesystem
+from muppet_core.artifacts.backend import read_file
 from muppet_core.callbacks import CallbackSpec
 
 
 def read_text(path: str | Path) -> str:
     """The text of a job file: a local path, or a URI in the store."""
-    fs, where = open_filesystem(str(path))
-    return fs.cat_file(where).decode("utf-8")
+    return read_file(str(path)).decode("utf-8")
 
 
 class Job(BaseModel):

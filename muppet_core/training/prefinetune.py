@@ -12,12 +12,11 @@ from muppet_core import stages
 from muppet_core.artifacts.fingerprints import library_versions
 from muppet_core.artifacts.stage import StageOutput, run_cached
 from muppet_core.artifacts.store import ArtifactStore, code_version
-from muppet_core.callbacks import CallbackSpec
+from muppet_core.callbacks import CallbackSpec, computing
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.schema import result_settings
 from muppet_core.tasks.catalog import entry_modules, get_task
-from muppet_core.tracking import Tracker, stage_run
 from muppet_core.training.nodes import run_workers
 from muppet_core.training.worker import PrefinetuneJob
 
@@ -46,7 +45,6 @@ def prefinetune_stage(
     store: ArtifactStore,
     log_line: Callable[[str], None] = log.info,
     callbacks: list[CallbackSpec] = (),
-    tracker: Tracker | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> StageOutput:
     """Pre-finetune through the store.
@@ -56,9 +54,9 @@ def prefinetune_stage(
     its last checkpoint, on this machine or another; they are removed once the model is published.
     Over several nodes (``config.nnodes``) the store must be one every node reaches: the job, the
     checkpoints and rank 0's export go through it, and the rendezvous id derives from the key.
-    ``callbacks`` are installed in every worker (see ``CallbackSpec``). A computed run is tracked in
-    MLflow under ``tracker`` (see ``muppet_core.tracking``), and ``progress(update, total)``
-    follows its updates (on one node).
+    ``callbacks`` are installed in every worker, and stage callbacks (a tracker, see
+    ``muppet_core.tracking``) hear a computed run start and end (see ``CallbackSpec``);
+    ``progress(update, total)`` follows its updates (on one node).
 
     Raises:
         StoreError: several nodes and a store only this machine reaches (before any work).
@@ -71,11 +69,11 @@ def prefinetune_stage(
     def build(out) -> dict:
         settings = {"backbone": base.backbone or base.encoder_path, **result_settings(config)}
         nodes = bool(config.multi_node())
-        with stage_run(tracker, f"pre-finetune {base.label or base.name} ({len(config.tasks)} tasks)", key, settings) as tracked:
+        with computing(callbacks, f"pre-finetune {base.label or base.name} ({len(config.tasks)} tasks)", key, settings) as hooks:
             job = PrefinetuneJob(
                 config=config, backbone_path=(base.backbone or base.encoder_path) if nodes else base.encoder_path, store=store.root,
                 data_keys={t: data[t].key for t in config.tasks}, out_dir=f"{scratch.root}/export" if nodes else str(out),
-                checkpoint_dir=scratch.root, callbacks=[*callbacks, *tracked.callbacks()],
+                checkpoint_dir=scratch.root, callbacks=hooks.loop,
             )
             run_workers(job, log_line, progress, rdzv_id=f"muppet-{key}")
             if nodes:  # rank 0 exported on whichever node it ran

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import json
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -95,9 +94,6 @@ def train_rank(job: PrefinetuneJob) -> dict | None:
         "world_size": world_size,
         "tasks": {t: {"examples": s.family.examples(s.features), "dropped_by_truncation": dropped[t], "loss_scale": s.loss_scale} for t, s in streams.items()},
     }
-    out = ArtifactStore(job.out_dir)
-    with tempfile.TemporaryDirectory(prefix="muppet-export-") as tmp:
-        export_model(model, tokenizer, out.local_path("") or Path(tmp), config, info, summary["history"], backbone)
-        if not out.is_local:
-            out.put_folder("", tmp)
+    with ArtifactStore(job.out_dir).staged("") as folder:  # in place in a local folder, else uploaded at the end
+        export_model(model, tokenizer, folder, config, info, summary["history"], backbone)
     return info

@@ -39,7 +39,7 @@ def test_a_killed_fine_tune_resumes_on_another_machine_from_the_stores_checkpoin
     key = finetune_key(run, first.data, config)
     with pytest.raises(LaunchError, match="killed by SIGKILL"):
         run_job(first, job_path(tmp_path), WORKER, lambda line: None, "machine a's fine-tune")
-    assert not store.has("finetune", key) and store.fs.exists(store.scratch_uri("finetune", key).removeprefix("s3://"))
+    assert not store.has("finetune", key) and store.backend.fs.exists(store.scratch_uri("finetune", key).removeprefix("s3://"))
 
     lines: list[str] = []
     run_job(job(store, "b"), job_path(tmp_path), WORKER, lines.append, "machine b's fine-tune")

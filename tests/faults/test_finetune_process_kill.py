@@ -1,5 +1,5 @@
 """A fine-tune process SIGKILLed in the middle of training, under the ``process`` executor: it is
-started again while ``finetune.retries`` allows, then it is a failure record with the reason, and
+started again while ``finetune.executor.retries`` allows, then it is a failure record with the reason, and
 the fine-tunes beside it complete."""
 
 from __future__ import annotations

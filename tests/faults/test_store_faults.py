@@ -45,8 +45,8 @@ def test_server_killed_mid_write_leaves_no_partial_artifact_and_a_rerun_complete
     s3fs.S3FileSystem.clear_instance_cache()
     with server:
         server.start(bucket=BUCKET)
-        store = ArtifactStore(f"s3://{BUCKET}/store", cache_dir=str(tmp_path / "cache"))
-        store.chunk_bytes, store.max_concurrency, store.backoff_s = 5 << 20, 1, 0.5
+        store = ArtifactStore(f"s3://{BUCKET}/store", cache_dir=str(tmp_path / "cache"),
+                              options={"chunk_bytes": 5 << 20, "max_concurrency": 1, "backoff_s": 0.5})
         built: list[str] = []
 
         def build_data(out: Path) -> None:
@@ -62,7 +62,7 @@ def test_server_killed_mid_write_leaves_no_partial_artifact_and_a_rerun_complete
         def pipeline():
             return run_cached(store, "data", "toy", "kdata", build_data), run_cached(store, "model", "toy", "kmodel", build_model)
 
-        seen_by_reader, real_put = [], store.fs.put_file
+        seen_by_reader, real_put = [], store.backend.fs.put_file
 
         def put_file(lpath, rpath, **kw):
             if rpath.endswith("shard-1.bin") and server.process.poll() is None:  # shard-0 has landed
@@ -71,7 +71,7 @@ def test_server_killed_mid_write_leaves_no_partial_artifact_and_a_rerun_complete
             return real_put(lpath, rpath, **kw)
 
         with monkeypatch.context() as mp:
-            mp.setattr(store.fs, "put_file", put_file)
+            mp.setattr(store.backend.fs, "put_file", put_file)
             started = time.monotonic()
             with pytest.raises(StoreError) as err:
                 pipeline()

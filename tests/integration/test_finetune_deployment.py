@@ -147,7 +147,7 @@ def verified_artifacts(store: str) -> dict[str, int]:
     """Every artifact of the store, each fetched and checked against its manifest: their count by stage."""
     s = ArtifactStore(store)
     counts: dict[str, int] = {}
-    for manifest in s.fs.glob(f"{store.removeprefix('s3://')}/*/*/{MANIFEST}"):
+    for manifest in s.backend.fs.glob(f"{store.removeprefix('s3://')}/*/*/{MANIFEST}"):
         stage, key = manifest.split("/")[-3:-1]
         s.fetch(stage, key)  # raises on a file missing or not matching its sha256
         counts[stage] = counts.get(stage, 0) + 1

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import DataConfig, PrefinetuneConfig
 from muppet_core.data.stage import data_stage
 from muppet_core.errors import StoreError
@@ -46,7 +47,7 @@ def _stage_child(spec_file: str) -> None:
     data = {t: data_stage(t, DataConfig(mirror=spec["mirror"]), store) for t in TASKS}
     base = base_variant(BACKBONE, store.cache_dir)
     try:
-        output = prefinetune_stage(PrefinetuneConfig(**spec["config"]), base, data, store, print, callbacks=spec.get("callbacks", []))
+        output = prefinetune_stage(PrefinetuneConfig(**spec["config"]), base, data, store, print, [CallbackSpec(**c) for c in spec["callbacks"]])
     except LaunchError as exc:
         print(f"STAGE FAILED: {str(exc).splitlines()[0]}", flush=True)
         sys.exit(3)

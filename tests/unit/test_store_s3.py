@@ -17,9 +17,7 @@ from tests.servers.seaweed import BUCKET
 
 @pytest.fixture
 def store(seaweed, tmp_path, request) -> ArtifactStore:
-    store = ArtifactStore(f"s3://{BUCKET}/{request.node.name}", cache_dir=str(tmp_path / "cache"))
-    store.backoff_s = 0.05
-    return store
+    return ArtifactStore(f"s3://{BUCKET}/{request.node.name}", cache_dir=str(tmp_path / "cache"), options={"backoff_s": 0.05})
 
 
 def _objects(seaweed, store: ArtifactStore) -> list[str]:
@@ -29,7 +27,7 @@ def _objects(seaweed, store: ArtifactStore) -> list[str]:
 
 
 def test_large_files_move_in_parts_never_whole_in_memory(store, tmp_path):
-    store.chunk_bytes, store.max_concurrency = 5 << 20, 1
+    store = ArtifactStore(store.root, str(store.cache_dir), options={"chunk_bytes": 5 << 20, "max_concurrency": 1, "backoff_s": 0.05})
     src = tmp_path / "src"
     src.mkdir()
     with open(src / "big.bin", "wb") as fh:
@@ -53,7 +51,7 @@ def test_a_publish_that_keeps_failing_is_retried_then_cleaned_up(seaweed, store,
     src.mkdir()
     for name in ("a.bin", "b.bin", "c.bin"):
         (src / name).write_bytes(name.encode() * 1000)
-    real, calls = store.fs.put_file, []
+    real, calls = store.backend.fs.put_file, []
 
     def put_file(lpath, rpath, **kw):
         calls.append(rpath)
@@ -61,7 +59,7 @@ def test_a_publish_that_keeps_failing_is_retried_then_cleaned_up(seaweed, store,
             raise ConnectionResetError("connection reset by peer")
         return real(lpath, rpath, **kw)
 
-    monkeypatch.setattr(store.fs, "put_file", put_file)
+    monkeypatch.setattr(store.backend.fs, "put_file", put_file)
     with pytest.raises(StoreError) as err:
         store.publish("s", "k", src)
     assert str(err.value) == f"could not upload {store.uri('s', 'k')}/b.bin after 3 attempts: connection reset by peer"
@@ -73,14 +71,14 @@ def test_a_transient_failure_is_retried_and_the_publish_completes(store, tmp_pat
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.bin").write_bytes(b"payload")
-    real, failures = store.fs.put_file, [ConnectionResetError("reset once")]
+    real, failures = store.backend.fs.put_file, [ConnectionResetError("reset once")]
 
     def put_file(lpath, rpath, **kw):
         if failures:
             raise failures.pop()
         return real(lpath, rpath, **kw)
 
-    monkeypatch.setattr(store.fs, "put_file", put_file)
+    monkeypatch.setattr(store.backend.fs, "put_file", put_file)
     store.publish("s", "k", src)
     assert (store.fetch("s", "k") / "a.bin").read_bytes() == b"payload"
 
@@ -119,3 +117,35 @@ def test_refused_credentials_fail_the_access_check_in_one_line(seaweed, store, m
     assert _objects(seaweed, store) == []
     store.check_access()  # the right credentials pass, leaving nothing either
     assert _objects(seaweed, store) == []
+
+
+def test_the_s3_lock_excludes_a_second_holder_and_frees_a_dead_ones(seaweed, store):
+    import threading
+    import time
+
+    from muppet_core.artifacts.s3 import LOCKS, lock_body
+    from muppet_core.leaderboard.kept import index_lock
+
+    options = {"lock_stale_s": 1.0, "lock_poll_s": 0.05}
+    machine_a, machine_b = (ArtifactStore(store.root, options=options) for _ in range(2))
+    order: list[str] = []
+
+    def second() -> None:
+        with index_lock(machine_b, "demo"):
+            order.append("b holds")
+
+    with index_lock(machine_a, "demo"):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(2.5)  # more than lock_stale_s: a live holder's refreshes keep the waiter out
+        order.append("a releases")
+    waiter.join(30)
+    assert order == ["a releases", "b holds"]
+    assert _objects(seaweed, store) == []  # released: no lock object left
+
+    dead = f"{store.root.removeprefix('s3://')}/{LOCKS}/kept/demo.lock"
+    seaweed.fs().pipe(dead, lock_body("a-holder-that-died", 0))  # never refreshed, never deleted
+    started = time.monotonic()
+    with index_lock(machine_b, "demo"):
+        waited = time.monotonic() - started
+    assert 1.0 <= waited < 10 and _objects(seaweed, store) == []

@@ -42,9 +42,9 @@ class Toy(Executor):
     def __init__(self):
         self.given: list[tuple[str, str]] = []
 
-    def run(self, pipeline, run, data, config, store, log_line, callbacks=(), tracker=None):
+    def run(self, pipeline, run, data, config, store, log_line, callbacks=()):
         self.given.append((config.executor.label, run.name))
-        return finetune_stage(pipeline, run, data, config, store, callbacks, tracker)
+        return finetune_stage(pipeline, run, data, config, store, callbacks)
 
 
 @pytest.fixture
