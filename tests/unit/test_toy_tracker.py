@@ -116,4 +116,4 @@ def test_a_registered_tracker_chosen_by_config_hears_a_real_fine_tune(toy, tiny_
 def test_a_tracker_kind_nobody_registered_is_refused_in_one_line():
     with pytest.raises(ConfigError) as err:
         tracking_of({"kind": "toy", "label": "mine"})
-    assert err.value.problems == ["pipelines.demo.tracking: unknown tracker kind 'toy'; known: mlflow"]
+    assert err.value.problems == ["pipelines.demo.tracking: unknown tracker 'toy'; the trackers are mlflow"]

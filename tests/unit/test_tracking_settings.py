@@ -29,7 +29,7 @@ def test_the_mlflow_fields_parse_as_before_and_mlflow_is_the_default_kind():
 def test_an_unknown_tracker_kind_or_key_is_refused_in_one_line_each():
     with pytest.raises(ConfigError) as err:
         tracking_of({"kind": "mlfow"})
-    assert err.value.problems == ["pipelines.demo.tracking: unknown tracker kind 'mlfow' (did you mean 'mlflow'?); known: mlflow"]
+    assert err.value.problems == ["pipelines.demo.tracking: unknown tracker 'mlfow' (did you mean 'mlflow'?); the trackers are mlflow"]
     with pytest.raises(ConfigError) as err:
         tracking_of({"mlfow_uri": "http://mlflow:5000"})
     assert err.value.problems == ["pipelines.demo.tracking.mlfow_uri: unknown key (did you mean 'mlflow_uri'?)"]
