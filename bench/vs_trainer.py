@@ -244,6 +244,9 @@ def parse(argv: list[str] | None):
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--pooling", choices=["cls", "mean", "eos"], default=None,
+                        help="the project's pooling (default: the pipeline's finetune.pooling, else the backbone's own); "
+                             "cls reads the first token as Trainer's models do")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="first profile N updates of the classification fine-tune (0: none)")
     parser.add_argument("--top", type=int, default=15, help="operators the profile lists")
     args = parser.parse_args(argv)
@@ -279,7 +282,7 @@ def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any
     config = pipeline.finetune.model_copy(update={
         "benchmarks": [spec.name], "learning_rates": [args.learning_rate], "epochs": size["epochs"], "batch_size": args.batch_size,
         "max_length": args.max_length, "max_train_examples": size["train"], "max_eval_examples": size["eval"], "eval_every": None,
-        "checkpoint_every": None,
+        "checkpoint_every": None, **({"pooling": args.pooling} if args.pooling else {}),
     })
     family, tokenizer = get_family(spec.family).for_task(spec), load_tokenizer(base.encoder_path)
     data_dir = store.fetch("data", data_stage(spec.name, pipeline.data, store).key)
@@ -309,7 +312,7 @@ def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any
     metrics = [spec.metric, *spec.secondary_metrics]
     entry = {"benchmark": spec.name, "metric": spec.metric, "train_examples": len(sample), "eval_examples": len(dev_records),
              "epochs": size["epochs"], "seeds": seeds,
-             "muppet": {"pooling": pipeline.finetune.pooling or default_pooling(base.encoder_path), **side(ours, metrics)},
+             "muppet": {"pooling": config.pooling or default_pooling(base.encoder_path), **side(ours, metrics)},
              "trainer": {"pooling": "cls (the backbone's pooler)", **side(peer, metrics)}}
     entry["verdict"] = verdict(entry["muppet"][spec.metric], entry["trainer"][spec.metric])
     return entry
