@@ -22,7 +22,7 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.errors import StoreError
 from muppet_core.server import LocalServer
 from tests.conftest import REPO
-from tests.integration.conftest import write_pipeline
+from tests.integration.conftest import SMALL_TASKS, write_pipeline
 from tests.servers.process import free_ports
 from tests.servers.seaweed import BUCKET, SeaweedServer
 
@@ -62,7 +62,7 @@ def test_credentials_never_reach_logs_objects_or_local_files(tiny_backbone, mirr
     with server, prefect:
         server.start(bucket=BUCKET)
         store = f"s3://{BUCKET}/leak-store"
-        config = write_pipeline(work / "pipelines.yaml", tiny_backbone, mirror, store, seeds=[0])
+        config = write_pipeline(work / "pipelines.yaml", tiny_backbone, mirror, store, seeds=[0], tasks=SMALL_TASKS)
         base = {k: v for k, v in os.environ.items() if k != "MUPPET_STORE" and not k.startswith(("PREFECT_API", "PREFECT_SERVER_API"))}
         base.update(PREFECT_API_KEY=PREFECT_API_KEY, PREFECT_HOME=str(work / "prefect"), MUPPET_CACHE=str(work / "cache"),
                     PREFECT_API_URL=prefect.api_url, PREFECT_API_AUTH_STRING=AUTH_STRING)

@@ -15,16 +15,25 @@ from tests.conftest import REPO
 
 PRETRAIN_TASKS = ["rotten_tomatoes", "snli", "commonsenseqa", "squad"]
 BENCHMARKS = ["sst2", "rte"]
+SMALL_TASKS = ["rotten_tomatoes", "trec"]
+"""Two pre-finetuning tasks whose data prepares in about a second, for the tests that pre-finetune but
+check something other than the families (the store, credentials, a race, the study's table): a
+pipeline's data stage measures every row's length in tokens, seconds of CPU for SQuAD or SNLI."""
+UNTRAINED_TASKS = ["trec"]
+"""The pre-finetuning tasks of a pipeline with pre-finetuning off: the data stage still prepares every
+task named and nothing trains on them, so one small one."""
 
 
 def write_pipeline(
     path: Path, backbone: str, mirror: str, store: Path, seeds: list[int], name: str = "tiny", prefinetune: bool = True, finetune: dict | None = None,
-    tasks: list[str] = PRETRAIN_TASKS,
+    tasks: list[str] | None = None,
 ) -> Path:
     """The tiny pipeline's file; ``finetune`` updates its fine-tune settings, ``tasks`` are the
-    pre-finetuning tasks. Its fine-tunes run as
+    pre-finetuning tasks (default: ``PRETRAIN_TASKS``, or ``UNTRAINED_TASKS`` with pre-finetuning off). Its fine-tunes run as
     threads unless ``finetune`` says otherwise (the tests that replace fine-tuning code need it in
     this process)."""
+    if tasks is None:
+        tasks = PRETRAIN_TASKS if prefinetune else UNTRAINED_TASKS
     doc = {
         "pipelines": {
             name: {

@@ -1,7 +1,7 @@
 """The fan-out's ``deployment`` executor on the production stack: the Prefect server on PostgreSQL,
 SeaweedFS as the store, and two `prefect worker start --type process` workers, each in a folder of
 its own with its own HOME and cache (two "machines"). Six tiny fine-tunes run as flow runs of the
-``muppet-finetune`` deployment, two per run; the flow-run records show both workers ran them, and the
+``muppet-finetune`` deployment, three per run; the flow-run records show both workers ran them, and the
 leaderboard equals the in-process run's cell for cell. Then one worker is SIGKILLed (with its flow
 run) while it holds a fine-tune: its flow run is marked Crashed, submitted again, and the pipeline
 completes with the same leaderboard, every artifact matching its manifest."""
@@ -24,7 +24,7 @@ from muppet_core.artifacts.store import MANIFEST, ArtifactStore
 from muppet_core.server import LocalServer
 from tests.conftest import REPO
 from tests.faults.report import Outcome, record
-from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, write_pipeline
+from tests.integration.conftest import BENCHMARKS, UNTRAINED_TASKS, write_pipeline
 from tests.servers.postgres import prefect_url
 from tests.servers.process import free_ports
 from tests.servers.seaweed import BUCKET
@@ -34,7 +34,7 @@ WORKERS = ("worker-a", "worker-b")
 PIPELINE = "fan"
 FINETUNE = {"seeds": [0, 1, 2], "concurrency": 1, "max_train_examples": 24, "max_eval_examples": 24}
 VARYING = ["computed_at", "run"]  # when and in which flow run a row was computed
-ARTIFACTS = {"data": len(PRETRAIN_TASKS) + len(BENCHMARKS), "finetune": 6, "leaderboard": 1}  # the data stage prepares every task named
+ARTIFACTS = {"data": len(UNTRAINED_TASKS) + len(BENCHMARKS), "finetune": 6, "leaderboard": 1}  # the data stage prepares every task named
 
 
 def prefect(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -157,10 +157,10 @@ def verified_artifacts(store: str) -> dict[str, int]:
 def test_two_workers_run_the_fine_tunes_and_the_leaderboard_equals_in_process(stack, in_process_board, seaweed, tiny_backbone, mirror, tmp_path):
     api = stack[0]
     store = f"s3://{BUCKET}/deployment-store"
-    run_pipeline(stack, tiny_backbone, mirror, tmp_path, store, chunk=2)
+    run_pipeline(stack, tiny_backbone, mirror, tmp_path, store, chunk=3)  # two flow runs: one for each worker (each takes one at a time)
     runs = finetune_runs(api)
-    assert len(runs) == 3 and {r["state_type"] for r in runs} == {"COMPLETED"}
-    assert sorted(len(r["parameters"]["jobs"]) for r in runs) == [2, 2, 2]
+    assert len(runs) == 2 and {r["state_type"] for r in runs} == {"COMPLETED"}
+    assert sorted(len(r["parameters"]["jobs"]) for r in runs) == [3, 3]
     assert {r["labels"]["prefect.worker.name"] for r in runs} == set(WORKERS)  # both "machines" fine-tuned
     ours = board(seaweed, store)
     pd.testing.assert_frame_equal(ours.drop(columns=VARYING), in_process_board.drop(columns=VARYING))

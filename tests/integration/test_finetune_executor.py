@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.integration.conftest import artifact_keys, write_pipeline
+from tests.integration.conftest import PRETRAIN_TASKS, artifact_keys, write_pipeline
 
 # The records' fields that say what a run computed (the rest is timing and provenance).
 OUTCOME = ("status", "metrics", "train_examples", "examples_seen", "eval_examples", "weights_sha256")
@@ -21,7 +21,8 @@ def _run(first_run, tiny_backbone, mirror, root, finetune):
     from flows.reproduce import reproduce
 
     shutil.copytree(first_run[0] / "store" / "data", root / "store" / "data")
-    config = write_pipeline(root / "p.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name="exec", prefinetune=False, finetune=finetune)
+    config = write_pipeline(root / "p.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name="exec", prefinetune=False, finetune=finetune,
+                            tasks=PRETRAIN_TASKS)  # the tasks whose data ``first_run`` prepared
     reproduce(pipeline="exec", config=str(config))
     records = [json.loads(p.read_text()) for p in (root / "store" / "finetune").glob("*/record.json")]
     return {(r["benchmark"], r["seed"]): r for r in records}

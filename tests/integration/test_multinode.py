@@ -90,13 +90,13 @@ def _weights(store: ArtifactStore, key: str) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def stores(seaweed, mirror, tiny_backbone, tmp_path_factory):
-    """Three stores on SeaweedFS holding the prepared data, and the tiny backbone uploaded beside them."""
+    """Two stores on SeaweedFS holding the prepared data, and the tiny backbone uploaded beside them."""
     fs = seaweed.fs()
     fs.put(str(tiny_backbone) + "/", BACKBONE.removeprefix("s3://"), recursive=True)
     template = ArtifactStore(str(tmp_path_factory.mktemp("data-template")))
     for t in TASKS:
         data_stage(t, DataConfig(mirror=mirror), template)
-    roots = {name: f"s3://{BUCKET}/multinode-{name}" for name in ("reference", "nodes", "killed")}
+    roots = {name: f"s3://{BUCKET}/multinode-{name}" for name in ("reference", "killed")}
     for root in roots.values():
         fs.put(f"{template.root}/data/", f"{root.removeprefix('s3://')}/data", recursive=True)
     return roots
@@ -119,21 +119,8 @@ def test_two_nodes_through_the_store_equal_one_node_and_resume_after_a_node_dies
     one_node = prefinetune_stage(PrefinetuneConfig(**SETTINGS, nproc_per_node=2), base, data, reference, lambda line: None)
     expected = _weights(reference, one_node.key)
 
-    # Two nodes, one process each: the export is the same, and the scratch area is gone from the store.
-    flow, joiner = _run_two_nodes(tmp_path, "nodes", stores["nodes"], mirror)
-    flow_log, join_log = _wait(flow, tmp_path / "nodes" / "node1"), _wait(joiner, tmp_path / "nodes" / "node2")
-    assert flow.returncode == 0 and joiner.returncode == 0, flow_log[-3000:] + join_log[-3000:]
-    assert f"STAGE DONE {one_node.key}" in flow_log and "took part in 1 multi-node job(s)" in join_log
-    nodes = ArtifactStore(stores["nodes"])
-    got = _weights(nodes, one_node.key)
-    diff = max(float((got[k] - expected[k]).abs().max()) for k in expected)
-    print(f"largest weight difference, 2 nodes x 1 process vs 1 node x 2 processes: {diff:.3g}")
-    assert got.keys() == expected.keys() and diff == 0.0
-    left = seaweed.fs().find(f"{stores['nodes'].removeprefix('s3://')}/_scratch", detail=True)
-    assert not [p for p, info in left.items() if info["size"]] and not nodes.list("_launch", ".json"), left
-
-    # The second node's agent is SIGKILLed in update 5, after the step-4 checkpoint (its worker, in a session of
-    # its own, dies with it: see ``worker.die_with_launcher``).
+    # Two nodes, one process each; the second node's agent is SIGKILLed in update 5, after the step-4
+    # checkpoint (its worker, in a session of its own, dies with it: see ``worker.die_with_launcher``).
     tmp = tmp_path / "killed"
     tmp.mkdir()
     paused, release = tmp / "paused", tmp / "release"
@@ -152,13 +139,21 @@ def test_two_nodes_through_the_store_equal_one_node_and_resume_after_a_node_dies
     assert not killed.has(STAGE, one_node.key) and not seaweed.fs().find(f"{stores['killed'].removeprefix('s3://')}/{STAGE}")
     assert json.loads(killed.read_text(f"_scratch/{STAGE}/{one_node.key}/latest.json"))["step"] == 4
 
-    # Both nodes started again: they resume from the store's checkpoint and end as the uninterrupted run.
+    # Both nodes started again: they resume from the store's checkpoint and end as the uninterrupted one-node
+    # run, bit for bit. Updates 1-4 ran on two nodes before the kill and 5-6 after, so this is also two nodes
+    # against one (an uninterrupted two-node run computes the same updates: it is left out for time).
     flow, joiner = _run_two_nodes(tmp_path, "again", stores["killed"], mirror, [pause_at(5, str(paused), str(release))])
     flow_log, join_log = _wait(flow, tmp_path / "again" / "node1"), _wait(joiner, tmp_path / "again" / "node2")
     assert flow.returncode == 0 and joiner.returncode == 0, flow_log[-3000:] + join_log[-3000:]
+    assert f"STAGE DONE {one_node.key}" in flow_log and "took part in 1 multi-node job(s)" in join_log
     assert "resumed from the checkpoint at step 4 of 6" in flow_log + join_log
     resumed = _weights(killed, one_node.key)
-    assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+    diff = max(float((resumed[k] - expected[k]).abs().max()) for k in expected)
+    print(f"largest weight difference, 2 nodes x 1 process (resumed) vs 1 node x 2 processes: {diff:.3g}")
+    assert resumed.keys() == expected.keys() and all(torch.equal(resumed[k], expected[k]) for k in expected)
+    # the scratch area (checkpoints, the job) is gone from the store once the export is published
+    left = seaweed.fs().find(f"{stores['killed'].removeprefix('s3://')}/_scratch", detail=True)
+    assert not [p for p, info in left.items() if info["size"]] and not killed.list("_launch", ".json"), left
     assert prefinetune_key(PrefinetuneConfig(**SETTINGS), base.key, data) == one_node.key  # nodes and launcher stay out of the key
 
 

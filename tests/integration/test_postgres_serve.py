@@ -1,7 +1,11 @@
 """The production database: `muppet serve --with-server --database-url postgresql+asyncpg://...`
 starts the Prefect server on PostgreSQL (a fresh database of the test server) and serves the
 tiny demo-style pipeline; `prefect deployment run ... --watch`, as an operator types it, runs it to
-the end, and its leaderboard artifact is on the server, whose records are in PostgreSQL."""
+the end, and its leaderboard artifact is on the server, whose records are in PostgreSQL.
+
+The pipeline's store starts as a copy of the session's tiny run, so the run takes its training stages
+from the store and the test spends its time on the server and its database, not on training (the
+deployment executor's test trains through a PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +30,9 @@ from tests.servers.serving import stop_serving, wait_for_deployment
 PIPELINE = "demo"
 
 
-def test_serve_with_a_postgres_server_runs_the_demo_deployment_from_the_cli(postgres, tiny_backbone, mirror, tmp_path):
+def test_serve_with_a_postgres_server_runs_the_demo_deployment_from_the_cli(postgres, first_run, tiny_backbone, mirror, tmp_path):
     database = postgres()
+    shutil.copytree(first_run[0] / "store", tmp_path / "store")  # every training stage of the run is in the store
     config = write_pipeline(tmp_path / "pipelines.yaml", tiny_backbone, mirror, tmp_path / "store", seeds=[0], name=PIPELINE)
     port = free_ports(1)[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}

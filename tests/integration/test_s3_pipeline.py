@@ -12,7 +12,7 @@ import pytest
 
 from muppet_core.artifacts.store import MANIFEST, ArtifactStore
 from tests.conftest import REPO
-from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, write_pipeline
+from tests.integration.conftest import BENCHMARKS, SMALL_TASKS, write_pipeline
 from tests.servers.seaweed import BUCKET
 
 STORE = f"s3://{BUCKET}/pipeline-store"
@@ -36,7 +36,7 @@ def s3_runs(prefect_harness, tiny_backbone, mirror, seaweed, tmp_path_factory):
     from flows.reproduce import reproduce
 
     root = tmp_path_factory.mktemp("s3-pipeline")
-    config = write_pipeline(root / "pipelines.yaml", tiny_backbone, mirror, STORE, seeds=[0])
+    config = write_pipeline(root / "pipelines.yaml", tiny_backbone, mirror, STORE, seeds=[0], tasks=SMALL_TASKS)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MUPPET_STORE", raising=False)
         mp.setenv("MUPPET_CACHE", str(root / "cache"))
@@ -58,7 +58,7 @@ def test_the_first_run_stores_every_stage_in_the_bucket(s3_runs):
     store, first, _, _, _ = s3_runs
     stages = sorted(a.split("/")[0] for a in artifacts(first))
     runs = 2 * len(BENCHMARKS)  # base and prefinetuned, one seed
-    assert stages == sorted(["data"] * (len(PRETRAIN_TASKS) + len(BENCHMARKS)) + ["finetune"] * runs + ["leaderboard", "prefinetune"])
+    assert stages == sorted(["data"] * (len(SMALL_TASKS) + len(BENCHMARKS)) + ["finetune"] * runs + ["leaderboard", "prefinetune"])
     for artifact in artifacts(first):  # every file as its manifest says
         stage, key = artifact.split("/")
         store.fetch(stage, key)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from muppet_core.evaluation.results import CONTROL_VARIANT
 from muppet_core.models.backbone import backbone_label
-from tests.integration.conftest import PRETRAIN_TASKS, muppet, write_pipeline
+from tests.integration.conftest import SMALL_TASKS, muppet, write_pipeline
 
 BENCHMARKS = ["rte", "rotten_tomatoes"]  # rotten_tomatoes was pre-finetuned (its head is reused), rte was not
 
@@ -21,7 +21,7 @@ def test_the_study_table_has_the_control_the_spread_and_the_paired_tests(prefect
 
     # one fine-tune at a time: fine-tunes in threads of one process share torch's random generator
     config = write_pipeline(tmp_path / "pipelines.yaml", tiny_backbone, mirror, tmp_path / "store", seeds=[0, 1], name="tiny-study",
-                            finetune={"benchmarks": BENCHMARKS, "selection": "mean", "head_reuse_control": True, "concurrency": 1})
+                            finetune={"benchmarks": BENCHMARKS, "selection": "mean", "head_reuse_control": True, "concurrency": 1}, tasks=SMALL_TASKS)
     csv_uri = reproduce(pipeline="tiny-study", config=str(config))
     label = backbone_label(tiny_backbone)
     printed = muppet("results", "tiny-study", "--config", str(config), "--format", "csv")
@@ -45,6 +45,6 @@ def test_the_study_table_has_the_control_the_spread_and_the_paired_tests(prefect
     assert f"| {label} / prefinetuned vs base | 4 | rte, rotten_tomatoes |" in md and f"| {label} / {CONTROL_VARIANT} vs base | 4 |" in md
     board = json.loads(muppet("results", "tiny-study", "--config", str(config), "--format", "json").stdout)
     ((key, exposure),) = board["examples_per_task"].items()
-    assert key == table.loc[f"{label} / prefinetuned", "variant_key"] and set(exposure) == set(PRETRAIN_TASKS)
+    assert key == table.loc[f"{label} / prefinetuned", "variant_key"] and set(exposure) == set(SMALL_TASKS)
     assert sum(t["received"] for t in exposure.values()) == 3 * 3 * 4 and all(t["available"] for t in exposure.values())
     assert "### Examples per pre-finetuning task" in md
