@@ -16,6 +16,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 
+from flows.finetune_remote import DEPLOYMENT  # noqa: F401  (registers the deployment executor)
 from flows.progress import Progress
 from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput

@@ -5,7 +5,7 @@ Each fine-tune (or each chunk of the executor's ``chunk``) becomes a flow run of
 ``muppet-finetune/<work pool>``, started with ``run_deployment(..., timeout=0)``; the Prefect workers
 of its ``work_pool`` (processes, Docker containers, Kubernetes jobs, on any machine) execute them,
 and the fan-out waits for them all. A flow run's jobs are ``FinetuneJob``s, run one after another as
-the ``process`` executor's child runs one (``muppet_core.training.finetune_worker``): data from the
+the ``process`` executor's child runs one (``python -m muppet_core.training``): data from the
 store, the result published to the store, a failure as a failure record, and where the result lives
 written under the store's ``_jobs/`` folder, where the fan-out reads it.
 
@@ -36,7 +36,7 @@ from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import DeploymentSettings, FinetuneConfig
 from muppet_core.errors import MuppetError
-from muppet_core.training.executor import Executor
+from muppet_core.training.executor import Executor, register_executor
 from muppet_core.training.finetune import FinetuneRun
 from muppet_core.training.finetune_worker import FinetuneJob, retry_or_fail
 from muppet_core.training.pinning import Device
@@ -205,3 +205,7 @@ class DeploymentExecutor(Executor):
     def run_all(self, pipeline, runs, data, config, store, callbacks, log_line, done) -> list[StageOutput]:
         """``finetune_on_workers``."""
         return finetune_on_workers(pipeline, runs, data, config, store, callbacks, log_line, done)
+
+
+DEPLOYMENT = register_executor(DeploymentExecutor())
+"""The ``deployment`` executor, registered wherever the fan-out (``flows.finetune``) is imported."""

@@ -403,8 +403,9 @@ class PipelinesFile(Strict):
     package's catalog: add datasets without touching the package."""
     plugins: list[str] = Field(default_factory=list)
     """Modules of your own (importable names; pipelines.yaml's folder is on the import path) that register task
-    families, metrics, readers, normalizers, backbone sources or backbone kinds when imported. Every process of a run imports them, the training
-    workers included, and their source is part of the keys of the stages that use what they register. An
+    families, metrics, readers, normalizers, backbone sources, backbone kinds, executors, trackers or store backends when
+    imported. Every process of a run imports them, the training workers included; the source of a family, reader,
+    normalizer or metric is part of the keys of the stages that use it (a backbone source's or kind's is not yet). An
     installed package can name its module through a ``muppet.plugins`` entry point instead."""
     pipelines: dict[str, PipelineConfig] = Field(min_length=1)
     """Pipelines by name."""

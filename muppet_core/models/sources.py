@@ -24,6 +24,7 @@ from pathlib import Path
 
 from muppet_core.artifacts.store import digest, files_digest
 from muppet_core.errors import BackboneError, first_line
+from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 
 PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_-]*):(?!//)")
@@ -221,6 +222,9 @@ def source_of(spec: str) -> BackboneSource:
             several do; one line.
     """
     claiming = [name for name in SOURCES.names() if SOURCES.get(name).claims(spec)]
+    if not claiming and PREFIX.match(spec):
+        load_plugins()  # a plugin of the run may register the source of that prefix
+        claiming = [name for name in SOURCES.names() if SOURCES.get(name).claims(spec)]
     if len(claiming) == 1:
         return SOURCES.get(claiming[0])
     if claiming:

@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 
+from muppet_core.errors import MuppetError
+from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry
 from muppet_core.tracking import without_mlflow
 from muppet_core.training.jobs import Job, read_text
@@ -27,10 +29,13 @@ def read_job(path: str) -> Job:
     """The job of the file ``path``, validated by the model of its ``kind``.
 
     Raises:
-        KeyError: the file's kind is not one of ``JOBS``.
+        MuppetError: the file's kind is not one of ``JOBS`` (one line).
     """
     text = read_text(path)
-    return JOBS.get(json.loads(text).get("kind")).model_validate_json(text)
+    kind = json.loads(text).get("kind")
+    if kind not in JOBS:
+        raise MuppetError(f"job file {path}: kind {kind!r} is not one of {', '.join(JOBS.names())}")
+    return JOBS.get(kind).model_validate_json(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     # Libraries speak at WARNING and above; the project's own progress at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger("muppet_core").setLevel(logging.INFO)
+    load_plugins()  # before the job's backbone source and kind are looked up
     with without_mlflow():  # the tracking callback, where installed, loads it
         read_job((argv or sys.argv)[-1]).execute()
     return 0

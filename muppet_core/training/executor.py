@@ -90,7 +90,7 @@ class Executor:
     ) -> list[StageOutput]:
         """Every fine-tune of the fan-out, ``runs`` with their benchmarks' ``data``, each with ``callbacks``
         (the pipeline run's tracker among them): the outputs in the order of ``runs``, ``done(finished, total)`` called as they finish (``whole_fan_out`` executors)."""
-        raise NotImplementedError(f"finetune.executor '{self.name}' runs one fine-tune at a time (Executor.run)")
+        raise MuppetError(f"finetune.executor '{self.name}' runs one fine-tune at a time (Executor.run), not the whole fan-out at once")
 
 
 def register_executor(executor: Executor) -> Executor:

@@ -120,7 +120,7 @@ def test_two_nodes_through_the_store_equal_one_node_and_resume_after_a_node_dies
     expected = _weights(reference, one_node.key)
 
     # Two nodes, one process each; the second node's agent is SIGKILLed in update 5, after the step-4
-    # checkpoint (its worker, in a session of its own, dies with it: see ``worker.die_with_launcher``).
+    # checkpoint (its worker, in a session of its own, dies with it: see ``launch.die_with_launcher``).
     tmp = tmp_path / "killed"
     tmp.mkdir()
     paused, release = tmp / "paused", tmp / "release"
