@@ -141,7 +141,7 @@ def finetune_on_workers(
     settings = config.executor
     device = Device(threads=settings.threads) if settings.threads else None
     jobs = [
-        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, device=device,
+        FinetuneJob(pipeline=pipeline, run=run, data=d, config=config, store=store.root, store_options=store.options, device=device,
                     output=f"{store.root}/{JOBS}/{uuid.uuid4().hex}.json", callbacks=callbacks or [])
         for run, d in zip(runs, data)
     ]

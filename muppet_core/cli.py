@@ -76,10 +76,10 @@ def _tasks_show(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from muppet_core.artifacts.store import ArtifactStore
     from muppet_core.leaderboard.read import results_text
+    from muppet_core.pipelines import open_store
 
-    store = ArtifactStore(args.store or load_pipeline(args.pipeline, args.config).store)
+    store = open_store(load_pipeline(args.pipeline, args.config), args.store)
     if args.prune:
         from muppet_core.leaderboard.stage import prune_backbone
 
@@ -101,13 +101,12 @@ def _push(args: argparse.Namespace) -> int:
     if not token:
         raise MuppetError(f"{HF_TOKEN_ENV} is not set: export a Hugging Face token with write access to {args.repo}")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # read once, when huggingface_hub is imported
-    from muppet_core.artifacts.store import ArtifactStore
-    from muppet_core.config import get_pipeline
+    from muppet_core.pipelines import open_store
     from muppet_core.publish.hub import choose, find_scored, push
 
     pipelines = load_validated(args.config)
     names = [args.pipeline] if args.pipeline else sorted(pipelines.pipelines)
-    stores = {n: ArtifactStore(args.store or get_pipeline(pipelines, n).store) for n in names}
+    stores = {n: open_store(load_pipeline(n, args.config), args.store) for n in names}
     scored = choose(find_scored(stores, args.variant), args.variant)
     url = push(scored, args.repo, token, private=args.private, base_model=args.base_model)
     scores = sum(c.value is not None for n, c in scored.row.cells.items() if n in scored.board.benchmarks)

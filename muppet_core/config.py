@@ -16,7 +16,8 @@ from pydantic import (
     field_validator, model_validator,
 )
 
-from muppet_core.errors import ConfigError, MuppetError
+from muppet_core.artifacts.backend import backend_settings
+from muppet_core.errors import ConfigError, MuppetError, StoreError
 from muppet_core.launching import Launching
 from muppet_core.registry import Registry, did_you_mean
 from muppet_core.schema import MemberSettings, Strict, describe_errors, execution, plan, reference_rows, reference_table
@@ -351,6 +352,11 @@ class PipelineConfig(Strict):
     """package:NAME, a local directory, an s3:// URI or a Hugging Face hub id; a plugin's backbone source adds its own PREFIX:NAME."""
     store: str = Field("muppet-store", min_length=1)
     """Artifact store root (directory or s3:// URI); relative to pipelines.yaml; env MUPPET_STORE wins."""
+    store_options: dict[str, Any] = execution(default_factory=dict)
+    """Options of the store's backend (the one its root's scheme names), validated by it: for ``s3://``, ``endpoint_url``,
+    ``retries``, ``backoff_s``, ``chunk_bytes``, ``max_concurrency``, ``connect_timeout_s``, ``read_timeout_s``,
+    ``lock_stale_s`` and ``lock_poll_s`` (see docs/operations.md); a local store takes none. Every process of a run, the
+    training workers included, opens the store with them."""
     data: DataConfig = DataConfig()
     """Data sources."""
     prefinetune: PrefinetuneConfig
@@ -365,6 +371,16 @@ class PipelineConfig(Strict):
     """A cron expression: `muppet serve` / `muppet deploy` give the pipeline's deployment this schedule."""
     timezone: str = "UTC"
     """Time zone of the schedule (an IANA name such as Europe/Paris)."""
+
+    @field_validator("store_options")
+    @classmethod
+    def _store_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "store" in info.data:
+            try:
+                backend_settings(info.data["store"], value)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("tracking", mode="wrap")
     @classmethod

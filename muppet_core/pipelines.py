@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from muppet_core.artifacts.backend import scheme_of
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import PipelineConfig, PipelinesFile, get_pipeline, parse_pipelines
 from muppet_core.errors import BackboneError, ConfigError, first_line
@@ -44,6 +45,8 @@ def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
     """Resolve relative paths against pipelines.yaml's folder and apply environment overrides."""
     mirror = os.environ.get(MIRROR_ENV) or _absolute(pipeline.data.mirror, base)
     store = os.environ.get(STORE_ENV) or _absolute(pipeline.store, base)
+    # The file's store options are its store's backend's: a store of another kind from the environment takes its defaults.
+    options = pipeline.store_options if scheme_of(store) == scheme_of(pipeline.store) else {}
     pft = pipeline.prefinetune
     watch = pipeline.watch.model_copy(
         update={
@@ -55,6 +58,7 @@ def _anchor(pipeline: PipelineConfig, base: Path) -> PipelineConfig:
     return pipeline.model_copy(
         update={
             "store": store,
+            "store_options": options,
             "backbone": anchor_backbone(pipeline.backbone, base),
             "data": pipeline.data.model_copy(update={"mirror": mirror}),
             "watch": watch,
@@ -117,9 +121,11 @@ def check_backbones(pipeline: PipelineConfig, name: str, source: str = DEFAULT_F
         raise ConfigError(problems, source)
 
 
-def open_store(pipeline: PipelineConfig) -> ArtifactStore:
-    """The pipeline's artifact store."""
-    return ArtifactStore(pipeline.store)
+def open_store(pipeline: PipelineConfig, root: str | None = None) -> ArtifactStore:
+    """The pipeline's artifact store, opened with its ``store_options`` (``root``: another store
+    instead, which takes those options where its scheme is the same)."""
+    root = root or pipeline.store
+    return ArtifactStore(root, options=pipeline.store_options if scheme_of(root) == scheme_of(pipeline.store) else None)
 
 
 def check_store(pipeline: PipelineConfig) -> None:

@@ -111,13 +111,17 @@ def scheme_of(root: str) -> str:
     return scheme.lower() if sep else ""
 
 
-def open_backend(root: str, options: dict[str, Any] | None = None) -> StoreBackend:
-    """The backend of a store root, chosen by its scheme, with ``options`` validated by its ``Settings``.
+_OPENED: dict[str, dict[str, Any]] = {}
+"""The options each store root was opened with in this process, by root: a store inside one of them
+(its scratch folder, a run's checkpoints) opened without options of its own takes the nearest one's."""
+
+
+def backend_class(root: str) -> type[StoreBackend]:
+    """The backend registered for ``root``'s scheme.
 
     Raises:
-        StoreError: one line: no backend has that scheme (with the known ones), or an option is invalid.
+        StoreError: one line: no backend has that scheme (with the known ones).
     """
-    root = root.rstrip("/") or root
     scheme = scheme_of(root)
     if scheme not in BACKENDS:
         load_plugins()  # a plugin of the run may register it (a worker opens its store before anything else)
@@ -125,13 +129,41 @@ def open_backend(root: str, options: dict[str, Any] | None = None) -> StoreBacke
         known = ", ".join(f"{s}://" for s in BACKENDS.names() if s)
         raise StoreError(f"no store backend for '{scheme}://' in {root}{did_you_mean(scheme, [s for s in BACKENDS.names() if s])}: "
                          f"a store is a path or one of {known}")
-    backend = BACKENDS.get(scheme)
+    return BACKENDS.get(scheme)
+
+
+def backend_settings(root: str, options: dict[str, Any] | None) -> BackendSettings:
+    """``options`` validated by the ``Settings`` of ``root``'s backend.
+
+    Raises:
+        StoreError: one line: no backend has that scheme, or an option is invalid (each named).
+    """
+    backend = backend_class(root)
     try:
-        settings = backend.Settings.model_validate(options or {})
+        return backend.Settings.model_validate(options or {})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise StoreError(f"invalid options of the {scheme or 'local'} store {root}: {problems}") from None
-    return backend(root, settings)
+        raise StoreError(f"invalid options of the {scheme_of(root) or 'local'} store {root}: {problems}") from None
+
+
+def inherited_options(root: str) -> dict[str, Any] | None:
+    """The options of the nearest store root enclosing ``root`` (itself included) opened with options in this process."""
+    nearest = max((r for r in _OPENED if root == r or root.startswith(f"{r}/")), key=len, default=None)
+    return None if nearest is None else _OPENED[nearest]
+
+
+def open_backend(root: str, options: dict[str, Any] | None = None) -> StoreBackend:
+    """The backend of a store root, chosen by its scheme, with ``options`` validated by its ``Settings``
+    (None: the options of the nearest enclosing root opened with some, see ``inherited_options``, else the defaults).
+
+    Raises:
+        StoreError: one line: no backend has that scheme (with the known ones), or an option is invalid.
+    """
+    root = root.rstrip("/") or root
+    settings = backend_settings(root, inherited_options(root) if options is None else options)
+    if options is not None:
+        _OPENED[root] = dict(options)
+    return backend_class(root)(root, settings)
 
 
 def register_backend(scheme: str, backend: type[StoreBackend]) -> type[StoreBackend]:

@@ -38,12 +38,15 @@ class ArtifactStore(NamedFiles):
     Args:
         root: a directory or URI (``s3://bucket/prefix``).
         cache_dir: where artifacts of a store that is not on this machine are downloaded for local use.
-        options: the backend's options (its ``Settings``; None: their defaults).
+        options: the backend's options (its ``Settings``; None: those of the nearest enclosing store
+            opened with options in this process, else the defaults; see ``backend.open_backend``).
     """
 
     def __init__(self, root: str, cache_dir: str | None = None, options: dict[str, Any] | None = None):
         self.root = root.rstrip("/")
         self.backend = open_backend(self.root, options)
+        self.options: dict[str, Any] = self.backend.settings.model_dump(exclude_defaults=True)
+        """The backend's options that differ from their defaults (what a job carries to another process)."""
         default_cache = os.path.join(tempfile.gettempdir(), "muppet-cache", digest(self.root)[:12])
         self.cache_dir = Path(cache_dir or os.environ.get("MUPPET_CACHE", default_cache))
 

@@ -183,7 +183,7 @@ def finetune_in_process(
     with tempfile.TemporaryDirectory(prefix="muppet-finetune-job-") as tmp:
         result = Path(tmp) / "output.json"
         job = FinetuneJob(
-            pipeline=pipeline, run=run, data=data, config=config, store=store.root, cache_dir=str(store.cache_dir),
+            pipeline=pipeline, run=run, data=data, config=config, store=store.root, store_options=store.options, cache_dir=str(store.cache_dir),
             device=device, output=str(result), callbacks=list(callbacks),
         )
         log_line(f"fine-tune {run.name}: own process on {device.describe()}")

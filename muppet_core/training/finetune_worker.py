@@ -54,7 +54,7 @@ class FinetuneJob(Job):
         if self.device:
             self.device.apply()
         log.info("fine-tune %s runs on %s", self.run.name, describe_process())
-        store = ArtifactStore(self.store, self.cache_dir)
+        store = self.open_store(self.cache_dir)
         output = finetune_stage(self.pipeline, self.run, self.data, self.config, store, self.callbacks)
         text = json.dumps(dataclasses.asdict(output))
         if self.output.startswith(f"{store.root}/"):

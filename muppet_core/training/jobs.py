@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from muppet_core.artifacts.backend import read_file
+from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import CallbackSpec
 
 
@@ -31,6 +32,8 @@ class Job(BaseModel):
     """What the process runs (each kind's model fixes it)."""
     store: str
     """The artifact store's root, where the job's data is read and its result written."""
+    store_options: dict[str, Any] = Field(default_factory=dict)
+    """The options its backend is opened with (the pipeline's ``store_options``)."""
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     """Callbacks installed besides those the job's stage installs itself (see ``CallbackSpec``)."""
 
@@ -38,6 +41,10 @@ class Job(BaseModel):
     def read(cls, path: str | Path) -> Any:
         """The job of ``path`` (a local path, or a URI in the store), validated as this kind's job."""
         return cls.model_validate_json(read_text(path))
+
+    def open_store(self, cache_dir: str | None = None) -> ArtifactStore:
+        """The job's artifact store, opened with its options (a store inside it, opened after, takes them too)."""
+        return ArtifactStore(self.store, cache_dir, options=self.store_options)
 
     def execute(self) -> Any:
         """Run the job in this process."""

@@ -49,7 +49,8 @@ def run_first_node(job: PrefinetuneJob, rdzv_id: str, log_line: Callable[[str], 
     Raises:
         LaunchError: this node's launcher exited non-zero (a rank failed, or another node died).
     """
-    store, place = ArtifactStore(job.store), ArtifactStore(job.checkpoint_dir)
+    store = job.open_store()
+    place = ArtifactStore(job.checkpoint_dir)  # after the store: a checkpoint folder inside it takes its options
     name, record = f"job-{uuid.uuid4().hex[:12]}.json", f"{LAUNCHES}/{rdzv_id}.json"
     job_uri = place.write_text(name, job.model_dump_json(indent=1))
     nodes = job.config.nnodes > 1

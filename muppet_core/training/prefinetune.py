@@ -71,7 +71,7 @@ def prefinetune_stage(
         nodes = bool(config.multi_node())
         with computing(callbacks, f"pre-finetune {base.label or base.name} ({len(config.tasks)} tasks)", key, settings) as hooks:
             job = PrefinetuneJob(
-                config=config, backbone_path=(base.backbone or base.encoder_path) if nodes else base.encoder_path, store=store.root,
+                config=config, backbone_path=(base.backbone or base.encoder_path) if nodes else base.encoder_path, store=store.root, store_options=store.options,
                 data_keys={t: data[t].key for t in config.tasks}, out_dir=f"{scratch.root}/export" if nodes else str(out),
                 checkpoint_dir=scratch.root, callbacks=hooks.loop,
             )

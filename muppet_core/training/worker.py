@@ -68,7 +68,7 @@ def train_rank(job: PrefinetuneJob) -> dict | None:
     config = job.config
     rank, world_size = init_distributed() if config.engine == "deepspeed" or config.launcher != "local" else (0, 1)
     torch.manual_seed(config.seed)
-    store = ArtifactStore(job.store)
+    store = job.open_store()
     backbone = resolve_backbone(job.backbone_path, store.cache_dir)
     encoder, tokenizer = load_encoder(backbone)
     model = build_multitask_model(encoder, [get_task(t) for t in config.tasks], config.pooling or default_pooling(backbone))

