@@ -421,7 +421,7 @@ class PipelinesFile(Strict):
     """Modules of your own (importable names; pipelines.yaml's folder is on the import path) that register task
     families, metrics, readers, normalizers, backbone sources, backbone kinds, executors, trackers or store backends when
     imported. Every process of a run imports them, the training workers included; the source of a family, reader,
-    normalizer or metric is part of the keys of the stages that use it (a backbone source's or kind's is not yet). An
+    normalizer or metric is part of the keys of the stages that use it, and a backbone source's or kind's of its backbone's. An
     installed package can name its module through a ``muppet.plugins`` entry point instead."""
     pipelines: dict[str, PipelineConfig] = Field(min_length=1)
     """Pipelines by name."""

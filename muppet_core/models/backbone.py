@@ -19,6 +19,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from muppet_core.artifacts.fingerprints import code_version, digest
 from muppet_core.errors import BackboneError, first_line
 from muppet_core.models.kinds import backbone_config, kind_of
 from muppet_core.models.sources import PREFIX, source_of
@@ -118,13 +119,21 @@ def backbone_label(spec: str) -> str:
     return name.replace("\\", "/").rsplit("/", 1)[-1] or name
 
 
+_BUILT_IN = ("muppet_core.models.sources", "muppet_core.models.kinds")
+
+
 def base_variant(spec: str, cache_dir: Path) -> Variant:
     """The pipeline's backbone as it is, before pre-finetuning: resolved by its source, keyed by the
-    identity its source gives it.
+    identity its source gives it (and, for a plugin's source or kind, by that plugin's code).
 
     Raises:
         BackboneError: no source claims ``spec``, or its source cannot fetch it.
     """
     source = source_of(spec)
     resolved = source.resolve(spec, cache_dir)
-    return Variant("base", source.identity(spec, resolved), resolved, backbone=spec)
+    key = source.identity(spec, resolved)
+    # A plugin's source or kind is part of what the backbone is: editing its code is a new backbone key.
+    plugins = sorted({type(o).__module__ for o in (source, kind_of(backbone_config(resolved)))} - set(_BUILT_IN))
+    if plugins:
+        key = digest({"backbone": key, "code": code_version(*plugins)})[: len(key)]
+    return Variant("base", key, resolved, backbone=spec)

@@ -69,7 +69,7 @@ def test_a_registered_source_passes_the_preflight_and_its_backbone_trains_a_head
 
     base = base_variant(config.backbone, tmp_path / "cache")
     assert base.encoder_path == str(tmp_path / "toys" / "tiny") == resolve_backbone("toy:tiny", tmp_path / "cache")
-    assert base.key == backbone_fingerprint(base.encoder_path) and base.label == "tiny" and base.backbone == "toy:tiny"
+    assert base.label == "tiny" and base.backbone == "toy:tiny"
 
     encoder, tok = load_encoder(base.encoder_path)
     rte = get_task("rte")
@@ -102,3 +102,29 @@ def test_an_unknown_source_is_refused_in_one_line(toy, tmp_path):
             resolve_backbone("toy:tiny", tmp_path)
     finally:
         SOURCES.register_object("toy", toy)
+
+
+def test_editing_a_plugin_sources_code_makes_a_new_backbone_key(tmp_path, minilm_path, monkeypatch):
+    """The source's code is part of the base backbone's key (as a plugin family's is of its stages'):
+    the same weights through an edited source are a new key, so nothing computed with the old code is reused."""
+    from muppet_core.artifacts.fingerprints import code_version
+
+    plugin = tmp_path / "plugins" / "edited_toy_source.py"
+    plugin.parent.mkdir()
+    plugin.write_text("from tests.unit.models.test_toy_backbone_source import ToySource\n\n\nclass EditedToy(ToySource):\n    pass\n")
+    monkeypatch.syspath_prepend(str(plugin.parent))
+    import edited_toy_source
+
+    SOURCES.register_object("toy", edited_toy_source.EditedToy(tmp_path / "toys", minilm_path))
+    try:
+        first = base_variant("toy:tiny", tmp_path / "cache")
+        again = base_variant("toy:tiny", tmp_path / "cache")
+        plugin.write_text(plugin.read_text() + "    # edited: same weights, other code\n")
+        code_version.cache_clear()  # a new process reads the edited file
+        edited = base_variant("toy:tiny", tmp_path / "cache")
+    finally:
+        SOURCES.unregister("toy")
+        code_version.cache_clear()
+    assert first.encoder_path == edited.encoder_path and backbone_fingerprint(first.encoder_path) == backbone_fingerprint(edited.encoder_path)
+    assert first.key == again.key != edited.key
+    assert first.key != backbone_fingerprint(first.encoder_path)
