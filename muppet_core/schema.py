@@ -187,8 +187,11 @@ def describe_error(root: type[BaseModel], error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
     path = yaml_path(loc)
     if error["type"] == "extra_forbidden":
-        model = model_at(root, loc)
-        hint = did_you_mean(str(loc[-1]), _settings_fields(model)) if model else ""
+        model, key = model_at(root, loc), str(loc[-1])
+        if model and issubclass(model, MemberSettings) and (takers := [v.model_fields["kind"].default for v in model.variants() if key in v.model_fields]):
+            what = model.MEMBERS.kind
+            return f"{path}: not a setting of this {what} kind; the {what}s that take it: {', '.join(takers)}"
+        hint = did_you_mean(key, _settings_fields(model)) if model else ""
         return f"{path}: unknown key{hint}"
     if error["type"] == "missing":
         return f"{path}: required key is missing"

@@ -119,3 +119,12 @@ def test_executor_settings_written_beside_the_executor_are_still_read_as_its_own
     doc["pipelines"]["demo"]["finetune"] = {**BASE["pipelines"]["demo"]["finetune"], "executor": {"kind": "process", "retries": 1}, "retries": 2}
     (problem,) = _problems(doc)
     assert problem == "pipelines.demo.finetune: retries: given both beside executor and in its settings; keep the one under executor"
+
+
+def test_a_setting_another_executor_kind_takes_names_the_kinds_that_take_it():
+    doc = copy.deepcopy(BASE)
+    doc["pipelines"]["demo"]["finetune"]["executor"] = {"kind": "thread", "retries": 2}
+    assert _problems(doc) == ["pipelines.demo.finetune.executor.retries: not a setting of this executor kind; "
+                              "the executors that take it: auto, deployment, process"]
+    doc["pipelines"]["demo"]["finetune"]["executor"] = {"kind": "thread", "retires": 2}
+    assert _problems(doc) == ["pipelines.demo.finetune.executor.retires: unknown key (did you mean 'retries'?)"]
