@@ -27,6 +27,7 @@ from pydantic import Field
 
 from muppet_core.artifacts.backend import BackendSettings, StoreBackend
 from muppet_core.artifacts.remote import cause, redact, with_retries
+from muppet_core.errors import StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -200,7 +201,8 @@ class S3Backend(StoreBackend):
                 return self._s3("take the lock", rel, "put_object", Body=lock_body(token, 0), IfNoneMatch="*")["ETag"]
             except OSError as exc:
                 if not refused(exc):
-                    raise
+                    raise StoreError(f"could not take the lock {redact(self.root)}/{rel}: {cause(exc)}; the store's lock needs an "
+                                     "S3 server with conditional writes (PUT with If-None-Match), as AWS S3 and SeaweedFS have") from exc
             try:
                 etag = self._s3("look at the lock", rel, "head_object")["ETag"]
             except FileNotFoundError:

@@ -149,3 +149,28 @@ def test_the_s3_lock_excludes_a_second_holder_and_frees_a_dead_ones(seaweed, sto
     with index_lock(machine_b, "demo"):
         waited = time.monotonic() - started
     assert 1.0 <= waited < 10 and _objects(seaweed, store) == []
+
+
+def test_a_server_without_conditional_writes_stops_the_lock_in_one_line(store, monkeypatch):
+    """A server that answers the lock's conditional PUT with 501 Not Implemented (as S3 servers
+    without If-None-Match do) stops the locked work with one line saying what the lock needs."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    from muppet_core.leaderboard.kept import index_lock
+
+    real = store.backend.fs.call_s3
+
+    def no_conditional_writes(method, *args, **kwargs):
+        if "IfNoneMatch" in kwargs:
+            error = ClientError({"Error": {"Code": "NotImplemented", "Message": "A header you provided implies functionality "
+                                           "that is not implemented"}, "ResponseMetadata": {"HTTPStatusCode": 501}}, "PutObject")
+            raise translate_boto_error(error)
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(store.backend.fs, "call_s3", no_conditional_writes)
+    with pytest.raises(StoreError) as err, index_lock(store, "demo"):
+        pass
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"could not take the lock {store.root}/_scratch/.locks/kept/demo.lock: ")
+    assert message.endswith("the store's lock needs an S3 server with conditional writes (PUT with If-None-Match), as AWS S3 and SeaweedFS have")
