@@ -13,6 +13,7 @@ import sys
 import types
 
 import pytest
+import s3fs
 import yaml
 
 from flows.cli import main
@@ -41,9 +42,11 @@ def muppet(tmp_path, monkeypatch, capsys):
     test, and a pipeline that passed its checks would stop at a stub instead of starting a flow."""
     for name in (CATALOG_ENV, PLUGINS_ENV):
         monkeypatch.setenv(name, "")
-    for name in ("MUPPET_STORE", "MUPPET_DATA_MIRROR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    for name in ("MUPPET_STORE", "MUPPET_DATA_MIRROR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no credentials from the instance metadata service either
+    s3fs.S3FileSystem.clear_instance_cache()  # none made earlier in this process with another test's credentials
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.chdir(tmp_path)
