@@ -9,7 +9,7 @@ import os
 import sys
 
 from muppet_core.cli import build_parser, run_command
-from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, preflight
+from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, load_validated, preflight
 
 RUNTIME_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -84,6 +84,10 @@ def _deploy(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from muppet_core.server import start_local_server
 
+    pipelines = load_validated(args.config).pipelines
+    for name in args.pipeline or sorted(pipelines):  # this machine runs every flow it serves: each store must take its writes
+        if name in pipelines:
+            check_store(pipelines[name])
     server = None
     if args.with_server and not os.environ.get("PREFECT_API_URL"):
         server = start_local_server(args.port, log=args.server_log, auth=not args.no_auth, database_url=args.database_url)

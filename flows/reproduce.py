@@ -16,8 +16,8 @@ from flows.leaderboard import build_leaderboard
 from flows.prefinetune import prefinetune as prefinetune_backbone
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PipelineConfig
-from muppet_core.models.backbone import Variant, base_variant
-from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, open_store, pipeline_backbones
+from muppet_core.models.backbone import Variant
+from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, open_store, resolve_backbones
 from muppet_core.tracking import open_tracker, without_mlflow
 from muppet_core.training.executor import executor_for
 
@@ -50,9 +50,8 @@ def reproduce(
     check_store(cfg)  # a refused, unreachable or (for several machines) local store stops the run before any work
     if finetune:  # an executor not registered here, or one that lacks what it needs (a shared store, a work pool), likewise
         executor_for(cfg.finetune).check(cfg.finetune, open_store(cfg))
-    specs = list(dict.fromkeys(backbones)) if backbones else pipeline_backbones(cfg)
-    cache = open_store(cfg).cache_dir
-    bases = [base_variant(spec, cache) for spec in specs]  # every backbone resolved before any work
+    bases = resolve_backbones(cfg, pipeline, open_store(cfg).cache_dir, backbones)  # every backbone resolved and checked before any work
+    specs = [base.backbone for base in bases]
     get_run_logger().info("pipeline %s: %d backbone(s): %s", pipeline, len(specs), ", ".join(specs))
     tracker = open_tracker(cfg.tracking, pipeline, str(flow_run.id))
     if tracker is None:

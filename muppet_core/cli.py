@@ -15,7 +15,7 @@ from collections.abc import Callable
 import yaml
 
 from muppet_core.auth import use_saved_auth_string
-from muppet_core.errors import MuppetError
+from muppet_core.errors import MuppetError, first_line
 from muppet_core.families import FAMILIES, get_family
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, load_validated
 
@@ -89,8 +89,11 @@ def _results(args: argparse.Namespace) -> int:
         return 0
     text = results_text(store, args.pipeline, args.format, backbone=args.backbone, history=args.history)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise MuppetError(f"cannot write --output {args.output}: {exc.strerror or first_line(exc)}") from None
     else:
         sys.stdout.write(text)
     return 0

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel, Field, NonNegativeInt, PositiveFloat, PositiveInt, SerializeAsAny, ValidationError, ValidationInfo, ValidatorFunctionWrapHandler,
+    BaseModel, Field, PositiveFloat, PositiveInt, SerializeAsAny, ValidationError, ValidationInfo, ValidatorFunctionWrapHandler,
     field_validator, model_validator,
 )
 
@@ -20,9 +20,15 @@ from muppet_core.artifacts.backend import backend_settings
 from muppet_core.errors import ConfigError, MuppetError, StoreError
 from muppet_core.launching import Launching
 from muppet_core.registry import Registry, did_you_mean
-from muppet_core.schema import MemberSettings, Strict, describe_errors, execution, plan, reference_rows, reference_table
+from muppet_core.schema import (
+    MAX_BATCH, MAX_SEED, MAX_STEPS, MAX_WORKERS, MemberSettings, Strict, describe_errors, execution, plan, reference_rows,
+    reference_table,
+)
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+MIN_TEMPERATURE = 0.1
+"""The lowest sampling temperature: below it, size ** (1 / temperature) overflows for large datasets."""
 
 
 class DataConfig(Strict):
@@ -33,7 +39,7 @@ class DataConfig(Strict):
     the files are is not part of a key; what they hold is (the data stage fingerprints the files it reads)."""
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     """Share of a split carved off for validation when the mirror has no validation split."""
-    split_seed: int = Field(0, ge=0)
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of the deterministic carving; part of every data artifact's key."""
     extra_tasks: list[str] = plan(default_factory=list)
     """Datasets to normalize beyond those the pipeline trains on (to inspect them, or for later stages)."""
@@ -61,7 +67,7 @@ class Optimization(Strict):
     """Cap on training examples per task (None: all)."""
     group_by_length: bool = True
     """Sort examples by length inside pools before batching (less padding)."""
-    max_tokens_per_batch: int | None = Field(None, gt=0)
+    max_tokens_per_batch: int | None = Field(None, gt=0, le=MAX_BATCH * 4096)
     """Token budget per micro-batch (examples x longest); None: the batch size only."""
     r3f_eps: float = Field(0.0, ge=0)
     """R3F regularizer: noise scale on input embeddings (0 disables it; the paper used 1e-5)."""
@@ -88,7 +94,7 @@ class Optimization(Strict):
 
     device: str | None = execution(None, pattern=r"^(cpu|cuda(:[0-9]+)?)$")
     """Where each rank trains and evaluates: cpu, cuda or cuda:N (None: cuda:LOCAL_RANK when CUDA is present, else the CPU)."""
-    checkpoint_every: int | None = execution(200, gt=0)
+    checkpoint_every: int | None = execution(200, gt=0, le=MAX_STEPS)
     """Updates between checkpoints (a killed run resumes from the last one; None: no checkpoints)."""
 
 
@@ -99,8 +105,8 @@ class Mixing(Strict):
     """Divide each task's loss by log n(i) (the paper's default)."""
     sampling: Literal["proportional", "uniform", "temperature"] = "proportional"
     """How tasks are drawn: by dataset size, uniformly, or by size ** (1 / temperature)."""
-    temperature: float = Field(2.0, gt=0)
-    """Temperature of ``temperature`` sampling."""
+    temperature: float = Field(2.0, ge=MIN_TEMPERATURE)
+    """Temperature of ``temperature`` sampling (at least 0.1: lower ones overflow and sample only the largest task)."""
     schedule: Literal["heterogeneous", "batch_homogeneous", "dataset_homogeneous"] = "heterogeneous"
     """Heterogeneous updates (the paper's), or the homogeneous ablations."""
 
@@ -112,11 +118,11 @@ class PrefinetuneConfig(Optimization, Mixing, Launching):
     """Set to false to fine-tune the base backbone only."""
     tasks: list[str] = Field(min_length=1)
     """Catalog names of the pre-finetuning datasets."""
-    steps: int = Field(gt=0)
+    steps: int = Field(gt=0, le=MAX_STEPS)
     """Optimizer updates."""
-    micro_batch_size: int = Field(16, gt=0)
+    micro_batch_size: int = Field(16, gt=0, le=MAX_BATCH)
     """Examples per micro-batch; every micro-batch holds one task."""
-    tasks_per_step: int = Field(4, gt=0)
+    tasks_per_step: int = Field(4, gt=0, le=MAX_WORKERS)
     """Micro-batches accumulated per update, each from an independently sampled task."""
     learning_rate: float = Field(5e-5, gt=0)
     """Peak learning rate of the linear warmup/decay schedule."""
@@ -125,7 +131,7 @@ class PrefinetuneConfig(Optimization, Mixing, Launching):
     task_counts: list[PositiveInt] = plan(default_factory=list)
     """Task-count experiment: also pre-finetune on nested subsets of this many tasks (a seeded
     order of ``tasks``; each subset contains the smaller ones) and fine-tune each."""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of task sampling, data order, dropout and head initialisation."""
     engine: Literal["deepspeed", "torch"] = "deepspeed"
     """deepspeed (every device, CPU included) or plain torch (no DeepSpeed at all)."""
@@ -146,6 +152,9 @@ class ExecutorSettings(MemberSettings):
     ``muppet_core.training.executor.register_executor``)."""
 
     MEMBERS: ClassVar[Registry] = Registry("executor")
+    remote: ClassVar[bool] = False
+    """Whether the executor runs its fine-tunes on other machines (the run's preflight then leaves
+    ``finetune.device`` to them)."""
     kind: str
     """Where each fine-tune runs: ``thread`` (a thread of the flow's process), ``process`` (a process of its own,
     pinned to a device), ``auto`` (``process`` where several GPUs or fine-tunes at once would share one process, else
@@ -156,7 +165,7 @@ class ExecutorSettings(MemberSettings):
 class ThreadCount(Strict):
     """The thread count of the executors that set one."""
 
-    threads: int | None = Field(None, gt=0)
+    threads: int | None = Field(None, gt=0, le=MAX_WORKERS)
     """CPU threads of each fine-tune (None: cores // concurrency, at least 1). On a CPU some kernels round
     differently with another count: set it to get bit-identical results at any concurrency."""
 
@@ -164,7 +173,7 @@ class ThreadCount(Strict):
 class Retries(Strict):
     """How often the executors whose fine-tunes run elsewhere start one again."""
 
-    retries: int = Field(0, ge=0)
+    retries: int = Field(0, ge=0, le=100)
     """Times a fine-tune whose process or worker dies is started again, resuming from its last checkpoint, before it
     is a failure record."""
 
@@ -194,10 +203,11 @@ class AutoSettings(Retries, ThreadCount, ExecutorSettings):
 class DeploymentSettings(Retries, ThreadCount, ExecutorSettings):
     """``deployment``: flow runs on a Prefect work pool's workers (``flows.finetune_remote`` runs them)."""
 
+    remote: ClassVar[bool] = True
     kind: Literal["deployment"] = "deployment"
     work_pool: str | None = Field(None, min_length=1)
     """The Prefect work pool whose workers run the fine-tunes."""
-    chunk: int = Field(1, gt=0)
+    chunk: int = Field(1, gt=0, le=MAX_STEPS)
     """Fine-tunes per flow run (run one after another by one worker)."""
 
 
@@ -212,7 +222,7 @@ class FinetuneConfig(Optimization):
 
     benchmarks: list[str] = plan(min_length=1)
     """Catalog names of the downstream benchmarks."""
-    seeds: list[NonNegativeInt] = plan(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = plan(default_factory=lambda: [0], min_length=1)
     """One fine-tune per seed for each benchmark, variant and learning rate."""
     learning_rates: list[PositiveFloat] = plan(default_factory=lambda: [3e-5], min_length=1)
     """The learning-rate grid; the leaderboard takes the best on the selection slice (see ``selection_fraction``)."""
@@ -222,9 +232,9 @@ class FinetuneConfig(Optimization):
     """Start from the pre-finetuned head when the benchmark was part of pre-finetuning (in each run's key)."""
     head_reuse_control: bool = plan(False)
     """Also fine-tune the pre-finetuned encoder from fresh heads: the control row ``prefinetuned_fresh_head``."""
-    eval_every: int | None = Field(None, gt=0)
+    eval_every: int | None = Field(None, gt=0, le=MAX_STEPS)
     """Updates between passes over the selection slice for early stopping (None: no early stopping)."""
-    patience: int = Field(3, gt=0)
+    patience: int = Field(3, gt=0, le=MAX_STEPS)
     """Selection passes without improvement before stopping; the best weights are kept."""
     selection_fraction: float = Field(0.1, gt=0, lt=1)
     """Share of the training split held out (by example id) as the selection slice when the
@@ -232,19 +242,19 @@ class FinetuneConfig(Optimization):
     decided on it, never on the validation split that is reported."""
     train_fractions: list[float] = plan(default_factory=list)
     """Sample-efficiency experiment: also fine-tune on these fractions of the training split (0 < f <= 1)."""
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=10_000)
     """Passes over the (capped) training split."""
-    batch_size: int = Field(16, gt=0)
+    batch_size: int = Field(16, gt=0, le=MAX_BATCH)
     """Examples per update."""
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     """Share of the updates spent warming up."""
     max_eval_examples: int | None = Field(None, gt=0)
     """Cap on validation examples (None: the whole validation split)."""
-    num_beams: int = Field(1, gt=0)
+    num_beams: int = Field(1, gt=0, le=64)
     """Beams of the beam search that writes summaries (1: greedy decoding)."""
     engine: Literal["torch"] = "torch"
     """Fine-tunes run on the plain torch engine."""
-    concurrency: int = execution(1, gt=0)
+    concurrency: int = execution(1, gt=0, le=MAX_WORKERS)
     """Fine-tunes running at once (one per GPU on a cluster)."""
     executor: SerializeAsAny[ExecutorSettings] = execution(AutoSettings())
     """Where each fine-tune runs, with that executor's own settings (``kind`` and the settings after it)."""
@@ -282,7 +292,7 @@ class FinetuneConfig(Optimization):
     def _fractions(cls, value: list[float]) -> list[float]:
         if any(not 0 < f <= 1 for f in value):
             raise ValueError("fractions must be in (0, 1]")
-        return sorted(set(value))
+        return sorted(value)
 
 
 class WatchConfig(Strict):

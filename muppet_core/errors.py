@@ -31,6 +31,10 @@ class SelectionError(MuppetError):
     """A fine-tune would select (a learning rate, an early-stopping point) on too few examples."""
 
 
+class DivergedError(MuppetError):
+    """Training produced a loss that is not a finite number: nothing it trained can be scored."""
+
+
 class StoreError(MuppetError):
     """The artifact store refused access, could not be reached, or a write failed after its retries."""
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from muppet_core.schema import Strict, execution
+from muppet_core.schema import MAX_WORKERS, Strict, execution
 
 RDZV_PORT = 29400
 """torchrun's default c10d rendezvous port."""
@@ -19,11 +19,11 @@ class Launching(Strict):
 
     launcher: Literal["local", "torchrun", "deepspeed"] = execution("local")
     """local: one process; torchrun or deepspeed: that launcher, with nproc_per_node/hostfile."""
-    nproc_per_node: int = execution(1, gt=0)
+    nproc_per_node: int = execution(1, gt=0, le=MAX_WORKERS)
     """Processes per node under torchrun/deepspeed (one per GPU)."""
     hostfile: str | None = execution(None)
     """DeepSpeed hostfile for multi-node runs."""
-    nnodes: int = execution(1, gt=0)
+    nnodes: int = execution(1, gt=0, le=MAX_WORKERS)
     """Nodes of a torchrun run. The flow's node starts one agent; the others run ``muppet join STORE``
     (docs/scaling.md: Several GPUs and several nodes). More than one needs a store every node reaches."""
     rdzv_endpoint: str | None = execution(None, pattern=r"^[A-Za-z0-9_.\-\[\]:]+:[0-9]+$")

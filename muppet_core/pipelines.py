@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from muppet_core.artifacts.backend import scheme_of
 from muppet_core.artifacts.store import ArtifactStore
@@ -13,6 +14,9 @@ from muppet_core.models.sources import anchor_backbone, source_of
 from muppet_core.plugins import use_plugins
 from muppet_core.tasks.catalog import check_pipeline_tasks, use_catalog_dirs
 from muppet_core.yamlfile import load_yaml
+
+if TYPE_CHECKING:
+    from muppet_core.models.backbone import Variant
 
 DEFAULT_FILE = "pipelines.yaml"
 MIRROR_ENV = "MUPPET_DATA_MIRROR"
@@ -111,12 +115,63 @@ def check_backbones(pipeline: PipelineConfig, name: str, source: str = DEFAULT_F
     Raises:
         ConfigError: one line per backbone, naming where it came from and the reason.
     """
+    problems = [f"{where}: {p}" for where, spec in _named_backbones(pipeline, name, override) if (p := backbone_problem(spec))]
+    if problems:
+        raise ConfigError(problems, source)
+
+
+def _named_backbones(pipeline: PipelineConfig, name: str, override: list[str] | None) -> list[tuple[str, str]]:
+    """(where it is named, backbone) for every backbone a run evaluates: ``override`` (the command
+    line's), else the pipeline's own and its watch list's (see ``pipeline_backbones``)."""
     if override:
-        named = [(f"--backbone {b}", b) for b in override]
-    else:
-        own, *watched = pipeline_backbones(pipeline)
-        named = [(f"pipelines.{name}.backbone", own), *((f"pipelines.{name}.watch: backbone '{b}'", b) for b in watched)]
-    problems = [f"{where}: {p}" for where, spec in named if (p := backbone_problem(spec))]
+        return [(f"--backbone {b}", b) for b in dict.fromkeys(override)]
+    own, *watched = pipeline_backbones(pipeline)
+    return [(f"pipelines.{name}.backbone", own), *((f"pipelines.{name}.watch: backbone '{b}'", b) for b in watched)]
+
+
+def resolve_backbones(
+    pipeline: PipelineConfig, name: str, cache_dir: Path, override: list[str] | None = None, source: str = DEFAULT_FILE,
+) -> list[Variant]:
+    """Every backbone a run evaluates (as ``check_backbones`` names them), resolved by its source
+    (fetched into ``cache_dir`` where remote) and checked against the pipeline before any work: its
+    tokenizer is its own, and each stage's ``max_length`` fits its positions (``models.backbone.fit_problems``).
+
+    Raises:
+        ConfigError: one line per problem, naming the backbone or the setting.
+    """
+    from muppet_core.models.backbone import base_variant, fit_problems
+
+    lengths = {f"pipelines.{name}.finetune.max_length": pipeline.finetune.max_length}
+    if pipeline.prefinetune.enabled:
+        lengths = {f"pipelines.{name}.prefinetune.max_length": pipeline.prefinetune.max_length, **lengths}
+    bases, problems = [], []
+    for where, spec in _named_backbones(pipeline, name, override):
+        try:
+            base = base_variant(spec, cache_dir)
+            problems += [f"{setting or where}: {problem}" for setting, problem in fit_problems(base.encoder_path, lengths)]
+        except BackboneError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        bases.append(base)
+    if problems:
+        raise ConfigError(problems, source)
+    return bases
+
+
+def check_devices(pipeline: PipelineConfig, name: str, source: str = DEFAULT_FILE) -> None:
+    """Refuse, before any work, a ``device`` this machine does not have: pre-finetuning's, and the
+    fine-tunes' unless their executor runs them on other machines (``ExecutorSettings.remote``).
+
+    Raises:
+        ConfigError: one line per setting.
+    """
+    pft, ft = pipeline.prefinetune, pipeline.finetune
+    named = {"prefinetune": pft.device if pft.enabled else None, "finetune": None if ft.executor.remote else ft.device}
+    if not any(named.values()):
+        return  # unset: each rank takes what it finds (torch is not even imported)
+    from muppet_core.models.devices import device_problem
+
+    problems = [f"pipelines.{name}.{stage}.device: {p}" for stage, setting in named.items() if setting and (p := device_problem(setting))]
     if problems:
         raise ConfigError(problems, source)
 
@@ -171,8 +226,10 @@ def pipeline_backbones(pipeline: PipelineConfig) -> list[str]:
 
 def preflight(name: str, config: str, backbones: list[str] | None = None, store: str | None = None) -> None:
     """Refuse before any work starts: bad config, backbones that cannot be found (the pipeline's,
-    its watch list's, or ``backbones`` given on the command line), datasets found neither in the
-    mirror nor on the hub, a store that refuses access and a tracking server that does not answer.
+    its watch list's, or ``backbones`` given on the command line), a ``device`` this machine lacks,
+    datasets found neither in the mirror nor on the hub, a store that refuses access, a tracking
+    server that does not answer, and backbones that, once resolved, have no tokenizer of their own
+    or fewer positions than ``max_length`` (``resolve_backbones``).
 
     Raises:
         ConfigError, DataSourceError, StoreError, TrackingError: one line per problem.
@@ -182,9 +239,13 @@ def preflight(name: str, config: str, backbones: list[str] | None = None, store:
     from muppet_core.tracking import check_tracking
 
     pipeline = load_pipeline(name, config)
-    check_backbones(pipeline, name, os.path.basename(config), backbones)
+    source = os.path.basename(config)
+    check_backbones(pipeline, name, source, backbones)
+    check_devices(pipeline, name, source)
     for task in pipeline.data_tasks():
         hub_reachable_or_raise(get_task(task), pipeline.data.mirror)
-    check_store(pipeline.model_copy(update={"store": store}) if store else pipeline)
+    pipeline = pipeline.model_copy(update={"store": store}) if store else pipeline
+    check_store(pipeline)
     check_tracking(pipeline.tracking)  # a tracking server that does not answer
+    resolve_backbones(pipeline, name, open_store(pipeline).cache_dir, backbones, source)
 

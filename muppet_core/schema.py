@@ -25,6 +25,16 @@ KEY_ROLE = "key_role"
 EXECUTION = "execution"
 PLAN = "plan"
 
+# Bounds that no sensible run passes: a value beyond them is a typo that would fail only after data and training.
+MAX_SEED = 2**32 - 1
+"""The largest seed (numpy's and most libraries' seeds are 32-bit; torch's overflow at 2**64)."""
+MAX_STEPS = 10_000_000
+"""The most optimizer updates (and update intervals) a setting may name."""
+MAX_BATCH = 65_536
+"""The most examples a batch or micro-batch may hold."""
+MAX_WORKERS = 1024
+"""The most threads, processes, nodes or fine-tunes at once a setting may ask for."""
+
 
 def execution(default: Any = ..., **kwargs: Any) -> Any:
     """A ``Field`` that only shapes execution: left out of content keys."""
@@ -65,9 +75,22 @@ def _numeric(annotation: Any) -> bool:
     return bool not in args and any(_numeric(a) for a in args)
 
 
+def repeated(values: list[Any]) -> str | None:
+    """Why a list of plain values (names, numbers) holds one twice, or None (lists of other things are not checked)."""
+    first: dict[Any, int] = {}
+    for i, value in enumerate(values):
+        if not isinstance(value, (str, int, float)):
+            return None
+        if value in first:
+            return f"{value!r} is listed twice ([{first[value]}] and [{i}]): list each entry once"
+        first[value] = i
+    return None
+
+
 class Strict(BaseModel):
     """Base for every config model: unknown keys are errors, values are immutable, numbers are
-    finite, and YAML's true/false (also yes/no/on/off) are never read as the numbers 1 and 0."""
+    finite, YAML's true/false (also yes/no/on/off) are never read as the numbers 1 and 0, and no
+    list of plain values holds an entry twice (a seed or benchmark listed twice would be one run counted twice)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
@@ -77,6 +100,13 @@ class Strict(BaseModel):
         values = value if isinstance(value, list) else [value]
         if any(isinstance(v, bool) for v in values) and _numeric(cls.model_fields[info.field_name].annotation):
             raise ValueError("Input should be a number, not true/false")
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_repeated_entries(cls, value: Any) -> Any:
+        if isinstance(value, list) and (problem := repeated(value)):
+            raise ValueError(problem)
         return value
 
 

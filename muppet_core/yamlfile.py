@@ -2,8 +2,9 @@
 
 Plain data only: every tag beyond plain values, lists and mappings (``!!python/...``, ``!!set``,
 ``!!binary``, local ``!tags``) is refused before anything is constructed, and so is a key repeated
-in one mapping (YAML would let the last one win silently). Problems are reported as a ConfigError
-naming the file and the line.
+in one mapping (YAML would let the last one win silently), an integer longer than Python converts
+(``sys.get_int_max_str_digits``) and a document nested deeper than the parser's recursion allows.
+Problems are reported as a ConfigError naming the file and the line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ class PlainLoader(yaml.SafeLoader):
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts: no setting holds such a number
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value)} characters is too long", node.start_mark
+            ) from None
+
 
 def _refuse_tag(loader: PlainLoader, node: yaml.Node) -> None:
     tag = node.tag.replace("tag:yaml.org,2002:", "!!")
@@ -39,6 +48,7 @@ def _refuse_tag(loader: PlainLoader, node: yaml.Node) -> None:
     )
 
 
+PlainLoader.add_constructor("tag:yaml.org,2002:int", PlainLoader.construct_yaml_int)
 for _tag in (None, "tag:yaml.org,2002:set", "tag:yaml.org,2002:binary", "tag:yaml.org,2002:omap", "tag:yaml.org,2002:pairs"):
     PlainLoader.add_constructor(_tag, _refuse_tag)
 
@@ -47,7 +57,8 @@ def parse_yaml(text: str, source: str) -> Any:
     """The plain data of a YAML document.
 
     Raises:
-        ConfigError: not valid YAML, a refused tag or a duplicate key (with its line).
+        ConfigError: not valid YAML, a refused tag, a duplicate key, an integer too long to convert
+            (each with its line) or nesting too deep.
     """
     try:
         return yaml.load(text, Loader=PlainLoader)
@@ -55,6 +66,8 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise ConfigError([f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"], source) from None
+    except RecursionError:
+        raise ConfigError(["not valid YAML (nested too deeply)"], source) from None
 
 
 def load_yaml(path: str | os.PathLike[str], source: str | None = None) -> Any:

@@ -38,10 +38,16 @@ def cause(exc: BaseException) -> str:
     return redact(first_line(exc))
 
 
+def missing_credentials(exc: BaseException) -> bool:
+    """Whether the S3 client found no credentials, or only part of them (botocore's
+    ``NoCredentialsError``, ``PartialCredentialsError``): asking again cannot help."""
+    return type(exc).__module__.startswith("botocore") and type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError")
+
+
 def transient(exc: BaseException) -> bool:
     """Whether trying again may help: a dropped connection, a timeout, a server error or
-    throttling; not a refusal, a missing object or a bad request."""
-    if isinstance(exc, _PERMANENT):
+    throttling; not a refusal, missing credentials, a missing object or a bad request."""
+    if isinstance(exc, _PERMANENT) or missing_credentials(exc):
         return False
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
@@ -60,7 +66,7 @@ def with_retries(call: Callable[[], T], what: str, uri: str, root: str, attempts
     then twice that, and so on.
 
     Raises:
-        StoreError: access was denied, or the last attempt failed transiently.
+        StoreError: access was denied (or there are no credentials), or the last attempt failed transiently.
         FileNotFoundError: (and other permanent errors) as raised.
     """
     for attempt in range(1, attempts + 1):
@@ -69,6 +75,8 @@ def with_retries(call: Callable[[], T], what: str, uri: str, root: str, attempts
         except PermissionError as exc:
             raise denied(root, exc) from exc
         except Exception as exc:
+            if missing_credentials(exc):
+                raise denied(root, exc) from exc
             if not transient(exc):
                 raise
             if attempt == attempts:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from muppet_core.data.records import Record, problem, to_row
 from muppet_core.data.sources import mirror_files, raw_splits
 from muppet_core.data.splits import complete_splits
-from muppet_core.errors import DataSourceError
+from muppet_core.errors import DataSourceError, first_line
 from muppet_core.families import get_family
 from muppet_core.registry import resolve, safe_name
 from muppet_core.tasks.catalog import TaskSpec
@@ -35,7 +35,8 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
     dropped, counted by reason, and the first few reported with their file and line.
 
     Raises:
-        DataSourceError: more than ``spec.max_bad_fraction`` of the split is malformed.
+        DataSourceError: more than ``spec.max_bad_fraction`` of the split is malformed, or the
+            normalizer fails otherwise than on a bad row (any other exception, or it exits).
     """
     records: list[Record] = []
     drops: collections.Counter[str] = collections.Counter()
@@ -53,6 +54,10 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
                 reason = None if produced else "rejected by normalizer"
             except (KeyError, ValueError, IndexError, TypeError, AttributeError, ArithmeticError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:160]
+            except (Exception, SystemExit) as exc:  # a failing normalizer, not a bad row: say so, never a traceback
+                what = f"exited ({exc.code})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}: {first_line(exc)}"
+                name = f"{getattr(normalizer, '__module__', '?')}:{getattr(normalizer, '__qualname__', normalizer)}"
+                raise DataSourceError(f"dataset '{spec.name}': the normalizer {name} {what} at {where}") from None
         for k, record in enumerate(produced):
             reason = reason or problem(record, family, spec)
             if reason:

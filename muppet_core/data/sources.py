@@ -17,14 +17,22 @@ from muppet_core.tasks.readers import READERS
 log = logging.getLogger(__name__)
 
 
-def _resolve(files: MirrorFiles, mirror: str, fs) -> MirrorFiles:
-    """Join the entry's paths to the mirror; a path with '*' becomes the sorted list of its matches."""
+def _resolve(files: MirrorFiles, mirror: str, fs, task: str) -> MirrorFiles:
+    """Join the entry's paths to the mirror; a path with '*' becomes the sorted list of its matches.
+
+    Raises:
+        DataSourceError: a pattern matches a folder (a dataset's files are read one by one).
+    """
     def join(rel: str):
         path = f"{mirror.rstrip('/')}/{rel}"
         if "*" not in rel:
             return path
         protocol = mirror.split("://", 1)[0] + "://" if "://" in mirror else ""
-        return [protocol + p.removeprefix(protocol) for p in sorted(fs.glob(path))]
+        matches = fs.glob(path, detail=True)
+        if folders := sorted(p for p, info in matches.items() if info.get("type") == "directory"):
+            raise DataSourceError(f"dataset '{task}': the mirror pattern '{rel}' matches the folder {protocol + folders[0].removeprefix(protocol)}; "
+                                  "make it match files only (for example '*.jsonl')")
+        return [protocol + p.removeprefix(protocol) for p in sorted(matches)]
 
     if isinstance(files, str):
         return join(files)
@@ -50,7 +58,8 @@ def mirror_files(spec: TaskSpec, mirror: str | None) -> dict[str, MirrorFiles] |
     """The task's mirror entry resolved under ``mirror``, or None when any file is missing.
 
     Raises:
-        DataSourceError: the entry names a path outside the mirror (absolute or with '..').
+        DataSourceError: the entry names a path outside the mirror (absolute or with '..'), or a
+            pattern that matches a folder.
     """
     if not mirror or not spec.mirror:
         return None
@@ -58,7 +67,7 @@ def mirror_files(spec: TaskSpec, mirror: str | None) -> dict[str, MirrorFiles] |
     if outside:
         raise DataSourceError(f"dataset '{spec.name}': mirror paths must stay inside the mirror, found {outside}")
     fs, _ = fsspec.core.url_to_fs(mirror)
-    resolved = {split: _resolve(files, mirror, fs) for split, files in spec.mirror.items()}
+    resolved = {split: _resolve(files, mirror, fs, spec.name) for split, files in spec.mirror.items()}
     if any(not _flat(files) for files in resolved.values()):
         return None  # a glob matched nothing
     if not all(fs.exists(p) for files in resolved.values() for p in _flat(files)):

@@ -16,6 +16,10 @@ import numpy as np
 
 from muppet_core.registry import Registry
 
+CLASSES, SCORES, TEXT = "classes", "scores", "text"
+PREDICTIONS = {CLASSES: "class or choice indices", SCORES: "real-valued scores", TEXT: "text"}
+"""What a family predicts and a metric takes (``Family.predicts``, ``Metric.takes``), in words."""
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -24,6 +28,10 @@ class Metric:
     name: str
     fn: Callable[[Any, Any], float]
     higher_is_better: bool = True
+    takes: str | None = None
+    """What it scores (a key of ``PREDICTIONS``): the catalog refuses it for a family that predicts something else; None: any."""
+    classes: int | None = None
+    """The number of classes it needs (binary F1: 2), checked against a classification entry's labels; None: any."""
 
     def __call__(self, predictions: Any, references: Any) -> float:
         return float(self.fn(references, predictions))
@@ -63,12 +71,12 @@ def _spearman(references, predictions) -> float:
     return _correlation(stats.spearmanr)(references, predictions)
 
 
-accuracy = Metric("accuracy", _sklearn("accuracy_score"))
-f1 = Metric("f1", _sklearn("f1_score", average="binary"))
-f1_macro = Metric("f1_macro", _sklearn("f1_score", average="macro"))
-matthews = Metric("matthews", _sklearn("matthews_corrcoef"))
-pearson = Metric("pearson", _pearson)
-spearman = Metric("spearman", _spearman)
+accuracy = Metric("accuracy", _sklearn("accuracy_score"), takes=CLASSES)
+f1 = Metric("f1", _sklearn("f1_score", average="binary"), takes=CLASSES, classes=2)
+f1_macro = Metric("f1_macro", _sklearn("f1_score", average="macro"), takes=CLASSES)
+matthews = Metric("matthews", _sklearn("matthews_corrcoef"), takes=CLASSES)
+pearson = Metric("pearson", _pearson, takes=SCORES)
+spearman = Metric("spearman", _spearman, takes=SCORES)
 
 METRICS = Registry("metric")
 for _name in ("accuracy", "f1", "f1_macro", "matthews", "pearson", "spearman"):

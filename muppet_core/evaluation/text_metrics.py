@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from muppet_core.evaluation.metrics import Metric
+from muppet_core.evaluation.metrics import TEXT, Metric
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -81,11 +81,11 @@ def rouge_f(kind: str, prediction: str, reference: str) -> float:
 
 
 def _rouge(kind: str) -> Metric:
-    return Metric(kind, _best_mean(functools.partial(rouge_f, kind)))
+    return Metric(kind, _best_mean(functools.partial(rouge_f, kind)), takes=TEXT)
 
 
-exact_match = Metric("exact_match", _best_mean(answer_exact_match))
-squad_f1 = Metric("squad_f1", _best_mean(answer_f1))
+exact_match = Metric("exact_match", _best_mean(answer_exact_match), takes=TEXT)
+squad_f1 = Metric("squad_f1", _best_mean(answer_f1), takes=TEXT)
 rouge1 = _rouge("rouge1")
 rouge2 = _rouge("rouge2")
 rougeL = _rouge("rougeL")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from muppet_core.evaluation.metrics import CLASSES
 from muppet_core.lazy import LazyModule
 from muppet_core.models.inputs import TEXT_KEYS
 
@@ -110,6 +111,8 @@ class Family(abc.ABC):
         hub_normalizer: the default ``module:function`` for rows loaded from the hub.
         hub_task: the Hugging Face task type of its benchmarks' scores in a model card's ``model-index``.
         prediction_dtype: the dtype of ``predict``'s array (with the default ``predict``).
+        predicts: what ``predict`` returns, as metrics name it (``evaluation.metrics.PREDICTIONS``): the
+            catalog refuses an entry whose metric takes something else.
     """
 
     name: str
@@ -118,6 +121,7 @@ class Family(abc.ABC):
     hub_normalizer: str | None = None
     hub_task: str = "text-classification"
     prediction_dtype: Any = np.int64
+    predicts: str = CLASSES
 
     # The catalog and the data stage.
 

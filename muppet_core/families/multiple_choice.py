@@ -63,11 +63,14 @@ class MultipleChoiceFamily(Family):
         return None if spec.num_choices else "multiple_choice tasks need 'num_choices'"
 
     def record_problem(self, record: MultipleChoiceRecord, spec: TaskEntry) -> str | None:
-        """An empty context without a passage, fewer than two non-empty choices, or an answer index outside them."""
+        """An empty context without a passage, fewer than two non-empty choices, more choices than the
+        entry's ``num_choices``, or an answer index outside them."""
         if not record.context.strip() and not record.passage.strip():
             return "empty context"
         if len(record.choices) < 2 or any(not c.strip() for c in record.choices):
             return "fewer than two non-empty choices"
+        if len(record.choices) > spec.num_choices:
+            return f"{len(record.choices)} choices where the entry has at most {spec.num_choices} (num_choices)"
         if not 0 <= record.label < len(record.choices):
             return f"answer index {record.label} outside {len(record.choices)} choices"
         return None

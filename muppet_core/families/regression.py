@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from muppet_core.evaluation.metrics import SCORES
 from muppet_core.families.classification import ClassificationFamily
 from muppet_core.lazy import LazyModule
 
@@ -41,6 +42,7 @@ class RegressionFamily(ClassificationFamily):
     name = "regression"
     record_type = RegressionRecord
     prediction_dtype = np.float64
+    predicts = SCORES
     label_type = float
     label_dtype = "float"
 
@@ -64,8 +66,11 @@ class RegressionFamily(ClassificationFamily):
         return features, dropped
 
     def record_problem(self, record: RegressionRecord, spec: TaskEntry) -> str | None:
-        """A score that is not a finite number."""
-        return None if math.isfinite(record.label) else "score is not a finite number"
+        """A score that is not a finite number, or lies outside the entry's ``label_range``."""
+        if not math.isfinite(record.label):
+            return "score is not a finite number"
+        low, high = spec.label_range
+        return None if low <= record.label <= high else f"score {record.label:g} outside label_range [{low:g}, {high:g}]"
 
     def head_shape(self, spec: TaskEntry) -> dict:
         """A classification head with one output, the score."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from muppet_core.evaluation.metrics import TEXT
 from muppet_core.families.base import MAX_NEW_TOKENS, Family, TaskEntry, inference, pad_text, symmetric_kl
 from muppet_core.lazy import LazyModule
 from muppet_core.models.inputs import TEXT_KEYS
@@ -82,6 +83,7 @@ class SpanFamily(Family):
     text_fields = ("context", "question", "answer_text")
     hub_normalizer = "muppet_core.tasks.normalizers.span:from_hub_fields"
     hub_task = "question-answering"
+    predicts = TEXT
     max_answer_tokens = MAX_ANSWER_TOKENS
 
     def record_problem(self, record: SpanRecord, spec: TaskEntry) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from muppet_core.evaluation.metrics import TEXT
 from muppet_core.families.base import IGNORE_INDEX, MAX_NEW_TOKENS, Family, TaskEntry, inference, pad, pad_text, symmetric_kl, text_rows
 from muppet_core.lazy import LazyModule
 
@@ -56,6 +57,7 @@ class SummarizationFamily(Family):
     text_fields = ("document", "summary")
     hub_normalizer = "muppet_core.tasks.normalizers.summarization:from_hub_fields"
     hub_task = "summarization"
+    predicts = TEXT
 
     def model_inputs(self, record: SummarizationRecord) -> tuple[str, str | None]:
         """The document alone."""

@@ -45,6 +45,9 @@ def results_text(store: ArtifactStore, pipeline: str, fmt: str, backbone: str | 
         if not store.exists(published_path(pipeline, "json")):
             raise MuppetError(never_run)
         if backbone is None:
+            if not store.exists(published_path(pipeline, fmt)):
+                raise MuppetError(f"the leaderboard of '{pipeline}' in {store.root} has no {published_path(pipeline, fmt)}; "
+                                  f"run `muppet run {pipeline}` to publish it again")
             return store.read_text(published_path(pipeline, fmt))
         board = Leaderboard.model_validate_json(store.read_text(published_path(pipeline, "json")))
         return RENDERERS[fmt](board.only(backbone))

@@ -53,6 +53,46 @@ def load_tokenizer(resolved: str):
         raise BackboneError(f"tokenizer of '{resolved}' could not be loaded: {first_line(exc)}") from None
 
 
+def tokenizer_problem(resolved: str, tokenizer) -> str | None:
+    """Why ``tokenizer`` is not the backbone's own, or None: it knows no token beyond its special ones,
+    as the tokenizer transformers builds from config.json alone for a folder without tokenizer files
+    (every word would read as unknown, and the run would still finish and publish scores)."""
+    special = set(tokenizer.all_special_ids)
+    if len(tokenizer) > len(special):
+        return None
+    return (f"{resolved} has no tokenizer of its own: its tokenizer knows only its {len(special)} special tokens (no tokenizer.json, "
+            "vocab.txt, vocab.json or sentencepiece model in the folder); copy in the tokenizer files the model was trained with")
+
+
+def max_positions(resolved: str, tokenizer) -> int | None:
+    """The most tokens a sequence of the backbone may hold: its config's ``max_position_embeddings``
+    (at most its tokenizer's ``model_max_length``, which counts a position offset such as RoBERTa's out),
+    or None for a backbone without absolute positions (T5's are relative)."""
+    positions = getattr(backbone_config(resolved), "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    stated = tokenizer.model_max_length
+    return min(positions, stated) if isinstance(stated, int) and 0 < stated < positions else positions
+
+
+def fit_problems(resolved: str, max_lengths: dict[str, int]) -> list[tuple[str | None, str]]:
+    """(setting, problem) for what the backbone in ``resolved`` cannot do before any work: a tokenizer
+    that is not its own (setting None: the backbone itself), and each of ``max_lengths`` (setting ->
+    tokens per sequence) beyond its positions (``max_positions``).
+
+    Raises:
+        BackboneError: its tokenizer or config cannot be loaded at all.
+    """
+    tokenizer = load_tokenizer(resolved)
+    if problem := tokenizer_problem(resolved, tokenizer):
+        return [(None, problem)]
+    limit = max_positions(resolved, tokenizer)
+    return [
+        (setting, f"{length} tokens are more than backbone {resolved} has positions for ({limit}): set it to {limit} or less")
+        for setting, length in max_lengths.items() if limit is not None and length > limit
+    ]
+
+
 def default_pooling(resolved: str) -> str:
     """The pooling a backbone was trained with: the one a model this project saved records beside
     its encoder; a sentence-transformers model's (``1_Pooling/config.json``: ``mean`` for

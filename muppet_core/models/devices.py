@@ -18,22 +18,35 @@ class DeviceError(MuppetError):
     """A device was asked for that this machine does not have."""
 
 
+def device_problem(setting: str) -> str | None:
+    """Why this process cannot compute on ``setting`` (``cpu``, ``cuda``, ``cuda:N``): CUDA where it has
+    none, or a CUDA index beyond the devices it sees; None when it can."""
+    device = torch.device(setting)
+    if device.type != "cuda":
+        return None
+    if not torch.cuda.is_available():
+        return f"device {setting!r} is set but this machine has no CUDA device (use cpu, or leave device unset)"
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        return f"device {setting!r} is set but this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1} (or leave device unset)"
+    return None
+
+
 def rank_device(setting: str | None = None) -> torch.device:
     """This rank's device: ``setting`` when given (``cpu``, ``cuda``, ``cuda:1``), else ``cuda:LOCAL_RANK``
     when CUDA is present, else the CPU. A bare ``cuda`` also means ``cuda:LOCAL_RANK``.
 
     Raises:
-        DeviceError: ``setting`` names CUDA on a machine without it.
+        DeviceError: ``setting`` names CUDA on a machine without it, or a CUDA device it does not have (``device_problem``).
     """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if setting is None:
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    if problem := device_problem(setting):
+        raise DeviceError(problem)
     device = torch.device(setting)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {setting!r} is set but this machine has no CUDA device (use cpu, or leave device unset)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     return device
 
 

@@ -22,6 +22,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from muppet_core.artifacts.remote import CREDENTIAL_HINT, cause, missing_credentials, redact
 from muppet_core.artifacts.store import digest, files_digest
 from muppet_core.errors import BackboneError, first_line
 from muppet_core.plugins import load_plugins
@@ -155,18 +156,31 @@ class UriSource(BackboneSource):
         return "://" in spec
 
     def resolve(self, spec: str, cache_dir: Path) -> str:
-        """The downloaded copy (fetched when missing, and published by one rename)."""
+        """The downloaded copy (fetched when missing, and published by one rename).
+
+        Raises:
+            BackboneError: no config.json there, or the download fails (refused or missing
+                credentials, an unreachable server): one line, without secrets.
+        """
         import fsspec
 
         local = cache_dir / "backbones" / digest(spec)[:16]
-        if not (local / "config.json").is_file():
+        if (local / "config.json").is_file():
+            return str(local)
+        staging = local.with_name(f"{local.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
             fs, root = fsspec.core.url_to_fs(spec)
             if not fs.exists(f"{root}/config.json"):
-                raise BackboneError(f"backbone '{spec}': no config.json there")
-            staging = local.with_name(f"{local.name}.tmp-{uuid.uuid4().hex[:8]}")
+                raise BackboneError(f"backbone '{redact(spec)}': no config.json there")
             fs.get(root.rstrip("/") + "/", str(staging), recursive=True)
-            shutil.rmtree(local, ignore_errors=True)
-            os.rename(staging, local)
+        except BackboneError:
+            raise
+        except Exception as exc:  # any failure of the download reads as one line
+            shutil.rmtree(staging, ignore_errors=True)
+            hint = f": {CREDENTIAL_HINT}" if isinstance(exc, PermissionError) or missing_credentials(exc) else ""
+            raise BackboneError(f"backbone '{redact(spec)}' could not be fetched ({cause(exc)}){hint}") from None
+        shutil.rmtree(local, ignore_errors=True)
+        os.rename(staging, local)
         return str(local)
 
 

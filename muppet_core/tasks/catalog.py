@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import math
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from muppet_core.config import PipelinesFile
-from muppet_core.errors import ConfigError
+from muppet_core.errors import ConfigError, first_line
 from muppet_core.families import FAMILIES, get_family
 from muppet_core.plugins import load_plugins, plugin_modules
 from muppet_core.registry import did_you_mean
@@ -131,25 +132,59 @@ def normalizer_problem(target: str) -> str | None:
         return f"'{target}' is not of the form 'module:function'"
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        return f"module '{module_name}' cannot be imported ({exc})"
+    except (Exception, SystemExit) as exc:  # a missing module, its SyntaxError, or anything its import raises or exits with
+        return f"module '{module_name}' cannot be imported ({type(exc).__name__}: {first_line(exc)})"
     if not callable(getattr(module, attr, None)):
         functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         return f"module '{module_name}' has no function '{attr}'{did_you_mean(attr, functions)}"
     return None
 
 
+def metric_problem(spec: TaskSpec, name: str) -> str | None:
+    """Why the metric ``name`` cannot score ``spec``'s predictions (it takes another kind than the
+    family predicts, or another number of classes than the entry's labels), or None."""
+    from muppet_core.evaluation.metrics import METRICS, PREDICTIONS
+
+    if name not in METRICS:
+        return f"unknown metric '{name}'{did_you_mean(name, METRICS.names())}"
+    metric, predicts = METRICS.get(name), get_family(spec.family).predicts
+    takes, classes = getattr(metric, "takes", None), getattr(metric, "classes", None)
+    if takes is not None and takes != predicts:
+        fitting = [m for m in METRICS.names() if getattr(METRICS.get(m), "takes", None) in (None, predicts)]
+        return (f"metric '{name}' scores {PREDICTIONS.get(takes, takes)}, but a {spec.family} task predicts "
+                f"{PREDICTIONS.get(predicts, predicts)}: use one of {', '.join(fitting)}")
+    if classes is not None and spec.labels and len(spec.labels) != classes:
+        return f"metric '{name}' needs {classes} labels and the entry has {len(spec.labels)}: use another (f1_macro, accuracy)"
+    return None
+
+
+def reader_options_problem(reader: str, options: dict[str, Any]) -> str | None:
+    """Why the reader ``reader`` does not take ``options`` (an option it does not know, or one it needs missing), or None."""
+    from muppet_core.tasks.readers import READERS
+
+    function = READERS.get(reader)
+    try:
+        inspect.signature(function).bind(None, **options)
+    except TypeError as exc:
+        takes = [p for p in list(inspect.signature(function).parameters)[1:]]
+        return f"reader '{reader}' does not take these options ({exc}); it takes {', '.join(takes) or 'none'}"
+    return None
+
+
 def name_problems(spec: TaskSpec) -> list[tuple[str, str]]:
-    """(field, problem) for every metric, reader and normalizer name of an entry that resolves to nothing."""
-    from muppet_core.evaluation.metrics import METRICS
+    """(field, problem) for every metric, reader and normalizer name of an entry that resolves to
+    nothing, a metric that does not fit the entry (``metric_problem``) and reader options the
+    reader does not take."""
     from muppet_core.tasks.readers import READERS
 
     problems = []
     for field, name in [("metric", spec.metric), *(("secondary_metrics", m) for m in spec.secondary_metrics)]:
-        if name not in METRICS:
-            problems.append((field, f"unknown metric '{name}'{did_you_mean(name, METRICS.names())}"))
+        if problem := metric_problem(spec, name):
+            problems.append((field, problem))
     if spec.reader and spec.reader not in READERS:
         problems.append(("reader", f"unknown reader '{spec.reader}'{did_you_mean(spec.reader, READERS.names())}"))
+    elif spec.reader and (problem := reader_options_problem(spec.reader, spec.reader_options)):
+        problems.append(("reader_options", problem))
     for field, target in (("normalizer", spec.normalizer), ("hub.normalizer", spec.hub.normalizer)):
         if target and (problem := normalizer_problem(target)):
             problems.append((field, problem))
@@ -162,8 +197,11 @@ def parse_catalog(raw: Any, source: str = "catalog.yaml") -> dict[str, TaskSpec]
         raise ConfigError(["tasks: expected a mapping of task name -> entry"], source)
     specs, problems = {}, []
     for name, entry in raw["tasks"].items():
+        if not isinstance(entry, dict):
+            problems.append(f"tasks.{name}: expected a mapping of the entry's settings (family, hub, metric, ...), found {type(entry).__name__}")
+            continue
         try:
-            specs[name] = TaskSpec.model_validate({"name": name, **(entry or {})})
+            specs[name] = TaskSpec.model_validate({"name": name, **entry})
         except ValidationError as exc:
             for err in exc.errors():
                 problems.append(describe_error(TaskSpec, {**err, "loc": ("tasks", name, *err["loc"])}))

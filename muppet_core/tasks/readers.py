@@ -79,25 +79,28 @@ def read_bytes(path: str) -> bytes:
 
 
 def read_text(path: str, encoding: str = "utf-8") -> str:
-    """A file's text; an undecodable file names the path and the byte offset (or the UTF-16/32
-    byte-order mark it starts with)."""
+    """A file's text, its line ends '\\n' whether written '\\n' or '\\r\\n'; UTF-8 is read as ``utf-8-sig``
+    (a leading byte-order mark is dropped, not read as part of the first row). An undecodable file
+    names the path and the byte offset (or the UTF-16/32 byte-order mark it starts with)."""
     data = read_bytes(path)
-    if not encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32")):
+    codec = encoding.lower().replace("-", "").replace("_", "")
+    if not codec.startswith(("utf16", "utf32")):
         for mark, name in BYTE_ORDER_MARKS.items():
             if data.startswith(mark):
                 raise DataSourceError(f"cannot decode {path} as {encoding}: it is {name} text (it starts with a {name} byte-order mark)")
     try:
-        return data.decode(encoding)
+        text = data.decode("utf-8-sig" if codec == "utf8" else encoding)
     except UnicodeDecodeError as exc:
         raise DataSourceError(f"cannot decode {path} as {encoding} at byte {exc.start}: {exc.reason}") from None
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def _text_lines(path: str, encoding: str) -> list[str]:
-    """Lines split on '\\n' only (some corpora hold 0x85 or form feeds inside a line)."""
+    """Lines split on '\\n' only (some corpora hold 0x85 or form feeds inside a line; ``read_text`` made '\\r\\n' '\\n')."""
     lines = read_text(path, encoding).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    return lines
 
 
 def _too_long(lines: list[str], where: str) -> dict | None:

@@ -22,7 +22,7 @@ from muppet_core.callbacks import CallbackSpec, build_callbacks, computing
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import carve_selection, describe_scored, subsample
-from muppet_core.errors import first_line
+from muppet_core.errors import MuppetError, first_line
 from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord, failure_path
 from muppet_core.families import get_family
@@ -277,7 +277,10 @@ def finetune_stage(
         ArtifactStore(checkpoints).remove("")
         return output
     except Exception as exc:  # one failed run must not stop the fan-out: it becomes a failure record
-        log.exception("fine-tune %s failed", run.name)
+        if isinstance(exc, MuppetError):  # its one line says what went wrong
+            log.error("fine-tune %s failed: %s", run.name, exc)
+        else:
+            log.exception("fine-tune %s failed", run.name)
         return record_failure(pipeline, run, key, store, started, exc)
 
 

@@ -11,6 +11,7 @@ in the fault tests, a kill in the middle of an update) are callbacks.
 from __future__ import annotations
 
 import collections
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from muppet_core.callbacks import Callback
+from muppet_core.errors import DivergedError
 from muppet_core.families.base import Family
 from muppet_core.models import devices
 from muppet_core.models.multitask import MultiTaskModel
@@ -120,6 +122,9 @@ def train(
         A summary: updates, examples seen, final mean loss, wall time, padding efficiency,
         examples per task, and the per-step history (loss per task). Examples and tokens are counted
         over every rank; the losses in the history are this rank's.
+
+    Raises:
+        DivergedError: a micro-batch's loss is not a finite number (NaN or infinite).
     """
     model.train()
     optim, mixing = settings.optim, settings.mixing
@@ -185,6 +190,9 @@ def train(
         losses: dict[str, list[float]] = collections.defaultdict(list)
         for name, value in zip(order, torch.stack(step_losses).tolist()):  # one read-out per update
             losses[name].append(value)
+            if not math.isfinite(value):
+                raise DivergedError(f"the training loss of task '{name}' is {value} at update {step + 1} of {settings.steps}: "
+                                    "the run diverged and nothing it trained is scored (lower the learning rate, or check the data)")
         logs = {"step": step + 1, "loss": sum(sum(v) for v in losses.values()) / max(sum(len(v) for v in losses.values()), 1),
                 "tasks": {k: sum(v) / len(v) for k, v in losses.items()}, "order": order,
                 "examples": sum(step_seen.values())}

@@ -6,6 +6,7 @@ outside the stage's output folder (archives are read in memory, never extracted)
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import io
 import json
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from muppet_core.data.prepare import prepare_task
+from muppet_core.data.sources import raw_splits, source_fingerprint
 from muppet_core.errors import DataSourceError
 from muppet_core.tasks import readers
 from muppet_core.tasks.catalog import get_task
@@ -34,8 +36,9 @@ def _files(task: str) -> list[str]:
 
 
 def _mirror(source: str, root: Path, task: str, replace: dict[str, bytes]) -> str:
-    """A mirror holding the task's real files, some of them replaced by ``replace``."""
-    for rel in _files(task):
+    """A mirror holding the task's real files (those its entry names; a pattern's matches only as
+    ``replace`` gives them), some of them replaced by ``replace``."""
+    for rel in (rel for rel in _files(task) if "*" not in rel):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f"{source}/{rel}", root / rel)
     for rel, data in replace.items():
@@ -92,6 +95,11 @@ BAD_ROWS = [
     ("number among the choices", "commonsenseqa", "commonsenseqa/train_rand_split.jsonl",
      json.dumps({"id": "x", "answerKey": "A", "question": {"stem": "q?", "choices": [{"label": "A", "text": "a"}, {"label": "B", "text": 5}]}}),
      "choices should be list[str], got int"),
+    ("score outside the entry's range", "stsb", "stsb/sts-train.csv", "main-captions\tMSRvid\t2012test\t9999\t50.000\tA man.\tA woman.",
+     "score 50 outside label_range [0, 5]"),
+    ("more choices than the entry's", "commonsenseqa", "commonsenseqa/train_rand_split.jsonl",
+     json.dumps({"id": "x", "answerKey": "c0", "question": {"stem": "q?", "choices": [{"label": f"c{i}", "text": f"t{i}"} for i in range(50)]}}),
+     "50 choices where the entry has at most 5 (num_choices)"),
 ]
 
 
@@ -316,3 +324,83 @@ def test_a_squad_question_missing_its_text_is_dropped(mirror, tmp_path, fault_re
         f"{root}/squad/dev-v1.1.json.zip!dev-v1.1.json data[0].paragraphs[0].qas[0]: not a SQuAD question (KeyError: 'question')"
     ]
     fault_report("bad input", "squad: a question without 'question'", "dropped and reported: '...dev-v1.1.json data[0].paragraphs[0].qas[0]: not a SQuAD question (KeyError: 'question')'")
+
+
+def test_a_utf8_byte_order_mark_costs_no_row(mirror, tmp_path, fault_report):
+    rel = "copa/train.jsonl"
+    root = _mirror(mirror, tmp_path / "mirror", "copa", {rel: codecs.BOM_UTF8 + Path(mirror, rel).read_bytes()})
+    report = _prepare("copa", root, tmp_path / "out")["normalization"]["train"]
+    assert report["dropped"] == 0 and report["rows"] == 400, report
+    assert _frames(tmp_path / "out", "train").equals(_frames(_reference("copa", mirror, tmp_path), "train"))
+    fault_report("bad input", f"copa: {rel} starting with a UTF-8 byte-order mark", "read as utf-8-sig: all 400 rows kept, records identical to the file without it")
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _frames(folder: Path, split: str):
+    import pandas as pd
+
+    return pd.read_parquet(folder / f"{split}.parquet")
+
+
+def _reference(task: str, mirror: str, tmp_path: Path) -> Path:
+    """``task`` prepared from the real files, as written."""
+    _prepare(task, mirror, tmp_path / "lf-out")
+    return tmp_path / "lf-out"
+
+
+def _aeslc_sample(mirror: str) -> list[str]:
+    """Three emails of each AESLC split (a reader of one file per row, and a normalizer that splits lines)."""
+    return [str(p.relative_to(mirror)) for split in ("train", "dev", "test")
+            for p in sorted(Path(mirror, "aeslc/enron_subject_line", split).glob("*.subject"))[:3]]
+
+
+def _rows(task: str, root: str) -> dict[str, list[dict]]:
+    """The reader's raw rows of every split, without where they were read."""
+    return {split: [{k: v for k, v in row.items() if k != "_where"} for row in rows] for split, rows in raw_splits(get_task(task), root)[1].items()}
+
+
+@pytest.mark.parametrize("task, reader", [("aeslc", "text_files"), ("rotten_tomatoes", "labelled_files"), ("trec", "lines (latin-1)")])
+def test_crlf_line_ends_give_the_rows_and_records_lf_gives(task, reader, mirror, tmp_path, fault_report):
+    files = _aeslc_sample(mirror) if task == "aeslc" else _files(task)
+    crlf = _mirror(mirror, tmp_path / "crlf", task, {rel: _crlf(Path(mirror, rel).read_bytes()) for rel in files})
+    lf = _mirror(mirror, tmp_path / "lf", task, {rel: Path(mirror, rel).read_bytes() for rel in files})
+    assert _rows(task, crlf) == _rows(task, lf)
+    stats = _prepare(task, crlf, tmp_path / "out")
+    reference = _reference(task, lf, tmp_path)
+    for split in stats["rows"]:
+        assert _frames(tmp_path / "out", split).equals(_frames(reference, split)), split
+    fault_report("bad input", f"{task}: every file with CRLF line ends ({reader} reader)",
+                 f"the reader's rows and the records are those of LF: {stats['rows']}, {sum(r['dropped'] for r in stats['normalization'].values())} dropped")
+
+
+FAILING_NORMALIZERS = [
+    ("raises an unexpected exception", "def norm(row, spec):\n    raise RuntimeError('normalizer exploded')\n", "raised RuntimeError: normalizer exploded"),
+    ("calls sys.exit", "import sys\n\ndef norm(row, spec):\n    sys.exit(3)\n", "exited (3)"),
+]
+
+
+@pytest.mark.parametrize("case, source, what", FAILING_NORMALIZERS, ids=[c[0] for c in FAILING_NORMALIZERS])
+def test_a_normalizer_that_fails_is_named_with_the_row(case, source, what, mirror, tmp_path, monkeypatch, fault_report):
+    module = f"failing_normalizer_{len(case)}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = get_task("copa").model_copy(update={"normalizer": f"{module}:norm"})
+    with pytest.raises(DataSourceError) as info:
+        prepare_task(spec, mirror, 0.1, 0, tmp_path / "out")
+    assert str(info.value) == f"dataset 'copa': the normalizer {module}:norm {what} at {mirror}/copa/train.jsonl:1"
+    fault_report("bad input", f"a normalizer that {case}", f"DataSourceError: '{str(info.value).replace(mirror + '/', '')}'")
+
+
+def test_a_mirror_pattern_matching_a_folder_is_refused(mirror, tmp_path, fault_report):
+    root = _mirror(mirror, tmp_path / "mirror", "rte", {})
+    (Path(root) / "rte" / "extra").mkdir()
+    spec = get_task("rte").model_copy(update={"mirror": {"train": "rte/*", "validation": "rte/val.jsonl"}})
+    expected = f"dataset 'rte': the mirror pattern 'rte/*' matches the folder {root}/rte/extra; make it match files only (for example '*.jsonl')"
+    for step in (lambda: source_fingerprint(spec, root), lambda: prepare_task(spec, root, 0.1, 0, tmp_path / "out")):
+        with pytest.raises(DataSourceError) as info:
+            step()
+        assert str(info.value) == expected
+    fault_report("bad input", "a mirror glob 'rte/*' that matches a folder", f"DataSourceError (data key and data stage): '{expected.replace(root + '/', '')}'")

@@ -25,8 +25,11 @@ def test_rank_device_follows_the_setting_then_cuda_local_rank_then_the_cpu(monke
     assert devices.rank_device() == torch.device("cuda:3" if torch.cuda.is_available() else "cpu")
     assert devices.rank_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert devices.rank_device() == torch.device("cuda", 3) and devices.rank_device("cuda") == torch.device("cuda", 3)
     assert devices.rank_device("cuda:1") == torch.device("cuda", 1) and devices.rank_device("cpu") == torch.device("cpu")
+    with pytest.raises(devices.DeviceError, match=r"'cuda:7' is set but this machine has 2 CUDA device\(s\), cuda:0 to cuda:1"):
+        devices.rank_device("cuda:7")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(devices.DeviceError, match="no CUDA device"):
         devices.rank_device("cuda:0")
