@@ -12,7 +12,7 @@ export MUPPET_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
-.PHONY: bootstrap lock demo study test test-fast serve clean-store browser docs
+.PHONY: bootstrap lock demo study smoke-backbone test test-fast serve clean-store browser docs
 
 bootstrap: $(STAMP)
 
@@ -44,6 +44,11 @@ study: $(STAMP)
 	$(BIN)/muppet results study --format csv --output docs/results/study.csv
 	$(BIN)/muppet results study --format md --output docs/results/study-leaderboard.md
 	cp muppet-store/pipelines/study/leaderboard.png docs/results/study.png
+
+# The smoke pipeline's backbone: a 2-layer random BERT with MiniLM's tokenizer (5 MB), so that `muppet run smoke`
+# checks a stack end to end in about a minute (docs/operations.md).
+smoke-backbone: $(STAMP)
+	$(BIN)/python -c 'from muppet_core.models.tiny import save_tiny_bert; print("wrote", save_tiny_bert("build/smoke-backbone"))'
 
 # A local Prefect server (UI on http://127.0.0.1:4200) serving one deployment per pipeline; its
 # auth string comes from PREFECT_API_AUTH_STRING or ~/.prefect/muppet-server-auth, generated once (docs/security.md).

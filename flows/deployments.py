@@ -7,6 +7,8 @@ scheduled run); ``muppet deploy --work-pool NAME`` registers them on a work pool
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
@@ -36,8 +38,9 @@ def _deployment(name: str, pipeline: PipelineConfig, config: str, module_entrypo
 def build_deployments(config: str = DEFAULT_FILE, names: list[str] | None = None, module_entrypoint: bool = False) -> list[RunnerDeployment]:
     """One deployment per pipeline (or per pipeline of ``names``), each with the pipeline's schedule.
 
-    The deployment's default parameters name the pipeline and the config path as given, so a run
-    reads pipelines.yaml where it executes: the watch list and settings are those of that moment.
+    The deployment's default parameters name the pipeline and the config file's absolute path, so a
+    run reads pipelines.yaml where it executes (a worker, whatever its working directory, at that
+    path): the watch list and settings are those of that moment.
 
     Raises:
         ConfigError: the file is invalid or a name is not one of its pipelines.
@@ -46,7 +49,8 @@ def build_deployments(config: str = DEFAULT_FILE, names: list[str] | None = None
     unknown = sorted(set(names or []) - set(pipelines))
     if unknown:
         raise ConfigError([f"no pipeline named {', '.join(map(repr, unknown))}; known: {', '.join(sorted(pipelines))}"])
-    return [_deployment(n, pipelines[n], config, module_entrypoint) for n in (names or sorted(pipelines))]
+    where = str(Path(config).resolve())
+    return [_deployment(n, pipelines[n], where, module_entrypoint) for n in (names or sorted(pipelines))]
 
 
 def serve(deployments: list[RunnerDeployment], limit: int | None = None) -> None:

@@ -42,20 +42,11 @@ def minilm_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_backbone(tmp_path_factory, minilm_path) -> str:
-    """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's tokenizer, saved as safetensors."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+def tiny_backbone(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's tokenizer, saved as safetensors (the smoke pipeline's backbone)."""
+    from muppet_core.models.tiny import save_tiny_bert
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-bert")
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
-    )
-    BertModel(config).save_pretrained(path, safe_serialization=True)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)
-    return str(path)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CREDENTIAL_HINT = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, AWS_SESSION_TOKEN) and AWS_ENDPOINT_URL"
+SERVER_HINT = ("the server's log says why; most often it is out of space (SeaweedFS logs 'No writable volumes' once its "
+               "-volume.max volumes of -master.volumeSizeLimitMB are full: docs/operations.md, 'The S3 server')")
 SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING",
               "PREFECT_SERVER_API_AUTH_STRING")
 _PERMANENT = (PermissionError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, MuppetError)
@@ -56,6 +58,24 @@ def transient(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in _NETWORK_MODULES
 
 
+def server_failure(exc: BaseException) -> str | None:
+    """What the S3 server answered when it failed the request behind ``exc`` (an HTTP 5xx: its own
+    fault, not the request's), as ``HTTP 500 InternalError: <its message>``; None for any other error."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # botocore's error sits one or two links down the chain
+        if seen is None:
+            break
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(status, int) and status >= 500:
+                error = response.get("Error", {})
+                said = " ".join(filter(None, [f"HTTP {status}", error.get("Code")]))
+                return redact(f"{said}: {error['Message']}" if error.get("Message") else said)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def denied(root: str, exc: BaseException) -> StoreError:
     """The error for refused credentials."""
     return StoreError(f"access to the artifact store {redact(root)} was denied ({cause(exc)}): {CREDENTIAL_HINT}")
@@ -80,7 +100,9 @@ def with_retries(call: Callable[[], T], what: str, uri: str, root: str, attempts
             if not transient(exc):
                 raise
             if attempt == attempts:
-                raise StoreError(f"could not {what} {redact(uri)} after {attempts} attempts: {cause(exc)}") from exc
+                failed = server_failure(exc)
+                why = f"the S3 server failed ({failed}): {SERVER_HINT}" if failed else cause(exc)
+                raise StoreError(f"could not {what} {redact(uri)} after {attempts} attempts: {why}") from exc
             delay = backoff_s * 2 ** (attempt - 1)
             log.warning("could not %s %s (%s); attempt %d of %d in %.1fs", what, redact(uri), cause(exc), attempt + 1, attempts, delay)
             time.sleep(delay)

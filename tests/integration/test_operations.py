@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from muppet_core.models.backbone import backbone_label
+from muppet_core.models.tiny import save_tiny_bert
 from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, write_pipeline
@@ -33,24 +34,12 @@ PIPELINE = "ops"
 SCHEDULE = "0 3 1 1 *"  # registered on the deployment, never due while the test runs
 
 
-def second_backbone(path: Path, tokenizer_from: str) -> str:
-    """Another tiny random BERT (different weights, same tokenizer): the watch list's new backbone."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(1)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    BertModel(config).save_pretrained(path, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def served(first_run, tiny_backbone, mirror, tmp_path_factory):
     """`muppet serve --with-server` on a free port, serving the `ops` pipeline: (root, api url, ui url, env)."""
     root = tmp_path_factory.mktemp("operations")
     shutil.copytree(first_run[0] / "store", root / "store")  # the tiny backbone, evaluated before
-    new = second_backbone(root / "second-bert", tiny_backbone)
+    new = save_tiny_bert(root / "second-bert", seed=1)  # the watch list's new backbone: other weights, the same tokenizer
     (root / "backbones.txt").write_text(f"# backbones re-evaluated on schedule\n{new}\n")
     config = write_pipeline(root / "pipelines.yaml", tiny_backbone, mirror, root / "store", seeds=[0], name=PIPELINE)
     doc = yaml.safe_load(config.read_text())

@@ -38,6 +38,7 @@ from tests.servers.serving import stop_serving, wait_for_deployment
 
 PIPELINE = "secure"
 OTHER = "secure-deployed"  # registered by `muppet deploy`, which finds the auth string itself
+POOL = "secure-pool"
 DEPLOYMENT = f"muppet-reproduce/{PIPELINE}"
 WRONG = "muppet:not-the-auth-string"
 
@@ -97,9 +98,11 @@ def proxy(secured):
 
 @pytest.fixture(scope="module")
 def deployed(secured):
-    """`muppet deploy` against the local server, with no auth string in its environment."""
-    return subprocess.run([sys.executable, "-m", "flows.cli", "deploy", OTHER, "--config", str(secured.config)],
-                          cwd=REPO, env=secured.env, capture_output=True, text=True, timeout=300)
+    """`muppet deploy --work-pool` against the local server, with no auth string in its environment, run
+    in the config's folder and given its relative path, as an operator types it there."""
+    httpx.post(f"{secured.api}/work_pools/", json={"name": POOL, "type": "process"}, headers=basic(secured.auth), timeout=10).raise_for_status()
+    return subprocess.run([sys.executable, "-m", "flows.cli", "deploy", OTHER, "--work-pool", POOL, "--config", secured.config.name],
+                          cwd=secured.root, env={**secured.env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
 
 
 def websocket(url: str, message: dict | None, subprotocol: bool = True, **kwargs) -> str:
@@ -159,8 +162,15 @@ def test_the_websockets_refuse_clients_without_the_auth_string(secured):
 
 def test_muppet_commands_on_this_machine_find_the_auth_string(secured, deployed):
     assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
-    assert f"deployed muppet-reproduce/{OTHER}" in deployed.stdout
+    assert f"deployed muppet-reproduce/{OTHER} on work pool '{POOL}'" in deployed.stdout
     assert httpx.get(f"{secured.api}/deployments/name/muppet-reproduce/{OTHER}", headers=basic(secured.auth), timeout=10).status_code == 200
+
+
+def test_a_pool_deployment_names_its_config_by_the_absolute_path(secured, deployed):
+    """A worker starts a run in a folder of its own: the relative path typed would be read there."""
+    deployment = httpx.get(f"{secured.api}/deployments/name/muppet-reproduce/{OTHER}", headers=basic(secured.auth), timeout=10).json()
+    assert deployment["work_pool_name"] == POOL
+    assert deployment["parameters"]["config"] == str(secured.config)
 
 
 def log_in(page: Page, auth: str) -> None:
