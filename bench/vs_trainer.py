@@ -157,9 +157,10 @@ def peer_predictions(spec, family, output, features: list[dict[str, Any]]):
 
 
 def trainer_run(spec, family, encoder_path: str, train: list[dict], dev: list[dict], config, learning_rate: float, seed: int,
-                strategy: str, out: Path) -> dict[str, Any]:
+                strategy: str, out: Path, model=None) -> dict[str, Any]:
     """Trainer (``strategy``: its train sampling) on the encoded ``train`` features with ``config``'s
-    budget and optimiser, scored on ``dev``: seconds, examples, real and computed tokens, metrics."""
+    budget and optimiser, scored on ``dev``: seconds, examples, real and computed tokens, metrics and
+    the loss of every update. ``model``: the model to train (default: ``peer_model``'s, drawn under ``seed``)."""
     import torch
     from transformers import AutoTokenizer, DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
@@ -170,14 +171,15 @@ def trainer_run(spec, family, encoder_path: str, train: list[dict], dev: list[di
     hf_logging.set_verbosity_error()
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
-    model = peer_model(spec, encoder_path)
+    model = model or peer_model(spec, encoder_path)
     collator = CountingCollator(ChoicePadding(tokenizer) if spec.family == "multiple_choice" else DataCollatorWithPadding(tokenizer))
     steps = max(1, math.ceil(config.epochs * len(train) / config.batch_size))  # the project's updates (see finetune.fit)
     training = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64, num_train_epochs=config.epochs,
         max_steps=steps, learning_rate=learning_rate, warmup_steps=int(config.warmup_ratio * steps), weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, optim=config.optimizer, seed=seed, train_sampling_strategy=strategy,
-        use_cpu=rank_device(config.device).type == "cpu", report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
+        use_cpu=rank_device(config.device).type == "cpu", report_to="none", save_strategy="no", logging_strategy="steps", logging_steps=1,
+        disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=training, data_collator=collator, train_dataset=peer_rows(spec, train, True), processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # its log lines would land between the tables on stdout
@@ -185,14 +187,16 @@ def trainer_run(spec, family, encoder_path: str, train: list[dict], dev: list[di
     examples, real, computed = collator.examples, collator.real, collator.computed
     output = trainer.predict(peer_rows(spec, dev, False)).predictions
     metrics = compute([spec.metric, *spec.secondary_metrics], peer_predictions(spec, family, output, dev), family.references(dev))
-    return {"seconds": seconds, "examples": examples, "real_tokens": real, "computed_tokens": computed, "metrics": metrics}
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h and "train_runtime" not in h]
+    return {"seconds": seconds, "examples": examples, "real_tokens": real, "computed_tokens": computed, "metrics": metrics, "losses": losses}
 
 
 def project_run(fitted) -> dict[str, Any]:
     """The figures of one ``fit`` in ``trainer_run``'s form."""
     s = fitted.summary
     return {"seconds": s["wall_seconds"], "examples": s["examples_seen"], "real_tokens": s["tokens_seen"],
-            "computed_tokens": round(s["tokens_seen"] / s["padding_efficiency"]), "metrics": fitted.metrics}
+            "computed_tokens": round(s["tokens_seen"] / s["padding_efficiency"]), "metrics": fitted.metrics,
+            "losses": [h["loss"] for h in s["history"]]}
 
 
 def profile(run, data_dir: Path, config, steps: int, top: int, out: Path) -> list[dict[str, Any]]:
@@ -204,6 +208,70 @@ def profile(run, data_dir: Path, config, steps: int, top: int, out: Path) -> lis
     short = config.model_copy(update={"max_train_examples": steps * config.batch_size, "max_eval_examples": config.batch_size})
     fit(run, data_dir, short, extra_callbacks=[CallbackSpec(target="muppet_core.training.callbacks:Profiler", options={"path": str(out), "top": top})])
     return json.loads(out.read_text())
+
+
+DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout", "activation_dropout")
+"""The config fields of a backbone's dropouts (BERT's, then BART's) that the parity run sets to 0."""
+
+
+def without_dropout(encoder_path: str, out: Path) -> str:
+    """A copy of the backbone at ``encoder_path`` whose every dropout is 0 (so training draws nothing at random but its data order)."""
+    import shutil
+
+    shutil.copytree(encoder_path, out, dirs_exist_ok=True)
+    config = json.loads((out / "config.json").read_text())
+    config.update({k: 0.0 for k in DROPOUTS if k in config})
+    (out / "config.json").write_text(json.dumps(config))
+    return str(out)
+
+
+def aligned_peer(spec, family, encoder_path: str, seed: int):
+    """Trainer's model of ``spec`` with the project's initial head: the head ``fit`` draws under ``seed``
+    (the same draws in the same order: encoder loaded, then the multi-task model built) copied into
+    Trainer's, whose pooler and classifier are the head's dense and output layers (with ``cls`` pooling
+    and no dropout, the same function)."""
+    import torch
+
+    from muppet_core.families.build import build_multitask_model
+    from muppet_core.models.backbone import load_encoder
+
+    torch.manual_seed(seed)
+    encoder, _ = load_encoder(encoder_path)
+    head = build_multitask_model(encoder, [spec], "cls").heads[family.head_name(spec)]
+    peer = peer_model(spec, encoder_path)
+    if spec.family == "span":
+        peer.qa_outputs.load_state_dict(head.qa_outputs.state_dict())
+    else:
+        peer.base_model.pooler.dense.load_state_dict(head.dense.state_dict())
+        peer.classifier.load_state_dict(head.out_proj.state_dict())
+    return peer
+
+
+def parity(spec, family, args, config, data_dir: Path, base_path: str, train_records: list, dev: list[dict], tmp: Path) -> dict[str, Any]:
+    """Both sides once with nothing random left to differ: dropout off, the project's initial head in
+    Trainer's model (``aligned_peer``), Trainer reading the project's batches in the project's order
+    (``BatchStream`` without length grouping, sequential sampling), one epoch of ``--parity-examples``
+    training examples. Returns the updates, the largest difference of an update's loss, and both
+    sides' metrics: with the same function, data and optimiser, they agree to float rounding."""
+    from muppet_core.data.splits import subsample
+    from muppet_core.models.backbone import base_variant, load_tokenizer
+    from muppet_core.training.finetune import FinetuneRun, fit
+    from muppet_core.training.sampling import BatchStream
+
+    seed, quiet = args.seed, without_dropout(base_path, tmp / "quiet-backbone")
+    config = config.model_copy(update={"epochs": 1, "max_train_examples": args.parity_examples, "group_by_length": False, "pooling": "cls"})
+    ours = project_run(fit(FinetuneRun(base_variant(quiet, tmp), spec.name, seed, args.learning_rate), data_dir, config))
+    train, _ = family.encode(subsample(train_records, args.parity_examples, seed), load_tokenizer(quiet), args.max_length)
+    steps = max(1, math.ceil(len(train) / config.batch_size))
+    stream = BatchStream([family.length(f) for f in train], config.batch_size, seed, group_by_length=False)
+    ordered = [train[i] for _ in range(steps) for i in stream.next_batch()]
+    peer = trainer_run(spec, family, quiet, ordered, dev, config, args.learning_rate, seed, "sequential", tmp / "parity",
+                       model=aligned_peer(spec, family, quiet, seed))
+    check_same_work(spec.name, [ours, peer])
+    gaps = [abs(a - b) for a, b in zip(ours["losses"], peer["losses"], strict=True)]
+    metric = spec.metric
+    return {"updates": len(gaps), "max_loss_gap": max(gaps), "muppet": round(100 * ours["metrics"][metric], 4),
+            "trainer": round(100 * peer["metrics"][metric], 4)}
 
 
 def verdict(ours: dict[str, float], peer: dict[str, float]) -> str:
@@ -247,6 +315,12 @@ def parse(argv: list[str] | None):
     parser.add_argument("--pooling", choices=["cls", "mean", "eos"], default=None,
                         help="the project's pooling (default: the pipeline's finetune.pooling, else the backbone's own); "
                              "cls reads the first token as Trainer's models do")
+    parser.add_argument("--order", choices=["grouped", "random"], default=None,
+                        help="the project's training order (default: the pipeline's finetune.group_by_length); random batches a "
+                             "shuffled order as Trainer's default does, grouped sorts by length inside pools first")
+    parser.add_argument("--parity-examples", type=int, default=64, metavar="N",
+                        help="per family, also both sides once with nothing random left to differ (dropout off, the same initial head, the same "
+                             "batches in the same order) on N training examples, to show they compute the same (0: skip)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="first profile N updates of the classification fine-tune (0: none)")
     parser.add_argument("--top", type=int, default=15, help="operators the profile lists")
     args = parser.parse_args(argv)
@@ -283,6 +357,7 @@ def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any
         "benchmarks": [spec.name], "learning_rates": [args.learning_rate], "epochs": size["epochs"], "batch_size": args.batch_size,
         "max_length": args.max_length, "max_train_examples": size["train"], "max_eval_examples": size["eval"], "eval_every": None,
         "checkpoint_every": None, **({"pooling": args.pooling} if args.pooling else {}),
+        **({"group_by_length": args.order == "grouped"} if args.order else {}),
     })
     family, tokenizer = get_family(spec.family).for_task(spec), load_tokenizer(base.encoder_path)
     data_dir = store.fetch("data", data_stage(spec.name, pipeline.data, store).key)
@@ -310,11 +385,15 @@ def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any
             runs = {"muppet": ours[-1], "trainer_default": peer[-1], "trainer_grouped": grouped}
             figures.update(speed_figures(spec.name, len(train), len(dev), runs))
     metrics = [spec.metric, *spec.secondary_metrics]
+    aligned = parity(spec, family, args, config, data_dir, base.encoder_path, train_records, dev, tmp) if args.parity_examples else None
     entry = {"benchmark": spec.name, "metric": spec.metric, "train_examples": len(sample), "eval_examples": len(dev_records),
              "epochs": size["epochs"], "seeds": seeds,
-             "muppet": {"pooling": config.pooling or default_pooling(base.encoder_path), **side(ours, metrics)},
-             "trainer": {"pooling": "cls (the backbone's pooler)", **side(peer, metrics)}}
+             "muppet": {"pooling": config.pooling or default_pooling(base.encoder_path),
+                        "order": "grouped" if config.group_by_length else "random", **side(ours, metrics)},
+             "trainer": {"pooling": "cls (the backbone's pooler)", "order": "random", **side(peer, metrics)}}
     entry["verdict"] = verdict(entry["muppet"][spec.metric], entry["trainer"][spec.metric])
+    if aligned:
+        entry["parity"] = aligned
     return entry
 
 
@@ -373,14 +452,16 @@ def speed_lines(figures: dict[str, Any], args) -> list[str]:
 def family_lines(name: str, entry: dict[str, Any], args) -> list[str]:
     """One family's score comparison: both sides' mean and seed spread of every metric and of examples/s, and the verdict."""
     metric = entry["metric"]
-    keys = [k for k in entry["muppet"] if k != "pooling"]
-    rows = [(side_name, *(f"{s[k]['mean']} [{s[k]['min']}-{s[k]['max']}]" for k in keys), s["pooling"])
+    keys = [k for k in entry["muppet"] if k not in ("pooling", "order")]
+    rows = [(side_name, *(f"{s[k]['mean']} [{s[k]['min']}-{s[k]['max']}]" for k in keys), s["pooling"], s["order"])
             for side_name in ("muppet", "trainer") for s in [entry[side_name]]]
     return [f"{name}: {entry['benchmark']}, {entry['train_examples']} training and {entry['eval_examples']} validation examples, "
             f"{entry['epochs']} epoch(s), batch {args.batch_size}, lr {args.learning_rate:g}, seeds {entry['seeds']}",
-            common.table(rows, ["side", *(f"{k} mean [min-max]" for k in keys), "pooling"]),
+            common.table(rows, ["side", *(f"{k} mean [min-max]" for k in keys), "pooling", "order"]),
             f"verdict {name}: muppet's mean {metric} {entry['muppet'][metric]['mean']} is {entry['verdict']} Trainer's seed spread "
-            f"[{entry['trainer'][metric]['min']}-{entry['trainer'][metric]['max']}]", ""]
+            f"[{entry['trainer'][metric]['min']}-{entry['trainer'][metric]['max']}]",
+            *([f"parity {name} (dropout off, the same initial head and batches, {p['updates']} updates): largest loss gap "
+               f"{p['max_loss_gap']:.2e}; {metric} muppet {p['muppet']}, trainer {p['trainer']}"] if (p := entry.get("parity")) else []), ""]
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ TINY = {
     "train_throughput.py": ["--tasks", ",".join(ALL_FAMILIES), "--steps", "3", "--warmup", "1", "--max-examples", "64",
                             "--micro-batch", "2", "--tasks-per-step", "8"],
     "data_prepare.py": ["--datasets", "trec,copa"],
-    "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--seeds", "2", "--profile", "1", "--top", "5"],
+    "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--seeds", "2", "--parity-examples", "32", "--profile", "1", "--top", "5"],
     "fanout.py": ["--benchmarks", "rte", "--seeds", "2", "--concurrency", "2", "--max-train", "16", "--max-eval", "16"],
     "gpu_check.py": ["--device", "cpu", "--tiny"],
 }
@@ -124,12 +124,17 @@ def check_vs_trainer_families(f: dict) -> None:
     assert set(f["families"]) == set(expected)
     for name, (benchmark, metric, others, epochs, low) in expected.items():
         e = f["families"][name]
-        assert set(e) == {"benchmark", "metric", "train_examples", "eval_examples", "epochs", "seeds", "muppet", "trainer", "verdict"}, name
+        assert set(e) == {"benchmark", "metric", "train_examples", "eval_examples", "epochs", "seeds", "muppet", "trainer", "verdict", "parity"}, name
+        # With nothing random left to differ (no dropout, the same initial head, the same batches in the same order),
+        # the project's fine-tune and Trainer compute the same: every update's loss and the score agree to float rounding.
+        p = e["parity"]
+        assert set(p) == {"updates", "max_loss_gap", "muppet", "trainer"} and p["updates"] >= 2, (name, p)
+        assert p["max_loss_gap"] <= 1e-5 and p["muppet"] == pytest.approx(p["trainer"], abs=0.01), (name, p)
         assert (e["benchmark"], e["metric"], e["epochs"], e["seeds"]) == (benchmark, metric, epochs, [0, 1])
         assert (e["train_examples"], e["eval_examples"]) == (32, 24)
         for side in ("muppet", "trainer"):
             s = e[side]
-            assert set(s) == {"pooling", metric, *others, "examples_per_s"}, (name, side)
+            assert set(s) == {"pooling", "order", metric, *others, "examples_per_s"}, (name, side)
             for key in (metric, *others, "examples_per_s"):
                 v = s[key]
                 assert len(v["seeds"]) == 2 and v["min"] == min(v["seeds"]) and v["max"] == max(v["seeds"]), (name, side, key, v)
