@@ -10,6 +10,7 @@ import sys
 
 from muppet_core.cli import build_parser, run_command
 from muppet_core.pipelines import DEFAULT_FILE, load_pipeline, preflight
+from muppet_core.stopping import Stopped, stop_signals
 
 RUNTIME_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -29,11 +30,22 @@ def _runtime_defaults() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    preflight(args.pipeline, args.config, args.backbone, args.store)
-    _runtime_defaults()
-    from flows.reproduce import reproduce
+    with stop_signals():
+        try:
+            preflight(args.pipeline, args.config, args.backbone, args.store)
+            _runtime_defaults()
+            if not os.environ.get("PREFECT_API_URL"):
+                from muppet_core.server import start_temporary_server
 
-    csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store)
+                start_temporary_server()
+            from flows.reproduce import reproduce
+
+            csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store)
+        except (Stopped, KeyboardInterrupt) as exc:
+            signal = "SIGTERM" if isinstance(exc, Stopped) else "Ctrl-C"
+            print(f"muppet: stopped by {signal}: its fine-tunes, processes and flow runs were stopped; "
+                  f"`muppet run {args.pipeline}` again resumes from the store", file=sys.stderr)
+            return 143 if isinstance(exc, Stopped) else 130
     print(f"leaderboard: {csv_uri}")
     return 0
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -116,6 +117,22 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def start_temporary_server() -> None:
+    """Start Prefect's temporary server (its mode without PREFECT_API_URL: SQLite under PREFECT_HOME,
+    stopped when this process exits) now, in a session of its own. Started by Prefect at the first
+    client call, it shares the terminal's process group, so Ctrl-C killed it at once and the run then
+    spent minutes reporting its stop to a server that was gone; apart, Ctrl-C reaches the run alone,
+    which stops its work, reports it, then stops the server."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    popen = subprocess.Popen
+    subprocess.Popen = functools.partial(popen, start_new_session=True)  # Prefect starts it with subprocess.Popen
+    try:
+        SubprocessASGIServer().start()  # the instance every client of this process then uses
+    finally:
+        subprocess.Popen = popen
 
 
 def redact_url(url: str) -> str:

@@ -19,11 +19,14 @@ from pathlib import Path
 from muppet_core.artifacts.backend import BackendSettings, StoreBackend
 from muppet_core.artifacts.manifest import forget
 from muppet_core.errors import StoreError
+from muppet_core.stopping import pause
 
 CORRUPT = "_corrupt"
 """Where a local store sets corrupt artifacts aside (``<root>/_corrupt/<stage>/<key>-<id>``)."""
 LOCKS = "_scratch/.locks"
 """The folder of a local store's lock files."""
+LOCK_POLL_S = 0.2
+"""Seconds between two tries of a lock another process holds."""
 
 
 class LocalBackend(StoreBackend):
@@ -118,7 +121,13 @@ def file_lock(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterato
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             waiting()
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            while True:  # polled, not blocking: a run asked to stop leaves the wait at once (``muppet_core.stopping``)
+                pause(LOCK_POLL_S)
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    continue
         yield
 
 

@@ -16,7 +16,7 @@ import torch
 
 from muppet_core import stages
 from muppet_core.artifacts.fingerprints import METRIC_LIBRARIES, TRAINING_LIBRARIES, library_versions
-from muppet_core.artifacts.stage import StageOutput, run_cached
+from muppet_core.artifacts.stage import StageOutput, run_cached, stored_output
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.callbacks import CallbackSpec, build_callbacks, computing
 from muppet_core.config import FinetuneConfig
@@ -244,6 +244,12 @@ def run_settings(run: FinetuneRun, config: FinetuneConfig) -> dict:
     own = {"variant": run.variant.name, "backbone": run.variant.backbone, "benchmark": run.benchmark, "seed": run.seed,
            "learning_rate": run.learning_rate, "fraction": run.fraction, "experiment": run.experiment}
     return {**own, **result_settings(config), "head_reuse": run.reuses_head(config), "selects": config.selects}
+
+
+def stored_finetune(run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> StageOutput | None:
+    """The result of ``run`` when the store holds it intact (a cache hit: no slot, process or worker
+    needed), else None."""
+    return stored_output(store, stages.FINETUNE, run.name, finetune_key(run, data, config))
 
 
 def finetune_stage(
