@@ -42,13 +42,24 @@ class LocalBackend(StoreBackend):
     def read(self, rel: str) -> bytes:
         return self._at(rel).read_bytes()
 
+    @contextlib.contextmanager
+    def _space(self, rel: str) -> Iterator[None]:
+        """A write that runs out of space raises one line naming the store and its space."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise StoreError(f"the artifact store {self.root} is full ({space(self.base)}): could not write {rel}") from None
+
     def write(self, rel: str, data: bytes) -> None:
         path = self._at(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            with self._space(rel):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -72,8 +83,9 @@ class LocalBackend(StoreBackend):
 
     def put_file(self, rel: str, local: Path) -> None:
         path = self._at(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, path)
+        with self._space(rel):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, path)
 
     def get_file(self, rel: str, local: Path) -> None:
         shutil.copyfile(self._at(rel), local)
@@ -83,11 +95,12 @@ class LocalBackend(StoreBackend):
         target = self._at(rel)
         staging = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            for name in files:
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(local / name, staging / name)
-            (staging / seal[0]).write_bytes(seal[1])
-        except BaseException:
+            with self._space(rel):
+                for name in files:
+                    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(local / name, staging / name)
+                (staging / seal[0]).write_bytes(seal[1])
+        except BaseException:  # nothing half-copied stays behind
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return install(staging, target, lambda t: (t / seal[0]).is_file())
@@ -108,6 +121,21 @@ class LocalBackend(StoreBackend):
 
     def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         return file_lock(self._at(f"{LOCKS}/{name}.lock"))
+
+
+def space(path: Path) -> str:
+    """``12.0 KB free of 3.0 MB`` on the filesystem of ``path``."""
+    usage = shutil.disk_usage(path)
+    return f"{size(usage.free)} free of {size(usage.total)}"
+
+
+def size(count: float) -> str:
+    """A byte count in words: ``512 B``, ``12.0 KB``, ``3.0 MB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from muppet_core.callbacks import CallbackSpec, build_callbacks, computing
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import carve_selection, describe_scored, subsample
-from muppet_core.errors import first_line
+from muppet_core.errors import StoreError, first_line
 from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord, failure_path
 from muppet_core.families import get_family
@@ -289,10 +289,19 @@ def finetune_stage(
 
 def record_failure(pipeline: str, run: FinetuneRun, key: str, store: ArtifactStore, started: float, exc: BaseException) -> StageOutput:
     """Write the failure record of ``run`` (its error: the exception's type and first line) and
-    return its ``finetune-failed`` output; ``started`` is when the run began (``time.perf_counter``)."""
+    return its ``finetune-failed`` output; ``started`` is when the run began (``time.perf_counter``).
+
+    Raises:
+        StoreError: the store took not even the failure record (full, say): one line, with the run's
+            own error when it was another.
+    """
+    error = f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
     record = _record(
-        pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed",
-        error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
+        pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed", error=error,
     )
-    uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
+    try:
+        uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
+    except StoreError as lost:
+        why = "" if isinstance(exc, StoreError) else f" (it failed: {error})"
+        raise StoreError(f"fine-tune {run.name}: neither its result nor its failure record could be written{why}: {first_line(lost)}") from None
     return StageOutput(stages.FINETUNE_FAILED, run.name, key, uri, False)
