@@ -82,4 +82,5 @@ def _stages(
         return None
     fan_out = finetune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.finetune.concurrency))
     results = fan_out(pipeline, cfg, variants, data, callbacks)
-    return build_leaderboard(pipeline, cfg, specs, results, callbacks)
+    owners = {v.key: v.backbone for v in variants if v.backbone}  # whose each result is: two folders of one name stay two rows
+    return build_leaderboard(pipeline, cfg, specs, results, callbacks, owners)
