@@ -133,3 +133,39 @@ def test_the_machines_slot_limit_follows_the_pipeline_names_its_holders_and_a_st
         assert slots == 1 and client.read_global_concurrency_limit_by_name(limit).active_slots == 1  # one look is not enough
         release_leaked(client, limit, seen)
         assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+
+
+def test_a_stopped_deployment_fan_out_cancels_its_flow_runs_on_the_pool(prefect_harness, tiny_backbone, tmp_path, monkeypatch):
+    """A run stopped while its fine-tunes wait on a work pool (no worker here, so they stay scheduled)
+    cancels them: no worker picks them up after the run is gone."""
+    import threading
+
+    import pytest
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    import flows.finetune_remote as remote
+    from muppet_core.artifacts.stage import StageOutput
+    from muppet_core.artifacts.store import ArtifactStore
+    from muppet_core.config import FinetuneConfig
+    from muppet_core.models.backbone import Variant
+    from muppet_core.stopping import Stopped, clear_stop, request_stop
+    from muppet_core.training.finetune import FinetuneRun
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="idle", type="process"), overwrite=True)
+    monkeypatch.setattr(remote, "check_executor", lambda config, store: remote._ensure_deployment("idle"))  # a local store, for once
+    config = FinetuneConfig(benchmarks=["rte"], executor={"kind": "deployment", "work_pool": "idle", "chunk": 1})
+    runs = [FinetuneRun(Variant("base", "tiny", tiny_backbone), "rte", seed, 3e-5) for seed in (0, 1)]
+    data = [StageOutput("data", "rte", "k", "", True)] * 2
+    said: list[str] = []
+    threading.Timer(2.0, request_stop, args=("SIGTERM",)).start()  # once both flow runs are submitted
+    try:
+        with pytest.raises(Stopped):
+            remote.finetune_on_workers("p", runs, data, config, ArtifactStore(str(tmp_path / "store")), log_line=said.append)
+    finally:
+        clear_stop()
+    assert said[-1] == "cancelled 2 fine-tune flow run(s) on the work pool", said
+    with get_client(sync_client=True) as client:
+        flow_runs = [r for r in client.read_flow_runs(limit=50) if r.work_pool_name == "idle"]
+    assert len(flow_runs) == 2 and {r.state.type.value for r in flow_runs} <= {"CANCELLING", "CANCELLED"}, [r.state for r in flow_runs]
