@@ -62,7 +62,11 @@ def holding(limit: str, pipeline: str, flow_run: str, work: str) -> Iterator[Slo
     holder = SlotHolder(pid=os.getpid(), pipeline=pipeline, flow_run=flow_run, work=work,
                         since=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     folder = holders_dir(limit)
-    folder.mkdir(parents=True, exist_ok=True)
+    for level in (folder.parent, folder):  # every user's runs of the machine record their holders here, as in /tmp itself
+        if not level.is_dir():
+            level.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(PermissionError):
+                level.chmod(0o1777)
     path = folder / f"{holder.pid}-{uuid.uuid4().hex[:8]}.json"
     path.write_text(holder.model_dump_json(), encoding="utf-8")
     try:
