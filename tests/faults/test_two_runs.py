@@ -24,22 +24,36 @@ SIGTERM_EXIT_S = 10.0
 
 
 def _pipelines(root: Path, backbone: str, mirror: str) -> Path:
-    """``busy`` (two fine-tunes, the second held at update 1 until ``release`` exists), ``warm`` (the
-    first of them: in the store once busy holds the second) and ``work`` (one fine-tune of its own),
-    all on one store, concurrency 1."""
+    """``busy`` (one fine-tune, held at update 1 until ``release`` exists), ``warm`` (one fine-tune, put
+    in the store by the test) and ``work`` (one fine-tune of its own), all on one store, concurrency 1."""
     finetune = {"benchmarks": BENCHMARKS[1:], "seeds": [0], "batch_size": 8, "max_length": 32, "max_train_examples": 16,
                 "max_eval_examples": 16, "concurrency": 1, "executor": "thread"}
     common = {"backbone": backbone, "store": str(root / "store"), "data": {"mirror": mirror},
-              "prefinetune": {"enabled": False, "tasks": ["trec"], "steps": 1}}
-    hold = {"kind": "hold", "paused": str(root / "paused"), "release": str(root / "release"), "only": "/seed1/"}
+              "prefinetune": {"enabled": False, "tasks": BENCHMARKS[1:], "steps": 1}}
+    hold = {"kind": "hold", "paused": str(root / "paused"), "release": str(root / "release")}
     doc = {"plugins": ["tests.faults.holding"], "pipelines": {
-        "busy": {**common, "finetune": {**finetune, "seeds": [0, 1]}, "tracking": hold},
+        "busy": {**common, "finetune": {**finetune, "seeds": [1]}, "tracking": hold},
         "warm": {**common, "finetune": finetune},
         "work": {**common, "finetune": {**finetune, "seeds": [2]}},
     }}
     path = root / "pipelines.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def _warm(config: Path) -> None:
+    """The ``warm`` pipeline's data and fine-tunes into the store, as its flow computes them (same keys), without Prefect."""
+    from muppet_core.data.stage import data_stage
+    from muppet_core.models.backbone import base_variant
+    from muppet_core.pipelines import load_pipeline, open_store
+    from muppet_core.training.finetune import finetune_stage, plan_runs
+
+    pipeline = load_pipeline("warm", str(config))
+    store = open_store(pipeline)
+    base = base_variant(pipeline.backbone, store.cache_dir)
+    data = {name: data_stage(name, pipeline.data, store, base) for name in pipeline.data_tasks()}
+    for run in plan_runs(pipeline.finetune, [base]):
+        assert finetune_stage("warm", run, data[run.benchmark], pipeline.finetune, store).stage == "finetune"
 
 
 def _start(config: Path, pipeline: str, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -63,7 +77,8 @@ def test_a_warm_run_beside_a_busy_one_and_a_sigterm_to_a_waiting_one(tiny_backbo
     busy = _start(config, "busy", env, logs["busy"])
     runs = [busy]
     try:
-        _until((tmp_path / "paused").exists, busy, logs["busy"])  # busy computed seed 0, and holds the only slot with seed 1
+        _warm(config)  # while busy starts
+        _until((tmp_path / "paused").exists, busy, logs["busy"])  # busy holds the only slot, mid fine-tune
 
         started = time.monotonic()
         warm = _start(config, "warm", env, logs["warm"])
