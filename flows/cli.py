@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -49,6 +50,8 @@ def _stoppable(what: str) -> Iterator[None]:
             print(f"muppet: stopped by {signal}: its work, processes and flow runs were stopped; `{what}` again resumes from the store",
                   file=sys.stderr)
             raise SystemExit(143 if isinstance(exc, Stopped) else 130) from None
+        finally:
+            gc.freeze()  # the work is done: the interpreter's last collection over torch's and Prefect's objects took seconds at exit
 
 
 def _run(args: argparse.Namespace) -> int:
