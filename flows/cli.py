@@ -4,12 +4,16 @@ start flows: run, serve, deploy and data prepare."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from muppet_core.cli import build_parser, run_command
 from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, load_validated, preflight
+from muppet_core.stopping import Stopped, stop_signals
 
 RUNTIME_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -28,27 +32,49 @@ def _runtime_defaults() -> None:
     logging.getLogger("muppet_core").setLevel(logging.INFO)
 
 
+@contextlib.contextmanager
+def _stoppable(what: str) -> Iterator[None]:
+    """A command that runs flows: Prefect's temporary server (without PREFECT_API_URL) started in a
+    session of its own, SIGTERM turned into ``Stopped``; a stop (SIGTERM, Ctrl-C) ends the command with
+    one line and status 143 or 130 (``SystemExit``), its work, processes and server stopped."""
+    with stop_signals():
+        try:
+            _runtime_defaults()
+            if not os.environ.get("PREFECT_API_URL"):
+                from muppet_core.server import start_temporary_server
+
+                start_temporary_server()
+            yield
+        except (Stopped, KeyboardInterrupt) as exc:
+            signal = "SIGTERM" if isinstance(exc, Stopped) else "Ctrl-C"
+            print(f"muppet: stopped by {signal}: its work, processes and flow runs were stopped; `{what}` again resumes from the store",
+                  file=sys.stderr)
+            raise SystemExit(143 if isinstance(exc, Stopped) else 130) from None
+        finally:
+            gc.freeze()  # the work is done: the interpreter's last collection over torch's and Prefect's objects took seconds at exit
+
+
 def _run(args: argparse.Namespace) -> int:
     preflight(args.pipeline, args.config, args.backbone, args.store)
-    _runtime_defaults()
-    from flows.reproduce import reproduce
+    with _stoppable(f"muppet run {args.pipeline}"):
+        from flows.reproduce import reproduce
 
-    csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store)
+        csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store)
     print(f"leaderboard: {csv_uri}")
     return 0
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
     preflight(args.pipeline, args.config)
-    _runtime_defaults()
-    from flows.data import prepare_data
-    from muppet_core.data.stage import read_stats
-    from muppet_core.models.backbone import base_variant
-    from muppet_core.pipelines import open_store
+    with _stoppable(f"muppet data prepare {args.pipeline}"):
+        from flows.data import prepare_data
+        from muppet_core.data.stage import read_stats
+        from muppet_core.models.backbone import base_variant
+        from muppet_core.pipelines import open_store
 
-    pipeline = load_pipeline(args.pipeline, args.config)
-    store = open_store(pipeline)
-    outputs = prepare_data(pipeline, base_variant(pipeline.backbone, store.cache_dir))
+        pipeline = load_pipeline(args.pipeline, args.config)
+        store = open_store(pipeline)
+        outputs = prepare_data(pipeline, base_variant(pipeline.backbone, store.cache_dir))
     print(f"{'dataset':20} {'source':7} {'cache':5} {'dropped':>7}  rows")
     for name, output in sorted(outputs.items()):
         stats = read_stats(store, output)

@@ -9,6 +9,7 @@ from muppet_core.config import PipelineConfig
 from muppet_core.data.stage import data_stage
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import open_store
+from muppet_core.stopping import stop_on_interrupt
 
 
 @task(name="normalize-dataset", task_run_name="normalize-{name}")
@@ -23,4 +24,5 @@ def prepare_data(pipeline: PipelineConfig, tokenizer: Variant) -> dict[str, Stag
     """Every pre-finetuning task and benchmark, normalized into the store (lengths in the backbone's tokens)."""
     names = pipeline.data_tasks()
     futures = {name: normalize.submit(name, pipeline, tokenizer) for name in names}
-    return {name: future.result() for name, future in futures.items()}
+    with stop_on_interrupt():  # SIGTERM, Ctrl-C: a dataset waiting for another run's build of it stops too
+        return {name: future.result() for name, future in futures.items()}

@@ -19,6 +19,7 @@ executor's path too); they resume from their last checkpoints, which live in the
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from datetime import timedelta
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import State, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
@@ -35,12 +36,14 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import DeploymentSettings, FinetuneConfig
-from muppet_core.errors import MuppetError
+from muppet_core.errors import MuppetError, first_line
+from muppet_core.stopping import pause
 from muppet_core.training.executor import Executor, register_executor
 from muppet_core.training.finetune import FinetuneRun
 from muppet_core.training.finetune_worker import FinetuneJob, retry_or_fail
 from muppet_core.training.pinning import Device
 
+log = logging.getLogger(__name__)
 FLOW = "muppet-finetune"
 HEARTBEAT_S = 30
 """Seconds between a fine-tune flow run's heartbeats (Prefect's minimum)."""
@@ -148,8 +151,19 @@ def finetune_on_workers(
     pending = {_submit(deployment, jobs[i:i + settings.chunk]): (jobs[i:i + settings.chunk], 0) for i in range(0, len(jobs), settings.chunk)}
     log_line(f"{len(jobs)} fine-tune(s) in {len(pending)} flow run(s) of {deployment}")
     results: dict[str, StageOutput] = {}
+    try:
+        _wait(pending, results, jobs, settings.retries, deployment, store, started, log_line, done)
+    except BaseException:  # SIGTERM, Ctrl-C or an error: the flow runs it leaves are cancelled, not left to the workers
+        cancel_flow_runs(list(pending), log_line)
+        raise
+    return [results[job.output] for job in jobs]
+
+
+def _wait(pending: dict, results: dict[str, StageOutput], jobs: list[FinetuneJob], retries: int, deployment: str, store: ArtifactStore,
+          started: float, log_line: Callable[[str], None], done: Callable[[int, int], None]) -> None:
+    """Poll the ``pending`` flow runs until every job has its result or its failure record in ``results``."""
     while pending:
-        time.sleep(POLL_S)
+        pause(POLL_S)
         for flow_run in _final(list(pending)):
             chunk, attempt = pending.pop(flow_run.id)
             for job in chunk:
@@ -160,13 +174,25 @@ def finetune_on_workers(
                 done(len(results), len(jobs))
                 continue
             why = RemoteRunError(f"flow run {flow_run.name} ended {flow_run.state.name}: {(flow_run.state.message or '').strip() or 'no message'}")
-            failed = retry_or_fail(left, attempt, settings.retries, why, store, started, log_line)
+            failed = retry_or_fail(left, attempt, retries, why, store, started, log_line)
             if failed is None:
                 pending[_submit(deployment, left)] = (left, attempt + 1)
                 continue
             results.update((job.output, output) for job, output in zip(left, failed))
             done(len(results), len(jobs))
-    return [results[job.output] for job in jobs]
+
+
+def cancel_flow_runs(ids: list, log_line: Callable[[str], None]) -> None:
+    """Cancel the fine-tune flow runs ``ids`` on the server: a worker stops one it runs, and none picks up one still scheduled."""
+    if not ids:
+        return
+    with get_client(sync_client=True) as client:
+        for flow_run_id in ids:
+            try:
+                client.set_flow_run_state(flow_run_id, State(type=StateType.CANCELLING, message="the pipeline run that started it stopped"))
+            except Exception as exc:  # one refused cancel (the run just ended) does not keep the others running
+                log.warning("could not cancel fine-tune flow run %s: %s", flow_run_id, first_line(exc))
+    log_line(f"cancelled {len(ids)} fine-tune flow run(s) on the work pool")
 
 
 def _submit(deployment: str, jobs: list[FinetuneJob]):

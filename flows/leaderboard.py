@@ -19,16 +19,18 @@ from muppet_core.tracking import attach_files
 @flow(name="leaderboard")
 def build_leaderboard(
     pipeline_name: str, pipeline: PipelineConfig, backbones: list[str], results: list[StageOutput],
-    callbacks: list[CallbackSpec] | None = None,
+    callbacks: list[CallbackSpec] | None = None, owners: dict[str, str] | None = None,
 ) -> str:
     """Keep the fine-tune results of every backbone evaluated (failed runs included) and publish
     the table of every backbone the pipeline keeps; returns the published CSV's location. A new
-    table's CSV and chart go to the pipeline run's tracker among ``callbacks``."""
+    table's CSV and chart go to the pipeline run's tracker among ``callbacks``; ``owners`` names the
+    backbone (as configured) of each variant key."""
     store = open_store(pipeline)
     records = [read_result(store, r) for r in results]
     published = leaderboard_stage(
         pipeline_name, backbones, pipeline.finetune.benchmarks, results, records, store,
         selection=pipeline.finetune.selection, run=str(flow_run.root_flow_run_id), finetune=pipeline.finetune, own=pipeline.backbone,
+        owners=owners,
     )
     logger = get_run_logger()
     logger.info(published.output.describe())

@@ -18,6 +18,7 @@ from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, open_store, resolve_backbones
+from muppet_core.stopping import clear_stop
 from muppet_core.tracking import open_tracker, without_mlflow
 from muppet_core.training.executor import executor_for
 
@@ -42,6 +43,7 @@ def reproduce(
         finetune: Fine-tune on the benchmarks and publish the leaderboard; off: stop after pre-finetuning.
         config: Path of pipelines.yaml (relative to the working directory of the run).
     """
+    clear_stop()  # a run of this process asked to stop before does not stop this one
     cfg = load_pipeline(pipeline, config)
     overrides: dict = {"store": store} if store else {}
     if prefinetune is not None:
@@ -79,4 +81,5 @@ def _stages(
         return None
     fan_out = finetune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.finetune.concurrency))
     results = fan_out(pipeline, cfg, variants, data, callbacks)
-    return build_leaderboard(pipeline, cfg, specs, results, callbacks)
+    owners = {v.key: v.backbone for v in variants if v.backbone}  # whose each result is: two folders of one name stay two rows
+    return build_leaderboard(pipeline, cfg, specs, results, callbacks, owners)

@@ -87,6 +87,10 @@ def _results(args: argparse.Namespace) -> int:
         print(f"pruned '{args.prune}' ({entry.rows} row(s)) from the leaderboard of '{args.pipeline}': {published.csv_uri}; "
               f"its results stay in the store, and evaluating it again brings it back. history: {published.history_uri}")
         return 0
+    if not args.history:
+        from muppet_core.leaderboard.stage import restore_published
+
+        restore_published(store, args.pipeline)  # a table file deleted by hand is built again from the kept results
     text = results_text(store, args.pipeline, args.format, backbone=args.backbone, history=args.history)
     if args.output:
         try:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import signal
 import subprocess
@@ -30,6 +32,8 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
 
 
 DATABASE_VAR = "PREFECT_API_DATABASE_CONNECTION_URL"
+TEMPORARY_STOP_S = 1.0
+"""How long the temporary server of a `muppet run` gets to stop at exit before it is killed."""
 
 
 class LocalServer:
@@ -116,6 +120,38 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def start_temporary_server() -> None:
+    """Start Prefect's temporary server (its mode without PREFECT_API_URL: SQLite under PREFECT_HOME,
+    stopped when this process exits) now, in a session of its own. Started by Prefect at the first
+    client call, it shares the terminal's process group, so Ctrl-C killed it at once and the run then
+    spent minutes reporting its stop to a server that was gone; apart, Ctrl-C reaches the run alone,
+    which stops its work, reports it, then stops the server."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    popen = subprocess.Popen
+    subprocess.Popen = functools.partial(popen, start_new_session=True)  # Prefect starts it with subprocess.Popen
+    try:
+        server = SubprocessASGIServer()  # the instance every client of this process then uses
+        server.start()
+    finally:
+        subprocess.Popen = popen
+    atexit.register(_stop_soon, server)  # before Prefect's own stop (last in, first out), after its log and event workers drained
+
+
+def _stop_soon(server, grace: float = TEMPORARY_STOP_S) -> None:
+    """Stop the temporary server at exit: SIGTERM, SIGKILL ``grace`` seconds later. Prefect waits 5 s,
+    which a server still holding the exiting run's event connection always took (SQLite survives the kill)."""
+    process = server.server_process
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def redact_url(url: str) -> str:

@@ -19,11 +19,14 @@ from pathlib import Path
 from muppet_core.artifacts.backend import BackendSettings, StoreBackend
 from muppet_core.artifacts.manifest import forget
 from muppet_core.errors import StoreError
+from muppet_core.stopping import pause
 
 CORRUPT = "_corrupt"
 """Where a local store sets corrupt artifacts aside (``<root>/_corrupt/<stage>/<key>-<id>``)."""
 LOCKS = "_scratch/.locks"
 """The folder of a local store's lock files."""
+LOCK_POLL_S = 0.2
+"""Seconds between two tries of a lock another process holds."""
 
 
 class LocalBackend(StoreBackend):
@@ -39,13 +42,24 @@ class LocalBackend(StoreBackend):
     def read(self, rel: str) -> bytes:
         return self._at(rel).read_bytes()
 
+    @contextlib.contextmanager
+    def _space(self, rel: str) -> Iterator[None]:
+        """A write that runs out of space raises one line naming the store and its space."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise StoreError(f"the artifact store {self.root} is full ({space(self.base)}): could not write {rel}") from None
+
     def write(self, rel: str, data: bytes) -> None:
         path = self._at(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            with self._space(rel):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -69,8 +83,9 @@ class LocalBackend(StoreBackend):
 
     def put_file(self, rel: str, local: Path) -> None:
         path = self._at(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, path)
+        with self._space(rel):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, path)
 
     def get_file(self, rel: str, local: Path) -> None:
         shutil.copyfile(self._at(rel), local)
@@ -80,11 +95,12 @@ class LocalBackend(StoreBackend):
         target = self._at(rel)
         staging = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            for name in files:
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(local / name, staging / name)
-            (staging / seal[0]).write_bytes(seal[1])
-        except BaseException:
+            with self._space(rel):
+                for name in files:
+                    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(local / name, staging / name)
+                (staging / seal[0]).write_bytes(seal[1])
+        except BaseException:  # nothing half-copied stays behind
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return install(staging, target, lambda t: (t / seal[0]).is_file())
@@ -107,6 +123,21 @@ class LocalBackend(StoreBackend):
         return file_lock(self._at(f"{LOCKS}/{name}.lock"))
 
 
+def space(path: Path) -> str:
+    """``12.0 KB free of 3.0 MB`` on the filesystem of ``path``."""
+    usage = shutil.disk_usage(path)
+    return f"{size(usage.free)} free of {size(usage.total)}"
+
+
+def size(count: float) -> str:
+    """A byte count in words: ``512 B``, ``12.0 KB``, ``3.0 MB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
     """Hold an exclusive ``fcntl`` lock on the file ``path`` (created if missing) for the block;
@@ -118,7 +149,13 @@ def file_lock(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterato
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             waiting()
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            while True:  # polled, not blocking: a run asked to stop leaves the wait at once (``muppet_core.stopping``)
+                pause(LOCK_POLL_S)
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    continue
         yield
 
 

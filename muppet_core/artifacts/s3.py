@@ -28,6 +28,7 @@ from pydantic import Field
 from muppet_core.artifacts.backend import BackendSettings, StoreBackend
 from muppet_core.artifacts.remote import cause, redact, with_retries
 from muppet_core.errors import StoreError
+from muppet_core.stopping import pause
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -223,7 +224,7 @@ class S3Backend(StoreBackend):
                         if not refused(exc):  # refused: another waiter took it over first
                             raise
                 continue
-            time.sleep(self.settings.lock_poll_s)
+            pause(self.settings.lock_poll_s)  # a run asked to stop leaves the wait at once
 
 
 def lock_body(token: str, beat: int) -> bytes:

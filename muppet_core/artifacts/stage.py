@@ -49,6 +49,14 @@ def _stored_intact(store: ArtifactStore, stage: str, name: str, key: str) -> boo
         return False
 
 
+def stored_output(store: ArtifactStore, stage: str, name: str, key: str) -> StageOutput | None:
+    """The stored artifact of ``key`` as a cache hit when the store holds it intact, else None (a corrupt
+    one is moved aside, as ``run_cached`` does): what a caller checks before it takes resources for the build."""
+    if _stored_intact(store, stage, name, key):
+        return StageOutput(stage, name, key, store.uri(stage, key), True)
+    return None
+
+
 def run_cached(
     store: ArtifactStore, stage: str, name: str, key: str, build: Callable[[Path], dict[str, Any] | None]
 ) -> StageOutput:
@@ -66,11 +74,11 @@ def run_cached(
         build: writes the artifact's files into the folder it is given; may return metadata
             for the manifest.
     """
-    if _stored_intact(store, stage, name, key):
-        return StageOutput(stage, name, key, store.uri(stage, key), True)
+    if (stored := stored_output(store, stage, name, key)) is not None:
+        return stored
     with _build_lock(store, stage, name, key):
-        if _stored_intact(store, stage, name, key):  # built by the run we waited for
-            return StageOutput(stage, name, key, store.uri(stage, key), True)
+        if (stored := stored_output(store, stage, name, key)) is not None:  # built by the run we waited for
+            return stored
         with tempfile.TemporaryDirectory(prefix=f"muppet-{stage}-") as tmp:
             meta = build(Path(tmp))
             uri = store.publish(stage, key, tmp, meta)

@@ -8,15 +8,19 @@ appending never rewrites an earlier entry, which also holds on an s3:// store.
 from __future__ import annotations
 
 import io
+import logging
 from datetime import datetime, timezone
 
 import pandas as pd
 
 from muppet_core.artifacts.store import ArtifactStore
+from muppet_core.errors import first_line
+from muppet_core.leaderboard.kept import KeptIndex
 from muppet_core.leaderboard.render import points
 from muppet_core.leaderboard.schema import Leaderboard, Schema
 from muppet_core.registry import safe_name
 
+log = logging.getLogger(__name__)
 ID_COLUMNS = ["time", "run", "leaderboard", "model", "backbone", "variant", "variant_key"]
 
 
@@ -34,6 +38,9 @@ class HistoryEntry(Schema):
     runs); None in entries written before the table kept them: every row."""
     pruned: str | None = None
     """The backbone this entry dropped from the table (``muppet results --prune``)."""
+    kept: KeptIndex | None = None
+    """The pipeline's kept index as this entry left it, from which a damaged or deleted one is rebuilt
+    (None in entries written before it was kept here)."""
 
 
 def history_dir(pipeline: str) -> str:
@@ -47,7 +54,7 @@ def history_dir(pipeline: str) -> str:
 
 def append_history(
     store: ArtifactStore, board: Leaderboard, run: str | None = None, now: datetime | None = None,
-    evaluated: list[str] | None = None, pruned: str | None = None,
+    evaluated: list[str] | None = None, pruned: str | None = None, kept: KeptIndex | None = None,
 ) -> str:
     """Append the leaderboard of one run to the pipeline's history; returns the entry's location.
 
@@ -58,17 +65,24 @@ def append_history(
         now: the entry's time (default: now).
         evaluated: labels of the backbones the run evaluated (None: every row of the board).
         pruned: the backbone the entry dropped from the table.
+        kept: the pipeline's kept index after this run.
     """
     now = now or datetime.now(timezone.utc)
-    entry = HistoryEntry(time=now.isoformat(timespec="seconds"), run=run, board=board, evaluated=evaluated, pruned=pruned)
+    entry = HistoryEntry(time=now.isoformat(timespec="seconds"), run=run, board=board, evaluated=evaluated, pruned=pruned, kept=kept)
     name = f"{now:%Y%m%dT%H%M%S%fZ}-{board.key[:8] or 'nokey'}.json"
     return store.write_text(f"{history_dir(board.pipeline)}/{name}", entry.model_dump_json())
 
 
 def read_history(store: ArtifactStore, pipeline: str) -> list[HistoryEntry]:
-    """Every history entry of a pipeline, oldest first."""
+    """Every history entry of a pipeline, oldest first; one that cannot be read back is skipped, with a warning."""
     folder = history_dir(pipeline)
-    return [HistoryEntry.model_validate_json(store.read_text(f"{folder}/{name}")) for name in store.list(folder, ".json")]
+    entries = []
+    for name in store.list(folder, ".json"):
+        try:
+            entries.append(HistoryEntry.model_validate_json(store.read_bytes(f"{folder}/{name}")))
+        except ValueError as exc:
+            log.warning("skipping the damaged history entry %s/%s/%s: %s", store.root, folder, name, first_line(exc))
+    return entries
 
 
 def history_frame(entries: list[HistoryEntry], backbone: str | None = None) -> pd.DataFrame:

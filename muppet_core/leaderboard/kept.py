@@ -1,10 +1,12 @@
 """The results a pipeline keeps: the latest result set of every backbone ever evaluated on it.
 
-An index, ``pipelines/<name>/kept.json``, names for each backbone label the fine-tune outputs of
+An index, ``pipelines/<name>/kept.json``, names for each backbone, as configured (two folders of one
+name are two entries), its label in the table (unique among the entries), the fine-tune outputs of
 its latest evaluation (content-addressed, never deleted from the store), the fine-tune settings
 they were computed with, their code version, when and in which flow run. Each leaderboard run
 merges its own backbones into it and builds the table from the kept results that match the
-pipeline's current settings; the others are left out, with the reason.
+pipeline's current settings; the others are left out, with the reason. Every history entry keeps a
+copy of the index as it left it, from which a damaged or deleted index is rebuilt.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 from collections import Counter
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore, digest
@@ -21,6 +23,7 @@ from muppet_core.config import FinetuneConfig
 from muppet_core.errors import MuppetError, first_line
 from muppet_core.evaluation.results import ResultRecord, read_result
 from muppet_core.leaderboard.schema import LeftOut, Schema
+from muppet_core.models.backbone import unique_label
 from muppet_core.registry import safe_name
 from muppet_core.schema import EXECUTION, key_role
 
@@ -48,6 +51,9 @@ class KeptEntry(Schema):
 
     backbone: str
     """The backbone as it was configured (package:NAME, a path, a URI or a hub id)."""
+    label: str | None = None
+    """Its label in the table: its folder's name, or more of its path where another kept backbone has
+    that name (``models.backbone.unique_label``); None in an index written before labels were kept."""
     settings: dict[str, Any]
     """The fine-tune settings its results were computed with (see ``scored_settings``)."""
     fingerprint: str
@@ -84,7 +90,33 @@ class KeptIndex(Schema):
     code_version: str | None = None
     """The fine-tuning code version of the latest run's results."""
     entries: dict[str, KeptEntry] = Field(default_factory=dict)
-    """Backbone label -> its latest evaluation, in order of first evaluation."""
+    """Backbone as configured -> its latest evaluation, in order of first evaluation."""
+
+    @model_validator(mode="after")
+    def _by_backbone(self) -> KeptIndex:
+        """An index written before entries were keyed by backbone was keyed by label: key it by backbone,
+        keeping the label."""
+        if any(key != entry.backbone or entry.label is None for key, entry in self.entries.items()):
+            entries = {}
+            for key, entry in self.entries.items():
+                label = entry.label or (key if key != entry.backbone else None)
+                entries[entry.backbone] = entry.model_copy(update={"label": label or unique_label(entry.backbone, set())})
+            self.entries = entries
+        return self
+
+    def labels(self) -> dict[str, str]:
+        """Backbone as configured -> its label, for every entry."""
+        return {spec: entry.label or spec for spec, entry in self.entries.items()}
+
+    def label_for(self, spec: str) -> str:
+        """The label of ``spec``: its entry's, else a new one that no other entry has (``unique_label``)."""
+        if spec in self.entries and self.entries[spec].label:
+            return self.entries[spec].label
+        return unique_label(spec, set(self.labels().values()))
+
+    def find(self, backbone: str) -> str | None:
+        """The backbone (as configured) whose label or configured name is ``backbone``, or None."""
+        return backbone if backbone in self.entries else next((s for s, label in self.labels().items() if label == backbone), None)
 
 
 def scored_settings(config: FinetuneConfig | None, benchmarks: list[str]) -> dict[str, Any]:
@@ -108,10 +140,23 @@ def index_path(pipeline: str) -> str:
     return f"pipelines/{safe_name('pipeline', pipeline)}/kept.json"
 
 
+class DamagedIndex(MuppetError):
+    """A pipeline's index cannot be read back (truncated, edited by hand, not JSON)."""
+
+
 def read_index(store: ArtifactStore, pipeline: str) -> KeptIndex | None:
-    """The pipeline's index, or None before its first leaderboard run."""
+    """The pipeline's index, or None where there is none (before its first leaderboard run, or deleted).
+
+    Raises:
+        DamagedIndex: it is there but cannot be read (one line, why).
+    """
     path = index_path(pipeline)
-    return KeptIndex.model_validate_json(store.read_text(path)) if store.exists(path) else None
+    if not store.exists(path):
+        return None
+    try:
+        return KeptIndex.model_validate_json(store.read_bytes(path))
+    except (ValidationError, ValueError) as exc:
+        raise DamagedIndex(f"{store.root}/{path} is damaged: {first_line(exc)}") from None
 
 
 def index_lock(store: ArtifactStore, pipeline: str) -> contextlib.AbstractContextManager[None]:
@@ -136,17 +181,21 @@ def row_count(records: list[ResultRecord]) -> int:
     return len({(r.variant, r.variant_key) for r in records if r.experiment is None})
 
 
-def merge(index: KeptIndex, label: str, spec: str, refs: list[ResultRef], records: list[ResultRecord], now: str, run: str | None) -> None:
-    """Make this evaluation of a backbone its kept one, computed with the index's current settings.
+def merge(index: KeptIndex, spec: str, refs: list[ResultRef], records: list[ResultRecord], now: str, run: str | None) -> None:
+    """Make this evaluation of the backbone ``spec`` its kept one, computed with the index's current
+    settings, under its label (``KeptIndex.label_for``).
 
     When its records are those already kept under the same settings, the entry keeps its time and run.
     """
+    label = index.label_for(spec)
+    records = [r.model_copy(update={"backbone": label}) for r in records]  # a record from the store may carry another run's label
     records_digest = digest(sorted(r.model_dump_json() for r in records))[:24]
-    old = index.entries.get(label)
+    old = index.entries.get(spec)
     if old is not None and old.records_digest == records_digest and old.fingerprint == index.fingerprint:
         now, run = old.computed_at, old.run
-    index.entries[label] = KeptEntry(
-        backbone=spec, settings=index.settings, fingerprint=index.fingerprint, code_version=most_common([r.code_version for r in records]),
+    index.entries[spec] = KeptEntry(
+        backbone=spec, label=label, settings=index.settings, fingerprint=index.fingerprint,
+        code_version=most_common([r.code_version for r in records]),
         computed_at=now, run=run, rows=row_count(records), records_digest=records_digest, results=refs,
     )
 
@@ -164,17 +213,18 @@ def left_out(label: str, entry: KeptEntry, reason: str) -> LeftOut:
 
 
 def split(index: KeptIndex) -> tuple[list[str], list[LeftOut]]:
-    """The backbones whose results match the current settings (the pipeline's own first, then in
-    order of first evaluation), and those left out with why."""
+    """The backbones (as configured) whose results match the current settings (the pipeline's own
+    first, then in order of first evaluation), and those left out with why."""
     kept, out = [], []
-    for label, entry in index.entries.items():
+    labels = index.labels()
+    for spec, entry in index.entries.items():
         if entry.fingerprint == index.fingerprint:
-            kept.append(label)
+            kept.append(spec)
         else:
             what = "benchmarks" if entry.settings.get("benchmarks") != index.settings.get("benchmarks") else "fine-tune settings"
-            out.append(left_out(label, entry, f"computed with other {what}: {settings_change(entry.settings, index.settings)}"))
-    own = [label for label in kept if index.own is not None and index.entries[label].backbone == index.own]
-    return own + [label for label in kept if label not in own], out
+            out.append(left_out(labels[spec], entry, f"computed with other {what}: {settings_change(entry.settings, index.settings)}"))
+    own = [spec for spec in kept if spec == index.own]
+    return own + [spec for spec in kept if spec not in own], out
 
 
 def read_records(store: ArtifactStore, entry: KeptEntry) -> list[ResultRecord]:

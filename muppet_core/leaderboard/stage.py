@@ -6,6 +6,7 @@ of the latest run."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,9 +17,10 @@ from muppet_core.config import FinetuneConfig
 from muppet_core.errors import MuppetError
 from muppet_core.evaluation.results import ResultRecord
 from muppet_core.leaderboard.aggregate import SELECTIONS, aggregate
-from muppet_core.leaderboard.history import append_history
+from muppet_core.leaderboard.history import append_history, read_history
 from muppet_core.leaderboard.kept import (
-    KeptEntry, KeptIndex, ResultRef, fingerprint, index_lock, left_out, most_common, merge, read_index, read_records, scored_settings, split, write_index,
+    DamagedIndex, KeptEntry, KeptIndex, ResultRef, fingerprint, index_lock, index_path, left_out, most_common, merge, read_index, read_records,
+    scored_settings, split, write_index,
 )
 from muppet_core import stages
 from muppet_core.leaderboard.paired import paired_tests
@@ -31,6 +33,7 @@ from muppet_core.models.backbone import backbone_label
 from muppet_core.registry import safe_name
 
 CHART = "leaderboard.png"
+log = logging.getLogger(__name__)
 
 
 def artifact_keys(pipeline: str) -> tuple[str, str]:
@@ -66,6 +69,7 @@ def leaderboard_stage(
     run: str | None = None,
     finetune: FinetuneConfig | None = None,
     own: str | None = None,
+    owners: dict[str, str] | None = None,
 ) -> Published:
     """Keep this run's results as the latest of their backbones, then build the leaderboard from
     every kept backbone whose results match the current settings, publish it and append it to
@@ -84,6 +88,8 @@ def leaderboard_stage(
         finetune: the pipeline's fine-tune settings, which kept results must match (None: only
             the benchmarks are compared).
         own: the pipeline's own backbone, marked in the table (default: the first of ``backbones``).
+        owners: the backbone (as configured) of each variant key, which says whose a record is; None:
+            its ``backbone`` label says (matched to the labels of ``backbones``).
 
     Raises:
         MuppetError: the pipeline name is not a safe name (checked before anything is written).
@@ -92,25 +98,25 @@ def leaderboard_stage(
     safe_name("pipeline", pipeline)
     if len(results) != len(records):
         raise ValueError(f"{len(results)} fine-tune outputs for {len(records)} result records: give one output per record")
-    specs = {backbone_label(b): b for b in backbones}
-    records = [r if r.backbone else r.model_copy(update={"backbone": backbone_label(backbones[0])}) for r in records]
+    by_label = {backbone_label(b): b for b in backbones}
     settings = scored_settings(finetune, benchmarks)
     fresh: dict[str, list[tuple[StageOutput, ResultRecord]]] = {}
     for output, record in zip(results, records):
-        fresh.setdefault(record.backbone, []).append((output, record))
+        spec = (owners or {}).get(record.variant_key) or by_label.get(record.backbone or "", record.backbone or backbones[0])
+        fresh.setdefault(spec, []).append((output, record))
     with index_lock(store, pipeline):
         now = datetime.now(timezone.utc)
-        previous = read_index(store, pipeline)
+        previous = load_index(store, pipeline)
         index = KeptIndex(
             pipeline=pipeline, own=own or (backbones[0] if backbones else None), benchmarks=benchmarks, selection=selection,
             settings=settings, fingerprint=fingerprint(settings), entries=previous.entries if previous else {},
             code_version=most_common([r.code_version for r in records]) or (previous.code_version if previous else None),
         )
-        for label, pairs in fresh.items():
+        for spec, pairs in fresh.items():
             refs = [ResultRef(stage=o.stage, key=o.key) for o, _ in pairs]
-            merge(index, label, specs.get(label, label), refs, [r for _, r in pairs], now.isoformat(timespec="seconds"), run)
+            merge(index, spec, refs, [r for _, r in pairs], now.isoformat(timespec="seconds"), run)
         write_index(store, index)
-        return publish(store, index, {label: [r for _, r in pairs] for label, pairs in fresh.items()}, run, now)
+        return publish(store, index, {spec: [r for _, r in pairs] for spec, pairs in fresh.items()}, run, now)
 
 
 def prune_backbone(store: ArtifactStore, pipeline: str, backbone: str) -> tuple[Published, KeptEntry]:
@@ -125,39 +131,71 @@ def prune_backbone(store: ArtifactStore, pipeline: str, backbone: str) -> tuple[
             is not a safe name.
     """
     with index_lock(store, pipeline):
-        index = read_index(store, pipeline)
+        index = load_index(store, pipeline)
         if index is None:
             raise MuppetError(f"no leaderboard for '{pipeline}' in {store.root} to prune; run `muppet run {pipeline}` first")
-        if backbone not in index.entries:
-            known = ", ".join(index.entries) or "none"
+        if (spec := index.find(backbone)) is None:
+            known = ", ".join(index.labels().values()) or "none"
             raise MuppetError(f"no backbone '{backbone}' on the leaderboard of '{pipeline}'; known: {known}")
-        entry = index.entries.pop(backbone)
+        label = index.labels()[spec]
+        entry = index.entries.pop(spec)
         write_index(store, index)
-        return publish(store, index, {}, None, datetime.now(timezone.utc), pruned=backbone), entry
+        return publish(store, index, {}, None, datetime.now(timezone.utc), pruned=label), entry
+
+
+def load_index(store: ArtifactStore, pipeline: str) -> KeptIndex | None:
+    """The pipeline's index (``read_index``); one that is damaged, or missing although the pipeline
+    has a history, is rebuilt from the history's latest copy of it, with a warning (a damaged file is
+    set aside beside it first). Its entries name results in the store, which are read when the table
+    is built; those gone are left out with why. None before the pipeline's first leaderboard run.
+    """
+    try:
+        index = read_index(store, pipeline)
+    except DamagedIndex as exc:
+        aside = f"{index_path(pipeline)}.damaged-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        store.write_bytes(aside, store.read_bytes(index_path(pipeline)))
+        why = f"{exc}; set it aside as {store.root}/{aside}"
+    else:
+        if index is not None:
+            return index
+        why = f"{store.root}/{index_path(pipeline)} is missing"
+    entries = read_history(store, pipeline)
+    kept = next((e.kept for e in reversed(entries) if e.kept is not None), None)
+    if kept is not None:
+        log.warning("%s: rebuilt it from the results history (%d backbone(s), as of %s)", why, len(kept.entries),
+                    next(e.time for e in reversed(entries) if e.kept is not None))
+    elif entries:
+        log.warning("%s, and its results history predates the copies it is rebuilt from: starting a new one "
+                    "(evaluate the backbones again to bring their rows back)", why)
+    return kept
 
 
 def _kept_records(store: ArtifactStore, index: KeptIndex, fresh: dict[str, list[ResultRecord]]) -> tuple[dict[str, list[ResultRecord]], list[LeftOut]]:
     """The records of every kept backbone that matches the current settings (this run's as given,
-    the others read from the store), and the backbones left out."""
-    labels, out = split(index)
+    the others read from the store), each labelled with its backbone's label, by backbone as
+    configured; and the backbones left out."""
+    specs, out = split(index)
+    labels = index.labels()
     kept = {}
-    for label in labels:
+    for spec in specs:
         try:
-            mine = fresh[label] if label in fresh else read_records(store, index.entries[label])
+            mine = fresh[spec] if spec in fresh else read_records(store, index.entries[spec])
         except MuppetError as exc:
-            out.append(left_out(label, index.entries[label], str(exc)))
+            out.append(left_out(labels[spec], index.entries[spec], str(exc)))
             continue
-        kept[label] = [r if r.backbone else r.model_copy(update={"backbone": label}) for r in mine]
+        kept[spec] = [r.model_copy(update={"backbone": labels[spec]}) for r in mine]
     return kept, out
 
 
 def _annotate(board: Leaderboard, index: KeptIndex, out: list[LeftOut]) -> None:
     """Mark each row with its backbone's provenance, and the board with what was left out."""
-    board.own = backbone_label(index.own) if index.own else None
+    labels = index.labels()
+    by_label = {label: spec for spec, label in labels.items()}
+    board.own = labels.get(index.own, backbone_label(index.own)) if index.own else None
     board.left_out = out
     for row in [*board.rows, *board.deltas]:
         row.own = row.backbone == board.own
-        if (entry := index.entries.get(row.backbone)) is None:
+        if (entry := index.entries.get(by_label.get(row.backbone, ""))) is None:
             continue
         row.computed_at, row.run, row.code_version = entry.computed_at, entry.run, entry.code_version
         row.older_code = None not in (entry.code_version, index.code_version) and entry.code_version != index.code_version
@@ -180,21 +218,45 @@ def examples_per_task(store: ArtifactStore, rows: list[Row]) -> dict[str, dict[s
 def publish(
     store: ArtifactStore, index: KeptIndex, fresh: dict[str, list[ResultRecord]], run: str | None, now: datetime, pruned: str | None = None,
 ) -> Published:
-    """Build the table of the kept results and publish every rendering under ``pipelines/<name>/``.
+    """Build the table of the kept results, publish every rendering under ``pipelines/<name>/`` and
+    append it, with the index, to the history.
 
     Args:
         store: the artifact store.
         index: the pipeline's kept results, this run's merged in.
-        fresh: this run's records by backbone label (read from the store for the other backbones).
+        fresh: this run's records by backbone as configured (read from the store for the other backbones).
         run: the Prefect flow run, for the history entry.
         now: the time of the history entry.
-        pruned: the backbone this publication dropped, for the history entry.
+        pruned: the label of the backbone this publication dropped, for the history entry.
     """
+    output, board, texts = _publish_table(store, index, fresh)
+    history_uri = append_history(store, board, run, now, evaluated=[index.labels()[spec] for spec in fresh], pruned=pruned, kept=index)
+    return Published(output, board, texts["leaderboard.md"], table_rows(board), f"{store.root}/{published_path(index.pipeline, 'csv')}", history_uri)
+
+
+def restore_published(store: ArtifactStore, pipeline: str) -> list[str]:
+    """Where a file of the pipeline's latest table is missing from the store (deleted by hand), build
+    the table again from its kept results and publish it, with a warning; no history entry is added.
+    Returns the names of the files that were missing (none: nothing done, or no table to rebuild)."""
+    missing = [f"leaderboard.{fmt}" for fmt in ("csv", "md", "json") if not store.exists(published_path(pipeline, fmt))]
+    if not missing:
+        return []
+    with index_lock(store, pipeline):
+        if (index := load_index(store, pipeline)) is None:
+            return []
+        _publish_table(store, index, {})
+    log.warning("%s of '%s' missing from %s: built again from the kept results", ", ".join(missing), pipeline, store.root)
+    return missing
+
+
+def _publish_table(store: ArtifactStore, index: KeptIndex, fresh: dict[str, list[ResultRecord]]) -> tuple[StageOutput, Leaderboard, dict[str, str]]:
+    """The table of the kept results, published as a content-addressed artifact and as the pipeline's
+    latest files: its output, board and texts."""
     pipeline = index.pipeline
     kept, out = _kept_records(store, index, fresh)
     records = [r for mine in kept.values() for r in mine]
-    labels = {label: index.entries[label].backbone for label in kept}
-    provenance = {label: [index.entries[label].computed_at, index.entries[label].run, index.entries[label].code_version] for label in kept}
+    labels = {index.labels()[spec]: spec for spec in kept}
+    provenance = {index.labels()[s]: [index.entries[s].computed_at, index.entries[s].run, index.entries[s].code_version] for s in kept}
     key = store.key(
         stages.LEADERBOARD, pipeline=pipeline, backbones=labels, benchmarks=index.benchmarks, selection=index.selection,
         records=sorted(r.model_dump_json() for r in records), code=code_version(__name__), own=index.own,
@@ -213,7 +275,7 @@ def publish(
         "latest": f"{store.root}/pipelines/{pipeline}/",
     }
     texts = {"leaderboard.csv": to_csv(board), "leaderboard.md": to_markdown(board), "leaderboard.json": to_json(board)}
-    refs = [ref.model_dump() for label in kept for ref in index.entries[label].results]
+    refs = [ref.model_dump() for spec in kept for ref in index.entries[spec].results]
 
     def build(out_dir: Path) -> dict:
         for name, text in texts.items():
@@ -227,5 +289,4 @@ def publish(
         store.write_text(f"pipelines/{pipeline}/{name}", text)
     for name, png in charts.items():
         store.write_bytes(f"pipelines/{pipeline}/{name}", png)
-    history_uri = append_history(store, board, run, now, evaluated=list(fresh), pruned=pruned)
-    return Published(output, board, texts["leaderboard.md"], table_rows(board), f"{store.root}/{published_path(pipeline, 'csv')}", history_uri)
+    return output, board, texts

@@ -8,8 +8,10 @@ backbone's folder or repository is ever run (``trust_remote_code=False``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +159,20 @@ def backbone_label(spec: str) -> str:
     prefix = PREFIX.match(spec)
     name = spec[prefix.end():].rstrip("/") if prefix else spec.rstrip("/")
     return name.replace("\\", "/").rsplit("/", 1)[-1] or name
+
+
+def unique_label(spec: str, taken: set[str] | frozenset[str]) -> str:
+    """The label of ``spec`` among the ``taken`` ones: ``backbone_label`` when free, else derived from
+    more of its path, its parent folders joined by '-' (``/runs/a/tiny`` -> ``a-tiny``), and last
+    with a digest of the whole string; always a safe name (letters, digits, '.', '_', '-')."""
+    prefix = PREFIX.match(spec)
+    parts = [p for p in (spec[prefix.end():] if prefix else spec).replace("\\", "/").split("/") if p and p not in (".", "..")]
+    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", p).lstrip("._-") or "x" for p in parts] or ["backbone"]
+    candidates = [backbone_label(spec)] + ["-".join(safe[-n:]) for n in range(2, len(safe) + 1)]
+    for label in candidates:
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", label) and label not in taken:
+            return label
+    return f"{safe[-1][:100]}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
 
 _BUILT_IN = ("muppet_core.models.sources", "muppet_core.models.kinds")

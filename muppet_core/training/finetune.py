@@ -16,13 +16,13 @@ import torch
 
 from muppet_core import stages
 from muppet_core.artifacts.fingerprints import METRIC_LIBRARIES, TRAINING_LIBRARIES, library_versions
-from muppet_core.artifacts.stage import StageOutput, run_cached
+from muppet_core.artifacts.stage import StageOutput, run_cached, stored_output
 from muppet_core.artifacts.store import ArtifactStore, code_version
 from muppet_core.callbacks import CallbackSpec, build_callbacks, computing
 from muppet_core.config import FinetuneConfig
 from muppet_core.data.prepare import load_split
 from muppet_core.data.splits import carve_selection, describe_scored, subsample
-from muppet_core.errors import MuppetError, first_line
+from muppet_core.errors import MuppetError, StoreError, first_line
 from muppet_core.evaluation.metrics import METRICS
 from muppet_core.evaluation.results import CONTROL_VARIANT, ResultRecord, failure_path
 from muppet_core.families import get_family
@@ -246,6 +246,12 @@ def run_settings(run: FinetuneRun, config: FinetuneConfig) -> dict:
     return {**own, **result_settings(config), "head_reuse": run.reuses_head(config), "selects": config.selects}
 
 
+def stored_finetune(run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore) -> StageOutput | None:
+    """The result of ``run`` when the store holds it intact (a cache hit: no slot, process or worker
+    needed), else None."""
+    return stored_output(store, stages.FINETUNE, run.name, finetune_key(run, data, config))
+
+
 def finetune_stage(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore,
     callbacks: list[CallbackSpec] | tuple[CallbackSpec, ...] = (),
@@ -286,10 +292,19 @@ def finetune_stage(
 
 def record_failure(pipeline: str, run: FinetuneRun, key: str, store: ArtifactStore, started: float, exc: BaseException) -> StageOutput:
     """Write the failure record of ``run`` (its error: the exception's type and first line) and
-    return its ``finetune-failed`` output; ``started`` is when the run began (``time.perf_counter``)."""
+    return its ``finetune-failed`` output; ``started`` is when the run began (``time.perf_counter``).
+
+    Raises:
+        StoreError: the store took not even the failure record (full, say): one line, with the run's
+            own error when it was another.
+    """
+    error = f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
     record = _record(
-        pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed",
-        error=f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__,
+        pipeline, run, started, metrics={}, train_examples=None, examples_seen=None, eval_examples=None, status="failed", error=error,
     )
-    uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
+    try:
+        uri = store.write_text(failure_path(key), record.model_dump_json(indent=1))
+    except StoreError as lost:
+        why = "" if isinstance(exc, StoreError) else f" (it failed: {error})"
+        raise StoreError(f"fine-tune {run.name}: neither its result nor its failure record could be written{why}: {first_line(lost)}") from None
     return StageOutput(stages.FINETUNE_FAILED, run.name, key, uri, False)

@@ -28,11 +28,16 @@ from pydantic import BaseModel
 
 from muppet_core.config import PrefinetuneConfig
 from muppet_core.errors import MuppetError, first_line
+from muppet_core.stopping import Stopped, on_stop, stop_requested
 
 MAIN = "muppet_core.training"
 """The module every training process runs (its ``__main__``), on the job file that follows it."""
 PR_SET_PDEATHSIG = 1
 """Linux prctl option: the signal this process gets when its parent dies."""
+KILL_AFTER_S = 10.0
+"""A training process asked to stop (SIGTERM) is SIGKILLed when it is still there this much later."""
+STOP_NOTICE_S = 2.0
+"""How long a process that SIGINT or SIGTERM ended waits for the run's own stop request before it counts as failed."""
 log = logging.getLogger(__name__)
 
 
@@ -129,17 +134,35 @@ def stream(command: list[str], log: Callable[[str], None], what: str, env: dict[
     Raises:
         LaunchError: the command exited non-zero or was killed (the message says which, and holds
             the last lines it printed); ``what`` names the processes in it.
+        Stopped: the run was asked to stop (``muppet_core.stopping``), and the process with it.
     """
     full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **(env or {})}
     tail: collections.deque[str] = collections.deque(maxlen=15)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env) as proc:
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                tail.append(line)
-                log(line)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env) as proc, on_stop(lambda: end_process(proc)):
+        try:
+            for line in proc.stdout:
+                line = line.rstrip()
+                if line:
+                    tail.append(line)
+                    log(line)
+        except BaseException:  # an interrupt of this thread: the process goes with it
+            end_process(proc)
+            raise
     if proc.returncode:
+        # a process the run's stop ended (or the terminal's Ctrl-C, which reaches it first) was stopped, not failed
+        if stop_requested(within=STOP_NOTICE_S if -proc.returncode in (signal.SIGINT, signal.SIGTERM) else 0.0):
+            raise Stopped(f"{what} stopped: {exit_status(proc.returncode)}")
         raise LaunchError(f"{what} {exit_status(proc.returncode)}\nlast output:\n" + "\n".join(tail))
+
+
+def end_process(proc: subprocess.Popen, grace: float = KILL_AFTER_S) -> None:
+    """SIGTERM to ``proc`` (a launcher passes it on to its workers), SIGKILL ``grace`` seconds later if it is still there."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    timer = threading.Timer(grace, lambda: proc.poll() is None and proc.kill())
+    timer.daemon = True
+    timer.start()
 
 
 def run_job(

@@ -24,6 +24,7 @@ from muppet_core.errors import DivergedError
 from muppet_core.families.base import Family
 from muppet_core.models import devices
 from muppet_core.models.multitask import MultiTaskModel
+from muppet_core.stopping import check_stop
 from muppet_core.training.checkpoint import load_checkpoint, save_checkpoint
 from muppet_core.training.engine import DeepSpeedEngine, TorchEngine, deepspeed_config, flattens_groups
 from muppet_core.training.sampling import BatchStream, TaskSchedule
@@ -159,6 +160,7 @@ def train(
         cb.on_train_start(settings.steps, start)
     started = time.perf_counter()
     for step in range(start, settings.steps):
+        check_stop()  # a run asked to stop (SIGTERM, Ctrl-C) leaves a fine-tune of its threads here, its last checkpoint kept
         step_losses: list[torch.Tensor] = []
         order = schedule.tasks_for_rank(step, rank, world_size)
         # Every rank draws all of the update's micro-batches, in one global order, and computes its share

@@ -4,9 +4,10 @@ name becomes part of a path; nothing is read or written outside."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -26,10 +27,28 @@ RULE = "a name is 1-128 letters, digits, '.', '_' or '-', starting with a letter
 
 
 def _muppet(cwd, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MUPPET_STORE", "MUPPET_DATA_MIRROR")}
-    code = "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env={**env, "HF_HUB_OFFLINE": "1"},
-                          capture_output=True, text=True, timeout=120)
+    """The `muppet` command run in this process from ``cwd``, as its console script runs it (parser,
+    one-line errors, exit status): every refusal here comes before any flow, so a process of its own
+    (about 5 CPU-seconds of imports each) would test nothing more."""
+    from flows.cli import main
+
+    saved, here = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    for name in ("MUPPET_STORE", "MUPPET_DATA_MIRROR"):
+        os.environ.pop(name, None)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["muppet", *args], code, out.getvalue(), err.getvalue())
 
 
 def _files(root) -> set:

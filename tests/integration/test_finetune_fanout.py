@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import yaml
@@ -75,17 +76,96 @@ def test_learning_rate_grid_and_both_experiments(prefect_harness, tiny_backbone,
     assert len(rows) == 2 and rows["rte.note"].str.contains("the best of 2 on the selection slice of train").all()
 
 
-def test_fine_tunes_hold_a_prefect_global_concurrency_limit(prefect_harness):
+def test_the_machines_slot_limit_follows_the_pipeline_names_its_holders_and_a_stop_ends_a_wait(prefect_harness):
+    import threading
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
-    from flows.finetune import CONCURRENCY_LIMIT, ensure_limit
+    from flows.slots import ensure_limit, finetune_slot, release_leaked
+    from muppet_core.stopping import Stopped, clear_stop, request_stop
 
-    ensure_limit(2)  # created by the fan-out when missing (the runs above have created it already)
+    limit = ensure_limit(2)  # the runs above fine-tuned under it, and gave every slot back
     with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(CONCURRENCY_LIMIT)
-        assert limit.limit >= 1 and limit.active_slots == 0  # every run released its slot
-        client.update_global_concurrency_limit(CONCURRENCY_LIMIT, GlobalConcurrencyLimitUpdate(limit=5))  # an operator's change stands
-    ensure_limit(2)
+        assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+    assert ensure_limit(1) == limit  # a later pipeline's concurrency stands
     with get_client(sync_client=True) as client:
-        assert client.read_global_concurrency_limit_by_name(CONCURRENCY_LIMIT).limit == 5
+        assert client.read_global_concurrency_limit_by_name(limit).limit == 1
+
+    holding, done, said, ended = threading.Event(), threading.Event(), [], []
+
+    def hold() -> None:
+        with finetune_slot("busy", "calm-lobster", "base/rte/seed0/lr3e-05"):
+            holding.set()
+            done.wait(60)
+
+    def wait() -> None:
+        try:
+            with finetune_slot("work", "icy-peacock", "base/rte/seed2/lr3e-05", said.append):
+                ended.append("got the slot")
+        except Stopped as exc:
+            ended.append(f"stopped: {exc}")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(60)
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert said and "held by pipeline busy (flow run 'calm-lobster'" in said[0] and "base/rte/seed0/lr3e-05 since" in said[0], said
+        asked = time.monotonic()
+        request_stop("SIGTERM")
+        waiter.join(10)
+        assert not waiter.is_alive() and ended == ["stopped: SIGTERM"] and time.monotonic() - asked < 3
+    finally:
+        clear_stop()
+        done.set()
+        holder.join(30)
+        waiter.join(30)
+
+    with get_client(sync_client=True) as client:  # a slot whose holder was killed with its temporary server
+        assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+        client.update_global_concurrency_limit(limit, GlobalConcurrencyLimitUpdate(active_slots=1))
+        slots, seen = release_leaked(client, limit, None)
+        assert slots == 1 and client.read_global_concurrency_limit_by_name(limit).active_slots == 1  # one look is not enough
+        release_leaked(client, limit, seen)
+        assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+
+
+def test_a_stopped_deployment_fan_out_cancels_its_flow_runs_on_the_pool(prefect_harness, tiny_backbone, tmp_path, monkeypatch):
+    """A run stopped while its fine-tunes wait on a work pool (no worker here, so they stay scheduled)
+    cancels them: no worker picks them up after the run is gone."""
+    import threading
+
+    import pytest
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    import flows.finetune_remote as remote
+    from muppet_core.artifacts.stage import StageOutput
+    from muppet_core.artifacts.store import ArtifactStore
+    from muppet_core.config import FinetuneConfig
+    from muppet_core.models.backbone import Variant
+    from muppet_core.stopping import Stopped, clear_stop, request_stop
+    from muppet_core.training.finetune import FinetuneRun
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="idle", type="process"), overwrite=True)
+    monkeypatch.setattr(remote, "check_executor", lambda config, store: remote._ensure_deployment("idle"))  # a local store, for once
+    config = FinetuneConfig(benchmarks=["rte"], executor={"kind": "deployment", "work_pool": "idle", "chunk": 1})
+    runs = [FinetuneRun(Variant("base", "tiny", tiny_backbone), "rte", seed, 3e-5) for seed in (0, 1)]
+    data = [StageOutput("data", "rte", "k", "", True)] * 2
+    said: list[str] = []
+    threading.Timer(2.0, request_stop, args=("SIGTERM",)).start()  # once both flow runs are submitted
+    try:
+        with pytest.raises(Stopped):
+            remote.finetune_on_workers("p", runs, data, config, ArtifactStore(str(tmp_path / "store")), log_line=said.append)
+    finally:
+        clear_stop()
+    assert said[-1] == "cancelled 2 fine-tune flow run(s) on the work pool", said
+    with get_client(sync_client=True) as client:
+        flow_runs = [r for r in client.read_flow_runs(limit=50) if r.work_pool_name == "idle"]
+    assert len(flow_runs) == 2 and {r.state.type.value for r in flow_runs} <= {"CANCELLING", "CANCELLED"}, [r.state for r in flow_runs]

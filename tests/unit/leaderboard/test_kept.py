@@ -108,7 +108,7 @@ def test_rows_of_an_older_code_version_stay_marked(tmp_path):
 def test_kept_results_that_cannot_be_read_are_left_out_with_why(tmp_path):
     store = ArtifactStore(str(tmp_path / "store"))
     evaluate(store, "minilm", 0.70, "r1")
-    for ref in read_index(store, "p").entries["minilm"].results[:1]:
+    for ref in read_index(store, "p").entries[OWN_SPEC].results[:1]:
         store.discard(ref.stage, ref.key)
     board = evaluate(store, "distil-tiny", 0.60, "r2").board
     assert [r.backbone for r in board.rows] == ["distil-tiny", "distil-tiny"]
@@ -121,7 +121,7 @@ def test_prune_drops_a_backbone_records_it_in_the_history_and_keeps_its_results(
     store = ArtifactStore(str(tmp_path / "store"))
     evaluate(store, "minilm", 0.70, "r1")
     evaluate(store, "distil-tiny", 0.60, "r2")
-    refs = read_index(store, "p").entries["distil-tiny"].results
+    refs = read_index(store, "p").entries[SPECS["distil-tiny"]].results
     assert main(["results", "p", "--store", store.root, "--prune", "distil-tiny"]) == 0
     assert "pruned 'distil-tiny' (2 row(s)) from the leaderboard of 'p'" in capsys.readouterr().out
     table = from_csv(results_text(store, "p", "csv"))
