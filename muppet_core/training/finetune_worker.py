@@ -18,10 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from muppet_core import stages
 from muppet_core.artifacts.stage import StageOutput
 from muppet_core.artifacts.store import ArtifactStore
 from muppet_core.config import FinetuneConfig
-from muppet_core.errors import first_line
+from muppet_core.errors import BackboneError, first_line
+from muppet_core.models.backbone import Variant
+from muppet_core.models.sources import source_of
 from muppet_core.training.finetune import FinetuneRun, finetune_key, finetune_stage, record_failure
 from muppet_core.training.jobs import Job
 from muppet_core.training.pinning import Device, describe_process
@@ -55,13 +58,37 @@ class FinetuneJob(Job):
             self.device.apply()
         log.info("fine-tune %s runs on %s", self.run.name, describe_process())
         store = self.open_store(self.cache_dir)
-        output = finetune_stage(self.pipeline, self.run, self.data, self.config, store, self.callbacks)
+        run = dataclasses.replace(self.run, variant=variant_here(self.run.variant, store))
+        output = finetune_stage(self.pipeline, run, self.data, self.config, store, self.callbacks)
         text = json.dumps(dataclasses.asdict(output))
         if self.output.startswith(f"{store.root}/"):
             store.write_text(self.output.removeprefix(f"{store.root}/"), text)
         else:
             Path(self.output).write_text(text, encoding="utf-8")
         return output
+
+
+def variant_here(variant: Variant, store: ArtifactStore) -> Variant:
+    """The variant with its encoder folder on this machine. The flow that planned the job resolved the
+    folder on its own machine; a worker on another one finds nothing there, so a pre-finetuned
+    encoder is fetched from the store by its key (into this machine's cache) and a base backbone is
+    resolved again by its source. A folder that exists here is kept: a pre-finetuned one is named by
+    its key in the cache, so it holds the same files.
+
+    Raises:
+        BackboneError: a base variant whose folder is missing here and whose backbone is not known.
+        FileNotFoundError: the pre-finetuned encoder is not in the store.
+    """
+    if Path(variant.encoder_path).is_dir():
+        return variant
+    if variant.tasks:
+        path = store.fetch(stages.PREFINETUNE, variant.key) / "encoder"
+    elif variant.backbone:
+        path = Path(source_of(variant.backbone).resolve(variant.backbone, store.cache_dir))
+    else:
+        raise BackboneError(f"{variant.name}: its encoder folder {variant.encoder_path} is not on this machine, and its backbone is not named")
+    log.info("%s: encoder %s on this machine", variant.name, path)
+    return dataclasses.replace(variant, encoder_path=str(path))
 
 
 def retry_or_fail(

@@ -58,3 +58,33 @@ def json_output(store: ArtifactStore, machine: str):
     from muppet_core.artifacts.stage import StageOutput
 
     return StageOutput(**json.loads(store.read_text(f"_jobs/{machine}.json")))
+
+
+def test_a_worker_on_another_machine_finds_the_variants_encoder_through_the_store(seaweed, tiny_backbone, mirror, tmp_path):
+    """The flow resolves each variant's encoder folder on its own machine; a worker elsewhere (its own
+    cache, none of the flow machine's folders) fetches a pre-finetuned encoder from the store by its
+    key and resolves a base backbone again, and the fine-tune runs."""
+    import shutil
+
+    from muppet_core import stages
+    from muppet_core.training.finetune_worker import variant_here
+
+    flow_machine = ArtifactStore(f"s3://{BUCKET}/elsewhere", str(tmp_path / "a"))
+    built = tmp_path / "built"
+    shutil.copytree(tiny_backbone, built / "encoder")
+    flow_machine.publish(stages.PREFINETUNE, "pft0", built)
+    pre = Variant("prefinetuned", "pft0", str(flow_machine.fetch(stages.PREFINETUNE, "pft0") / "encoder"), ("rte",), backbone=tiny_backbone)
+    base = Variant("base", "tiny", str(tmp_path / "a" / "gone"), backbone=tiny_backbone)
+    shutil.rmtree(tmp_path / "a")  # the flow machine's cache is not on the worker's
+
+    worker = ArtifactStore(f"s3://{BUCKET}/elsewhere", str(tmp_path / "b"))
+    here = variant_here(pre, worker)
+    assert here.encoder_path == str(tmp_path / "b" / stages.PREFINETUNE / "pft0" / "encoder")
+    assert (here.key, here.tasks) == (pre.key, pre.tasks)
+    assert variant_here(base, worker).encoder_path == str(tiny_backbone)
+
+    config = FinetuneConfig(benchmarks=["rte"], batch_size=8, max_length=48, max_train_examples=16, max_eval_examples=8, head_reuse=False)
+    data = data_stage("rte", DataConfig(mirror=mirror), worker)
+    job = FinetuneJob(pipeline="elsewhere", run=FinetuneRun(pre, "rte", 0, 3e-5), data=data, config=config, store=worker.root,
+                      cache_dir=str(tmp_path / "b"), output=str(tmp_path / "out.json"))
+    assert read_result(worker, job.execute()).ok
