@@ -77,7 +77,7 @@ def _tasks_show(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     from muppet_core.artifacts.store import ArtifactStore
-    from muppet_core.leaderboard.read import published_path, results_text
+    from muppet_core.leaderboard.read import missing_tables, results_text
     from muppet_core.pipelines import open_store
 
     # --store names the store itself (no pipelines.yaml needed); else the pipeline's, with its store options.
@@ -89,8 +89,7 @@ def _results(args: argparse.Namespace) -> int:
         print(f"pruned '{args.prune}' ({entry.rows} row(s)) from the leaderboard of '{args.pipeline}': {published.csv_uri}; "
               f"its results stay in the store, and evaluating it again brings it back. history: {published.history_uri}")
         return 0
-    tables = [published_path(args.pipeline, fmt) for fmt in ("csv", "md", "json")]
-    if not args.history and store.exists(tables[0].rpartition("/")[0]) and not all(store.exists(t) for t in tables):
+    if not args.history and missing_tables(store, args.pipeline):
         from muppet_core.leaderboard.stage import restore_published  # the training stack, only when there is a table to rebuild
 
         restore_published(store, args.pipeline)  # a table file deleted by hand is built again from the kept results

@@ -23,6 +23,7 @@ from muppet_core.config import FinetuneConfig
 from muppet_core.errors import MuppetError, first_line
 from muppet_core.evaluation.results import ResultRecord, read_result
 from muppet_core.leaderboard.schema import LeftOut, Schema
+from muppet_core.models.labels import unique_label
 from muppet_core.registry import safe_name
 from muppet_core.schema import EXECUTION, key_role
 
@@ -52,7 +53,7 @@ class KeptEntry(Schema):
     """The backbone as it was configured (package:NAME, a path, a URI or a hub id)."""
     label: str | None = None
     """Its label in the table: its folder's name, or more of its path where another kept backbone has
-    that name (``models.backbone.unique_label``); None in an index written before labels were kept."""
+    that name (``models.labels.unique_label``); None in an index written before labels were kept."""
     settings: dict[str, Any]
     """The fine-tune settings its results were computed with (see ``scored_settings``)."""
     fingerprint: str
@@ -99,7 +100,7 @@ class KeptIndex(Schema):
             entries = {}
             for key, entry in self.entries.items():
                 label = entry.label or (key if key != entry.backbone else None)
-                entries[entry.backbone] = entry.model_copy(update={"label": label or _unique_label(entry.backbone, set())})
+                entries[entry.backbone] = entry.model_copy(update={"label": label or unique_label(entry.backbone, set())})
             self.entries = entries
         return self
 
@@ -111,7 +112,7 @@ class KeptIndex(Schema):
         """The label of ``spec``: its entry's, else a new one that no other entry has (``unique_label``)."""
         if spec in self.entries and self.entries[spec].label:
             return self.entries[spec].label
-        return _unique_label(spec, set(self.labels().values()))
+        return unique_label(spec, set(self.labels().values()))
 
     def find(self, backbone: str) -> str | None:
         """The backbone (as configured) whose label or configured name is ``backbone``, or None."""
@@ -236,11 +237,3 @@ def read_records(store: ArtifactStore, entry: KeptEntry) -> list[ResultRecord]:
         return [read_result(store, StageOutput(ref.stage, ref.key, ref.key, store.uri(ref.stage, ref.key), True)) for ref in entry.results]
     except (OSError, ValueError, MuppetError) as exc:
         raise MuppetError(f"its results can no longer be read from the store: {first_line(exc)}") from None
-
-
-def _unique_label(spec: str, taken: set[str]) -> str:
-    """``models.backbone.unique_label``, imported when first needed: reading a published table (``muppet results``)
-    loads this module and must not load the training stack (transformers, torch) that module brings."""
-    from muppet_core.models.backbone import unique_label
-
-    return unique_label(spec, taken)

@@ -22,6 +22,15 @@ def published_path(pipeline: str, fmt: str) -> str:
     return f"pipelines/{safe_name('pipeline', pipeline)}/leaderboard.{fmt}"
 
 
+def missing_tables(store: ArtifactStore, pipeline: str) -> list[str]:
+    """The files of the pipeline's latest table missing from the store (deleted by hand); none where
+    the pipeline has published nothing there."""
+    tables = {f"leaderboard.{fmt}": published_path(pipeline, fmt) for fmt in ("csv", "md", "json")}
+    if not store.exists(tables["leaderboard.csv"].rpartition("/")[0]):
+        return []
+    return [name for name, path in tables.items() if not store.exists(path)]
+
+
 def results_text(store: ArtifactStore, pipeline: str, fmt: str, backbone: str | None = None, history: bool = False) -> str:
     """The pipeline's latest leaderboard (or its history) in ``fmt`` (csv, md or json).
 

@@ -26,10 +26,10 @@ from muppet_core import stages
 from muppet_core.leaderboard.paired import paired_tests
 from muppet_core.leaderboard.paper import load_references
 from muppet_core.leaderboard.plots import bar_chart, curve_charts
-from muppet_core.leaderboard.read import published_path
+from muppet_core.leaderboard.read import missing_tables, published_path
 from muppet_core.leaderboard.render import table_rows, to_csv, to_json, to_markdown
 from muppet_core.leaderboard.schema import Leaderboard, LeftOut, Row, TaskExposure
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from muppet_core.registry import safe_name
 
 CHART = "leaderboard.png"
@@ -238,7 +238,7 @@ def restore_published(store: ArtifactStore, pipeline: str) -> list[str]:
     """Where a file of the pipeline's latest table is missing from the store (deleted by hand), build
     the table again from its kept results and publish it, with a warning; no history entry is added.
     Returns the names of the files that were missing (none: nothing done, or no table to rebuild)."""
-    missing = [f"leaderboard.{fmt}" for fmt in ("csv", "md", "json") if not store.exists(published_path(pipeline, fmt))]
+    missing = missing_tables(store, pipeline)
     if not missing:
         return []
     with index_lock(store, pipeline):

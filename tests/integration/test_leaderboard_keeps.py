@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.integration.conftest import muppet, write_pipeline
 from tests.integration.test_leaderboard_flow import markdown_tables
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from muppet_core.models.tiny import save_tiny_bert
 from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO

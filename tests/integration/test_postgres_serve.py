@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS, write_pipeline
 from tests.servers.postgres import count_rows, prefect_url

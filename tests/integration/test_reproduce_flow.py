@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, muppet, write_pipeline
 
 

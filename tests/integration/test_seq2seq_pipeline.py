@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.integration.conftest import PRETRAIN_TASKS, artifact_keys, write_pipeline
 
 TASKS = [*PRETRAIN_TASKS, "xsum"]  # classification, multiple choice, span and summarization

@@ -28,7 +28,7 @@ from playwright.sync_api import Page, expect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO
 from tests.integration.conftest import write_pipeline

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 
 from muppet_core.evaluation.results import CONTROL_VARIANT
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.integration.conftest import SMALL_TASKS, muppet, write_pipeline
 
 BENCHMARKS = ["rte", "rotten_tomatoes"]  # rotten_tomatoes was pre-finetuned (its head is reused), rte was not

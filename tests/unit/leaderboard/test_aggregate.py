@@ -5,7 +5,7 @@ import math
 import pytest
 
 from muppet_core.leaderboard.aggregate import SELECTIONS, aggregate
-from muppet_core.models.backbone import backbone_label
+from muppet_core.models.labels import backbone_label
 from tests.unit.leaderboard.conftest import make_record
 
 BENCHMARKS = ["sst2", "rte", "copa"]
