@@ -8,6 +8,7 @@ import time
 import pandas as pd
 import yaml
 
+from tests.faults.report import Outcome, record
 from tests.integration.conftest import artifact_keys
 
 PRETRAIN = ["rotten_tomatoes", "trec", "commonsenseqa"]  # two families, data prepared in about a second (not SNLI's or SQuAD's seconds)
@@ -133,6 +134,8 @@ def test_the_machines_slot_limit_follows_the_pipeline_names_its_holders_and_a_st
         assert slots == 1 and client.read_global_concurrency_limit_by_name(limit).active_slots == 1  # one look is not enough
         release_leaked(client, limit, seen)
         assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+    record(Outcome("signal", "the machine's fine-tune limit set by one pipeline (2), then another (1); a slot taken while another run holds the only one, then SIGTERM; a slot leaked by a SIGKILLed run",
+                   "the limit follows the later pipeline; the wait names the holder at once and ends within 3 s of SIGTERM; the leaked slot is given back after two looks"))
 
 
 def test_a_stopped_deployment_fan_out_cancels_its_flow_runs_on_the_pool(prefect_harness, tiny_backbone, tmp_path, monkeypatch):
@@ -169,3 +172,5 @@ def test_a_stopped_deployment_fan_out_cancels_its_flow_runs_on_the_pool(prefect_
     with get_client(sync_client=True) as client:
         flow_runs = [r for r in client.read_flow_runs(limit=50) if r.work_pool_name == "idle"]
     assert len(flow_runs) == 2 and {r.state.type.value for r in flow_runs} <= {"CANCELLING", "CANCELLED"}, [r.state for r in flow_runs]
+    record(Outcome("signal", "SIGTERM to a run whose 2 fine-tune flow runs wait on a work pool (deployment executor)",
+                   "both flow runs cancelled on the pool ('cancelled 2 fine-tune flow run(s) on the work pool'): no worker takes them after the run is gone"))

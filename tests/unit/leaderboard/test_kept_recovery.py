@@ -17,6 +17,7 @@ from muppet_core.leaderboard.kept import index_path, read_index
 from muppet_core.leaderboard.read import results_text
 from muppet_core.leaderboard.render import from_csv
 from muppet_core.leaderboard.stage import leaderboard_stage, prune_backbone
+from tests.faults.report import Outcome, record
 from tests.unit.leaderboard.conftest import make_record, stored
 from tests.unit.leaderboard.test_kept import OWN_SPEC, SETTINGS, SPECS, evaluate
 
@@ -54,6 +55,8 @@ def test_folders_of_one_name_get_labels_from_their_paths_and_prune_apart(tmp_pat
     board = leaderboard_stage("p", TWINS, SETTINGS.benchmarks, stored(store, records), records, store, run="r3", finetune=SETTINGS,
                               own=TWINS[0], owners={f"key-{spec}": spec for spec in TWINS}).board
     assert {r.backbone: r.cells["rte"].value for r in board.rows} == scores
+    record(Outcome("bad input", "two backbones in folders of one name (/runs/a/tiny, /runs/b/tiny), evaluated one after the other and in one run",
+                   "labels 'tiny' and 'b-tiny', an entry each in kept.json, each row its own records and path; `--prune b-tiny` removes that one only"))
 
 
 def test_a_corrupt_kept_json_is_rebuilt_from_the_history_with_a_warning(tmp_path, caplog, capsys):
@@ -80,6 +83,8 @@ def test_a_corrupt_kept_json_is_rebuilt_from_the_history_with_a_warning(tmp_path
     board = evaluate(store, "distil-tiny", 0.65, "r4").board
     assert {r.backbone for r in board.rows} == {"minilm", "distil-tiny", "roberta-tiny"}
     assert read_history(store, "p")[-1].kept.entries.keys() == read_index(store, "p").entries.keys()
+    record(Outcome("fault", "kept.json cut short, then not JSON, then deleted, before a run and before `--prune`",
+                   "rebuilt from the results history with a warning (the damaged file kept aside); `--prune` works; every backbone's rows kept"))
 
 
 def test_results_rebuilds_a_deleted_leaderboard_csv_from_the_records(tmp_path, capsys, caplog):
