@@ -1,7 +1,8 @@
-"""A hub-id backbone comes through its source from a hub endpoint on loopback (``HF_ENDPOINT``), then
-from the warm cache alone (``HF_HUB_OFFLINE=1``), keyed by its hub id either way; without either it
-is refused in one line. Each step runs in a fresh process, as a run reads the Hugging Face settings
-when it starts."""
+"""A hub-id backbone comes through its source from the loopback hub (``tests/servers/hub.py``,
+``HF_ENDPOINT``), then from the warm cache alone (``HF_HUB_OFFLINE=1``), keyed by its hub id and the
+commit sha downloaded either way; a new commit is a new key, ``org/name@<sha>`` downloads that commit
+(the request log says so); gated, missing or without either it is refused in one line. Each step
+runs in a fresh process, as a run reads the Hugging Face settings when it starts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from muppet_core.artifacts.store import digest
 from muppet_core.models.sources import backbone_fingerprint
 from tests.conftest import REPO
-from tests.servers.hub import HubMirror
+from tests.servers.hub import Hub
 
 REPO_ID = "org/tiny-bert"
 RESOLVE = """
@@ -27,26 +28,28 @@ except BackboneError as exc:
     print(json.dumps({"error": str(exc)}))
 else:
     encoder, tokenizer = load_encoder(variant.encoder_path)
-    print(json.dumps({"path": variant.encoder_path, "key": variant.key, "layers": encoder.config.num_hidden_layers}))
+    print(json.dumps({"path": variant.encoder_path, "key": variant.key, "backbone": variant.backbone, "layers": encoder.config.num_hidden_layers}))
 """
 
 
-def resolve_in_a_new_process(tmp_path, **env: str) -> dict:
-    """What ``base_variant`` and ``load_encoder`` give for the hub id in a process started with ``env``."""
+def resolve_in_a_new_process(tmp_path, spec: str = REPO_ID, **env: str) -> dict:
+    """What ``base_variant`` and ``load_encoder`` give for the backbone ``spec`` in a process started with ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HF_ENDPOINT"))}
-    done = subprocess.run([sys.executable, "-c", RESOLVE, REPO_ID, str(tmp_path / "cache")], capture_output=True, text=True, cwd=REPO,
+    done = subprocess.run([sys.executable, "-c", RESOLVE, spec, str(tmp_path / "cache")], capture_output=True, text=True, cwd=REPO,
                           env={**base, "HF_HOME": str(tmp_path / "hf-home"), **env}, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_hub_backbone_comes_from_the_endpoint_then_from_the_warm_cache(tiny_backbone, tmp_path):
-    with HubMirror({REPO_ID: tiny_backbone}) as hub:
+    with Hub() as hub:
+        sha = hub.push_folder("model", REPO_ID, tiny_backbone)
         fetched = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url)
-    assert any(path.endswith("/model.safetensors") for path in hub.requests)
+    assert any(line.startswith(f"GET /{REPO_ID}/resolve/{sha}/model.safetensors -> 200") for line in hub.lines())
     assert fetched["path"].startswith(str(tmp_path / "hf-home")) and fetched["layers"] == 2
     assert backbone_fingerprint(fetched["path"]) == backbone_fingerprint(tiny_backbone)  # the same files
-    assert fetched["key"] == digest({"hub": REPO_ID})[:24]  # keyed by the hub id, as before sources were a registry
+    assert fetched["key"] == digest({"hub": REPO_ID, "revision": sha})[:24]  # the hub id at the commit downloaded
+    assert fetched["backbone"] == f"{REPO_ID}@{sha}"
 
     cached = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1")  # the endpoint is gone
     assert cached == fetched
@@ -64,3 +67,37 @@ def test_a_hub_backbone_s_snapshot_is_named_by_its_hub_id_in_the_model_card(tmp_
     assert hub_id_of(str(snapshot)) == REPO_ID
     assert base_metadata(str(snapshot)) == {"base_model": REPO_ID}  # the card's base, as for the id itself
     assert hub_id_of(str(tmp_path)) is None and base_metadata(str(tmp_path)) == {}
+
+
+def test_a_new_commit_is_a_new_key_and_a_pinned_revision_is_what_is_downloaded(tiny_backbone, tmp_path):
+    from muppet_core.models.tiny import save_tiny_bert
+
+    with Hub() as hub:
+        first = hub.push_folder("model", REPO_ID, tiny_backbone)
+        before = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url)
+        second = hub.push_folder("model", REPO_ID, save_tiny_bert(tmp_path / "retrained", seed=1))
+        after = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url)
+        start = len(hub.served)
+        pinned = resolve_in_a_new_process(tmp_path / "fresh", f"{REPO_ID}@{first[:10]}", HF_ENDPOINT=hub.url)
+        log = hub.lines(start)
+    assert before["backbone"] == f"{REPO_ID}@{first}" and after["backbone"] == f"{REPO_ID}@{second}"
+    assert before["key"] != after["key"]  # the scheduled run's new checkpoint is not a cache hit
+    assert pinned["key"] == before["key"] and pinned["backbone"] == f"{REPO_ID}@{first}"
+    assert [line for line in log if "/api/models/" in line][0] == f"GET /api/models/{REPO_ID}/revision/{first[:10]} -> 200", log
+    downloads = [line for line in log if "/resolve/" in line]
+    assert downloads and all(f"/resolve/{first}/" in line for line in downloads)
+
+
+def test_a_gated_or_missing_backbone_is_one_line(tiny_backbone, tmp_path):
+    with Hub() as hub:
+        hub.push_folder("model", REPO_ID, tiny_backbone)
+        hub.push_folder("model", "org/open-bert", tiny_backbone)
+        hub.gate("model", REPO_ID)
+        gated = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url)
+        missing = resolve_in_a_new_process(tmp_path, "org/absent", HF_ENDPOINT=hub.url)
+        unknown = resolve_in_a_new_process(tmp_path, "org/open-bert@v9", HF_ENDPOINT=hub.url)
+    for got, spec, status in ((gated, REPO_ID, "gated or private (401)"), (missing, "org/absent", "no such repository"),
+                              (unknown, "org/open-bert@v9", "no such revision (404)")):
+        assert got["error"].startswith(f"backbone '{spec}' could not be fetched from the hub: ") and "\n" not in got["error"], got
+        assert status in got["error"], got["error"]
+        print(got["error"])
