@@ -46,6 +46,14 @@ def artifact_keys(pipeline: str) -> tuple[str, str]:
     return base, f"{base}-table"
 
 
+def row_origins(board: Leaderboard, run: str) -> list[str]:
+    """One line per row of the table: ``computed`` when the run ``run`` computed its results, else
+    ``cached`` with the run that did (a backbone evaluated before, such as a watched hub id's older
+    commit, is kept from the store and costs this run nothing)."""
+    return [f"{row.model}: computed" if row.run == run else f"{row.model}: cached (computed in run {(row.run or 'unknown')[:8]})"
+            for row in board.rows]
+
+
 @dataclass(frozen=True)
 class Published:
     """What one run of the stage published."""

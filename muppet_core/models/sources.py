@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from muppet_core.errors import BackboneError, hub_failure
 from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 
+log = logging.getLogger(__name__)
 PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_-]*):(?!//)")
 """A backbone string's ``NAME:`` prefix (never a URI's ``scheme://``)."""
 PACKAGE_MODEL_DIR = "model"
@@ -219,12 +221,17 @@ class HubSource(BackboneSource):
         disable_progress_bars()
         repo, revision = split_revision(spec)
         try:
-            return snapshot_download(repo, revision=revision, allow_patterns=HUB_FILES)
+            directory = snapshot_download(repo, revision=revision, allow_patterns=HUB_FILES)
         except Exception as exc:  # any failure of the hub reads as one line
             raise BackboneError(
                 f"backbone '{spec}' could not be fetched from the hub: {hub_failure(exc)} "
                 "(make the hub or HF_ENDPOINT reachable, or warm HF_HOME's cache and set HF_HUB_OFFLINE=1)"
             ) from None
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            log.warning("backbone %s: offline (HF_HUB_OFFLINE), using the revision the cache last resolved: %s", spec, Path(directory).name)
+        return directory
 
     def identity(self, spec: str, directory: str) -> str:
         """The hub id and the commit sha downloaded (the snapshot folder's name): the stages trained
