@@ -123,16 +123,26 @@ def hub_revision(spec: TaskSpec, mirror: str | None = None) -> str:
         from huggingface_hub import HfApi
 
         with _quiet_hub():
-            return HfApi().dataset_info(spec.hub.path, revision=wanted).sha
+            sha = HfApi().dataset_info(spec.hub.path, revision=wanted).sha
     except Exception as exc:  # any failure of the hub ends in the same clear message
         raise DataSourceError(missing_message(spec, mirror, hub_failure(exc))) from None
+    if not (wanted and SHA.fullmatch(wanted)):
+        _ref_file(spec.hub.path, wanted or "main").parent.mkdir(parents=True, exist_ok=True)
+        _ref_file(spec.hub.path, wanted or "main").write_text(sha)  # what an offline run takes (the rows are read by sha, which writes no ref)
+    return sha
+
+
+def _ref_file(repo: str, revision: str) -> Path:
+    """Where the Hugging Face cache keeps the sha a revision of the dataset ``repo`` resolved to
+    (its documented layout: ``datasets--ORG--NAME/refs/REVISION``)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / revision
 
 
 def _cached_revision(repo: str, revision: str) -> str | None:
-    """The sha the Hugging Face cache holds for ``revision`` of the dataset ``repo`` (its ``refs/`` file), or None."""
-    from huggingface_hub import constants
-
-    ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / revision
+    """The sha the Hugging Face cache holds for ``revision`` of the dataset ``repo``, or None."""
+    ref = _ref_file(repo, revision)
     return ref.read_text().strip() if ref.is_file() else None
 
 

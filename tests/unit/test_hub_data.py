@@ -64,7 +64,7 @@ def rte_repo(mirror: str, rows_per_split: int | None = None) -> dict[str, bytes]
 def run_stage(tmp_path, hub: Hub, task: str = "rte", catalog=None, **env: str) -> dict:
     """``data_stage(task)`` in a new process against ``hub``, with an empty mirror: the key, the
     artifact's folder and its manifest's metadata, or the one-line error."""
-    (tmp_path / "empty-mirror").mkdir(exist_ok=True)
+    (tmp_path / "empty-mirror").mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MUPPET_CATALOG"))}
     extra = {"MUPPET_CATALOG": str(catalog)} if catalog else {}
     done = subprocess.run([sys.executable, "-c", STAGE, task, str(tmp_path / "store"), str(tmp_path / "empty-mirror")],
@@ -97,6 +97,9 @@ def test_rte_from_the_hub_is_the_mirror_s_record_for_record_and_keyed_by_its_com
         assert hub_rows == mirror_rows and len(hub_rows) > 200, split
     assert got["key"] != from_mirror.key
 
+    offline = run_stage(tmp_path / "offline", hub, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
+    assert offline["key"] == got["key"] and offline["meta"]["hub"]["revision"] == sha  # the warm cache, at the sha resolved last
+
 
 def test_a_pinned_revision_is_the_one_downloaded_and_a_new_commit_is_a_new_key(mirror, tmp_path):
     with Hub() as hub:
@@ -107,7 +110,14 @@ def test_a_pinned_revision_is_the_one_downloaded_and_a_new_commit_is_a_new_key(m
         pinned = run_stage(tmp_path, hub, "rte_pinned", catalog)
         log = hub.lines(start)
         current = run_stage(tmp_path, hub, "rte")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        resolved = subprocess.run([sys.executable, "-m", "flows.cli", "tasks", "show", "rte", "--resolve"], capture_output=True, text=True,
+                                  cwd=REPO, env={**env, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home")}, timeout=120)
+    assert resolved.stdout.splitlines()[-1] == f"# hub {HUB_ID} at main is now commit {latest}", resolved.stdout + resolved.stderr
     print("request log of the pinned download:\n" + "\n".join(log))
+    shown = subprocess.run([sys.executable, "-m", "flows.cli", "tasks", "show", "rte_pinned"], capture_output=True, text=True, cwd=REPO,
+                           env={**os.environ, "MUPPET_CATALOG": str(catalog)}, timeout=120)
+    assert f"revision: {first}" in shown.stdout, shown.stdout + shown.stderr
     assert pinned["meta"]["hub"]["revision"] == first and pinned["meta"]["stats"]["rows"]["train"] + pinned["meta"]["stats"]["rows"].get("validation", 0) == 80
     assert current["meta"]["hub"]["revision"] == latest and current["key"] != pinned["key"]
     reads = [line for line in log if "/resolve/" in line or "/tree/" in line]
