@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -159,14 +160,17 @@ class Hub(Loopback):
 
     A revision is a sha, ``main`` or a unique sha prefix. ``hub.gate(repo)`` makes a repository answer
     401 (``GatedRepo``); an unknown repository, revision or file is a 404 with the hub's error codes;
-    ``hub.fail_once(fragment)`` answers the next request whose path holds ``fragment`` with a 503.
-    Every request is recorded in ``hub.served``. Every file is a plain git blob (no Xet or LFS).
+    ``hub.fail_once(fragment)`` answers the next request whose path holds ``fragment`` with a 503;
+    ``hub.slow(fragment)`` sends such files slowly, ``hub.cut_once(fragment, n)`` drops the
+    connection after ``n`` bytes of the next one. Every request is recorded in ``hub.served``. Every file is a plain git blob (no Xet or LFS).
     """
 
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.served: list[Served] = []
         self._failing: list[str] = []
+        self._slow: dict[str, tuple[int, float]] = {}
+        self._cut: dict[str, int] = {}
         self._lock = threading.Lock()
         hub = self
 
@@ -185,8 +189,24 @@ class Hub(Loopback):
                 for name, value in {**headers, "Content-Length": str(len(data))}.items():
                     self.send_header(name, value)
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                cut = next((fragment for fragment in hub._cut if fragment in self.path and status == 200), None)
+                if cut is not None:  # the connection drops midway: part of the body, then nothing
+                    self.wfile.write(data[:hub._cut.pop(cut)])
+                    self.close_connection = True
+                    return
+                pace = next((p for fragment, p in hub._slow.items() if fragment in self.path), None)
+                if pace is None:
                     self.wfile.write(data)
+                    return
+                for start in range(0, len(data), pace[0]):  # a slow link: a chunk, then a pause
+                    try:
+                        self.wfile.write(data[start:start + pace[0]])
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):  # the client went away midway
+                        return
+                    time.sleep(pace[1])
 
             do_HEAD = do_POST = do_GET
 
@@ -217,6 +237,18 @@ class Hub(Loopback):
     def fail_once(self, fragment: str) -> None:
         """Answer the next request whose path holds ``fragment`` with a 503."""
         self._failing.append(fragment)
+
+    def slow(self, fragment: str, chunk: int = 65536, pause: float = 0.05) -> None:
+        """Send the body of every GET whose path holds ``fragment`` ``chunk`` bytes at a time, ``pause``
+        seconds apart (a download a test can kill midway); ``slow(fragment, 0)`` ends it."""
+        if chunk:
+            self._slow[fragment] = (chunk, pause)
+        else:
+            self._slow.pop(fragment, None)
+
+    def cut_once(self, fragment: str, after: int) -> None:
+        """Drop the connection of the next full GET whose path holds ``fragment`` after ``after`` bytes of its body."""
+        self._cut[fragment] = after
 
     def lines(self, since: int = 0) -> list[str]:
         """The request log from ``since`` on, one line per request."""

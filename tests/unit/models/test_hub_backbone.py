@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from muppet_core.artifacts.store import digest
 from muppet_core.models.sources import backbone_fingerprint
@@ -101,3 +104,62 @@ def test_a_gated_or_missing_backbone_is_one_line(tiny_backbone, tmp_path):
         assert got["error"].startswith(f"backbone '{spec}' could not be fetched from the hub: ") and "\n" not in got["error"], got
         assert status in got["error"], got["error"]
         print(got["error"])
+
+
+def save_wider_bert(path: Path, tokenizer_from: str) -> str:
+    """A random 2-layer BERT of hidden size 128 (about 17 MB of safetensors: more than the 10 MB a
+    download writes at a time, so a download killed midway leaves part of it on disk)."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256)).save_pretrained(path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(Path(tokenizer_from) / name, path / name)
+    return str(path)
+
+
+def test_a_download_killed_midway_is_fetched_again_whole_and_identical(tiny_backbone, tmp_path):
+    """huggingface_hub (2.x) downloads each file into a name unique to the process and does not reuse a
+    dead process's part (its file_download.py: a shared ``.incomplete`` corrupted caches): the next
+    run fetches the file again, whole, and the cache holds exactly the hub's files."""
+    model = save_wider_bert(tmp_path / "wider", tiny_backbone)
+    with Hub() as hub:
+        sha = hub.push_folder("model", REPO_ID, model)
+        hub.slow("model.safetensors", chunk=262144, pause=0.05)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "HF_ENDPOINT"))}
+        env = {**base, "HF_HOME": str(tmp_path / "hf-home"), "HF_ENDPOINT": hub.url}
+        download = subprocess.Popen([sys.executable, "-c", RESOLVE, REPO_ID, str(tmp_path / "cache")], cwd=REPO, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        blobs = tmp_path / "hf-home" / "hub" / "models--org--tiny-bert" / "blobs"
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        download.send_signal(signal.SIGKILL)  # a download killed midway: part of the weights on disk
+        download.wait(timeout=30)
+        partial = max(p.stat().st_size for p in blobs.glob("*.incomplete"))
+        size = (Path(model) / "model.safetensors").stat().st_size
+        assert 0 < partial < size
+        hub.slow("model.safetensors", 0)
+        start = len(hub.served)
+        again = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url)
+        log = hub.lines(start)
+    print(f"killed at {partial} of {size} bytes; the next run's requests:\n" + "\n".join(log))
+    assert f"GET /{REPO_ID}/resolve/{sha}/model.safetensors -> 200" in log
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (Path(again["path"]) / name).read_bytes() == (Path(model) / name).read_bytes(), name
+
+
+def test_a_connection_dropped_midway_is_resumed_with_a_range_request(tiny_backbone, tmp_path):
+    model = save_wider_bert(tmp_path / "wider", tiny_backbone)
+    with Hub() as hub:
+        sha = hub.push_folder("model", REPO_ID, model)
+        hub.cut_once("model.safetensors", 12_000_000)
+        fetched = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url)
+    print("\n".join(hub.lines()))
+    weights = [line for line in hub.lines() if line.startswith(f"GET /{REPO_ID}/resolve/{sha}/model.safetensors")]
+    assert weights == [f"GET /{REPO_ID}/resolve/{sha}/model.safetensors -> 200",  # cut after 12 MB, 10 MB of it written
+                       f"GET /{REPO_ID}/resolve/{sha}/model.safetensors -> 206 (bytes=10485760-)"], weights
+    assert (Path(fetched["path"]) / "model.safetensors").read_bytes() == (Path(model) / "model.safetensors").read_bytes()
