@@ -41,7 +41,7 @@ def resolve_in_a_new_process(tmp_path, spec: str = REPO_ID, **env: str) -> dict:
     done = subprocess.run([sys.executable, "-c", RESOLVE, spec, str(tmp_path / "cache")], capture_output=True, text=True, cwd=REPO,
                           env={**base, "HF_HOME": str(tmp_path / "hf-home"), **env}, timeout=300)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
 
 
 def test_a_hub_backbone_comes_from_the_endpoint_then_from_the_warm_cache(tiny_backbone, tmp_path):
@@ -55,7 +55,8 @@ def test_a_hub_backbone_comes_from_the_endpoint_then_from_the_warm_cache(tiny_ba
     assert fetched["backbone"] == f"{REPO_ID}@{sha}"
 
     cached = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1")  # the endpoint is gone
-    assert cached == fetched
+    assert {**cached, "stderr": ""} == {**fetched, "stderr": ""}  # the same commit, from the cache
+    assert f"backbone {REPO_ID}: offline (HF_HUB_OFFLINE), using the revision the cache last resolved: {sha}" in cached["stderr"]
 
     cold = resolve_in_a_new_process(tmp_path / "cold", HF_HUB_OFFLINE="1")
     assert cold["error"].startswith(f"backbone '{REPO_ID}' could not be fetched from the hub: ") and "\n" not in cold["error"]
@@ -85,7 +86,7 @@ def test_a_new_commit_is_a_new_key_and_a_pinned_revision_is_what_is_downloaded(t
         log = hub.lines(start)
     assert before["backbone"] == f"{REPO_ID}@{first}" and after["backbone"] == f"{REPO_ID}@{second}"
     assert before["key"] != after["key"]  # the scheduled run's new checkpoint is not a cache hit
-    assert pinned["key"] == before["key"] and pinned["backbone"] == f"{REPO_ID}@{first}"
+    assert pinned["key"] == before["key"] and pinned["backbone"] == f"{REPO_ID}@{first}" and "offline" not in pinned["stderr"]
     assert [line for line in log if "/api/models/" in line][0] == f"GET /api/models/{REPO_ID}/revision/{first[:10]} -> 200", log
     downloads = [line for line in log if "/resolve/" in line]
     assert downloads and all(f"/resolve/{first}/" in line for line in downloads)
