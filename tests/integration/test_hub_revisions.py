@@ -57,6 +57,7 @@ def test_a_new_commit_of_a_watched_backbone_is_evaluated_and_the_old_row_stays(t
     table = pd.read_csv(io.StringIO((tmp_path / "store" / "pipelines" / NAME / "leaderboard.csv").read_text()), index_col="model")
     assert sorted(table["backbone"]) == sorted([f"tiny-bert@{first[:7]}", f"tiny-bert@{second[:7]}"])
     assert table["run"].nunique() == 2
+    assert table.loc[new_row, "own"] and not table.loc[old_row, "own"]  # the pipeline's backbone is its current commit
     md = (tmp_path / "store" / "pipelines" / NAME / "leaderboard.md").read_text()
     assert old_row in md and new_row in md
     with Hub() as offline:  # the history says which run brought each commit, and when
