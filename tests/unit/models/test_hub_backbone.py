@@ -164,3 +164,13 @@ def test_a_connection_dropped_midway_is_resumed_with_a_range_request(tiny_backbo
     assert weights == [f"GET /{REPO_ID}/resolve/{sha}/model.safetensors -> 200",  # cut after 12 MB, 10 MB of it written
                        f"GET /{REPO_ID}/resolve/{sha}/model.safetensors -> 206 (bytes=10485760-)"], weights
     assert (Path(fetched["path"]) / "model.safetensors").read_bytes() == (Path(model) / "model.safetensors").read_bytes()
+
+
+def test_a_5xx_once_is_retried_and_the_backbone_arrives(tiny_backbone, tmp_path):
+    with Hub() as hub:
+        sha = hub.push_folder("model", REPO_ID, tiny_backbone)
+        hub.fail_once("/model.safetensors")
+        fetched = resolve_in_a_new_process(tmp_path, HF_ENDPOINT=hub.url)
+    weights = [line for line in hub.lines() if "/model.safetensors" in line]
+    assert weights[0].endswith("-> 503") and weights[-1] == f"GET /{REPO_ID}/resolve/{sha}/model.safetensors -> 200", weights
+    assert fetched["backbone"] == f"{REPO_ID}@{sha}" and fetched["layers"] == 2
