@@ -73,4 +73,5 @@ def hub_failure(exc: BaseException) -> str:
     (``HUB_REASONS``), then its own first line."""
     names = [cls.__name__ for cls in type(exc).__mro__]
     reason = next((HUB_REASONS[n] for n in names if n in HUB_REASONS), None)
-    return f"{reason}; {first_line(exc)}" if reason else first_line(exc)
+    detail = first_line(exc).rstrip(".")  # the callers' sentences go on after it
+    return f"{reason}; {detail}" if reason else detail
