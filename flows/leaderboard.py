@@ -11,7 +11,7 @@ from muppet_core.artifacts.stage import StageOutput
 from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PipelineConfig
 from muppet_core.evaluation.results import read_result
-from muppet_core.leaderboard.stage import CHART, artifact_keys, leaderboard_stage
+from muppet_core.leaderboard.stage import CHART, artifact_keys, leaderboard_stage, row_origins
 from muppet_core.pipelines import open_store
 from muppet_core.tracking import attach_files
 
@@ -34,6 +34,8 @@ def build_leaderboard(
     )
     logger = get_run_logger()
     logger.info(published.output.describe())
+    for line in row_origins(published.board, str(flow_run.root_flow_run_id)):
+        logger.info(line)
     if not published.output.cache_hit:
         folder = store.fetch(stages.LEADERBOARD, published.output.key)
         attach_files(callbacks or [], [folder / "leaderboard.csv", folder / CHART])

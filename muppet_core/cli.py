@@ -72,6 +72,13 @@ def _tasks_show(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise MuppetError(exc.args[0]) from None
     print(yaml.safe_dump({spec.name: spec.model_dump(exclude={"name"}, exclude_defaults=True)}, sort_keys=False), end="")
+    if args.resolve:
+        from muppet_core.data.sources import hub_revision
+
+        print(f"# hub {spec.hub.path} at {spec.hub.revision or 'main'} is now commit {hub_revision(spec)}")
+    elif spec.hub.revision is None:
+        print("# hub revision: not pinned; each run reads main's current commit and records its sha in the data "
+              "artifact's manifest (--resolve asks the hub for it now)")
     return 0
 
 
@@ -154,6 +161,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     t = tasks.add_parser("show", help="one catalog entry as YAML")
     t.add_argument("name")
     t.add_argument("--config", help="also the catalog folders of this pipelines file (its `catalog:`)")
+    t.add_argument("--resolve", action="store_true", help="also ask the hub which commit sha its revision (main unless pinned) is now")
     t.set_defaults(func=_tasks_show)
 
     p = sub.add_parser("results", help="print a pipeline's latest leaderboard (or its history) from the store, re-running nothing")

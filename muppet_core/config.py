@@ -300,7 +300,7 @@ class WatchConfig(Strict):
     the store makes those evaluated before cost nothing."""
 
     backbones: list[str] = Field(default_factory=list)
-    """Backbones (package:NAME, a directory, an s3:// URI or a hub id) listed here."""
+    """Backbones (package:NAME, a directory, an s3:// URI or a hub id, org/name or org/name@revision) listed here."""
     list_file: str | None = None
     """A text file (relative to pipelines.yaml, or a URI such as s3://bucket/backbones.txt), one backbone a line (blank
     lines and # comments ignored), read at the start of every run: adding a line schedules the backbone's evaluation."""
@@ -359,7 +359,7 @@ class PipelineConfig(Strict):
     description: str = ""
     """Free text shown by `muppet list`."""
     backbone: str = Field(min_length=1)
-    """package:NAME, a local directory, an s3:// URI or a Hugging Face hub id; a plugin's backbone source adds its own PREFIX:NAME."""
+    """package:NAME, a local directory, an s3:// URI or a Hugging Face hub id (org/name: the current commit of main; org/name@revision: that sha or tag); a plugin's backbone source adds its own PREFIX:NAME."""
     store: str = Field("muppet-store", min_length=1)
     """Artifact store root (directory or s3:// URI); relative to pipelines.yaml; env MUPPET_STORE wins."""
     store_options: dict[str, Any] = execution(default_factory=dict)

@@ -57,3 +57,21 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type when the message is empty), shortened."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+HUB_REASONS = {
+    "GatedRepoError": "gated or private (401): accept its terms on the hub and log in (HF_TOKEN)",
+    "RevisionNotFoundError": "no such revision (404)",
+    "EntryNotFoundError": "a file it names is missing (404)",
+    "RepositoryNotFoundError": "no such repository, or a private one (404)",
+}
+"""Why the Hugging Face hub refused, by the class (or a base class) of ``huggingface_hub``'s error."""
+
+
+def hub_failure(exc: BaseException) -> str:
+    """One line on why a hub call failed: the meaning of a refusal ``huggingface_hub`` classifies
+    (``HUB_REASONS``), then its own first line."""
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    reason = next((HUB_REASONS[n] for n in names if n in HUB_REASONS), None)
+    detail = first_line(exc).rstrip(".")  # the callers' sentences go on after it
+    return f"{reason}; {detail}" if reason else detail

@@ -104,7 +104,7 @@ def length_percentiles(family: Family, records: list[Record], tokenizer, chunk: 
 
 
 def prepare_task(
-    spec: TaskSpec, mirror: str | None, fraction: float, seed: int, out_dir: Path, tokenizer=None
+    spec: TaskSpec, mirror: str | None, fraction: float, seed: int, out_dir: Path, tokenizer=None, revision: str | None = None
 ) -> dict[str, Any]:
     """Normalize every split of ``spec`` into ``out_dir/<split>.parquet`` and write ``stats.json``.
 
@@ -115,16 +115,17 @@ def prepare_task(
         seed: carving seed.
         out_dir: where the splits and stats go.
         tokenizer: the pipeline's tokenizer, for length percentiles in the stats (optional).
+        revision: the hub commit sha to read rows from the hub at (the one the data is keyed by).
 
     Returns:
-        The stats record: source, rows, label counts and token-length percentiles per split,
+        The stats record: source (and, from the hub, its revision), rows, label counts and token-length percentiles per split,
         dropped rows with reasons, carving notes.
 
     Raises:
         DataSourceError: a file cannot be read or parsed, a split has no rows at all, or too many
             of a split's rows are malformed; the message names the dataset, split and file.
     """
-    source, raw = raw_splits(spec, mirror)
+    source, raw = raw_splits(spec, mirror, revision)
     normalizer = resolve(spec.normalizer if source == "mirror" else spec.hub_normalizer())
     splits, drop_stats = {}, {}
     for split, rows in raw.items():
@@ -147,6 +148,7 @@ def prepare_task(
         "task": spec.name,
         "family": spec.family,
         "source": source,
+        **({"revision": revision or spec.hub.revision} if source == "hub" else {}),
         "rows": {s: len(r) for s, r in splits.items()},
         "labels": {s: _label_counts(r) for s, r in splits.items()},
         "normalization": drop_stats,

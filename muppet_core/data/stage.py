@@ -20,7 +20,8 @@ from muppet_core.tasks.catalog import entry_modules, get_task
 def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Variant | None = None) -> StageOutput:
     """Normalize ``task`` into the store (or find it there).
 
-    The key hashes the catalog entry, the raw files' contents (or the hub id), every data setting
+    The key hashes the catalog entry, the raw files' contents (or the hub id, config and the commit
+    sha of the revision read, which the manifest records too), every data setting
     but those marked execution or plan (the carving's), the tokenizer used for the length
     statistics and the version of the code this module imports (transitively), of the entry's
     normalizers and of the plugin modules that define its family or reader.
@@ -35,10 +36,11 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
         MuppetError: ``task`` is not a safe name; KeyError: it is not in the catalog.
     """
     spec = get_task(safe_name("task", task))
+    source = source_fingerprint(spec, data.mirror)  # from the hub: its commit sha, resolved once here
     key = store.key(
         stages.DATA,
-        spec=spec.model_dump(),
-        source=source_fingerprint(spec, data.mirror),
+        spec=spec.model_dump(exclude={"hub": {"revision"}}),  # the revision keys the data as the sha it resolves to (source)
+        source=source,
         settings=result_settings(data),
         tokenizer=tokenizer.key if tokenizer else None,
         code=code_version(__name__, *normalizer_modules(spec), *entry_modules(spec, "family", "reader")),
@@ -46,7 +48,9 @@ def data_stage(task: str, data: DataConfig, store: ArtifactStore, tokenizer: Var
 
     def build(out):
         tok = load_tokenizer(tokenizer.encoder_path) if tokenizer else None
-        return {"stats": prepare_task(spec, data.mirror, data.validation_fraction, data.split_seed, out, tok)}
+        revision = source.get("revision")
+        stats = prepare_task(spec, data.mirror, data.validation_fraction, data.split_seed, out, tok, revision)
+        return {"stats": stats, **({"hub": {"path": spec.hub.path, "name": spec.hub.name, "revision": revision}} if revision else {})}
 
     return run_cached(store, stages.DATA, task, key, build)
 

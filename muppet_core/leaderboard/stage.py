@@ -46,6 +46,20 @@ def artifact_keys(pipeline: str) -> tuple[str, str]:
     return base, f"{base}-table"
 
 
+def _pinned(own: str | None, backbones: list[str]) -> str | None:
+    """The pipeline's own backbone as this run evaluated it: a hub id ``org/name`` as the
+    ``org/name@<sha>`` among ``backbones`` (the commit its source resolved), anything else as it is."""
+    return next((b for b in backbones if own and b.startswith(f"{own}@")), own)
+
+
+def row_origins(board: Leaderboard, run: str) -> list[str]:
+    """One line per row of the table: ``computed`` when the run ``run`` computed its results, else
+    ``cached`` with the run that did (a backbone evaluated before, such as a watched hub id's older
+    commit, is kept from the store and costs this run nothing)."""
+    return [f"{row.model}: computed" if row.run == run else f"{row.model}: cached (computed in run {(row.run or 'unknown')[:8]})"
+            for row in board.rows]
+
+
 @dataclass(frozen=True)
 class Published:
     """What one run of the stage published."""
@@ -108,7 +122,7 @@ def leaderboard_stage(
         now = datetime.now(timezone.utc)
         previous = load_index(store, pipeline)
         index = KeptIndex(
-            pipeline=pipeline, own=own or (backbones[0] if backbones else None), benchmarks=benchmarks, selection=selection,
+            pipeline=pipeline, own=_pinned(own, backbones) or (backbones[0] if backbones else None), benchmarks=benchmarks, selection=selection,
             settings=settings, fingerprint=fingerprint(settings), entries=previous.entries if previous else {},
             code_version=most_common([r.code_version for r in records]) or (previous.code_version if previous else None),
         )

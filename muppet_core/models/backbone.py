@@ -154,7 +154,8 @@ _BUILT_IN = ("muppet_core.models.sources", "muppet_core.models.kinds")
 
 def base_variant(spec: str, cache_dir: Path) -> Variant:
     """The pipeline's backbone as it is, before pre-finetuning: resolved by its source, keyed by the
-    identity its source gives it (and, for a plugin's source or kind, by that plugin's code).
+    identity its source gives it (and, for a plugin's source or kind, by that plugin's code), and
+    named as its source pins it (a hub id by the commit sha downloaded: ``org/name@<sha>``).
 
     Raises:
         BackboneError: no source claims ``spec``, or its source cannot fetch it.
@@ -166,4 +167,4 @@ def base_variant(spec: str, cache_dir: Path) -> Variant:
     plugins = sorted({type(o).__module__ for o in (source, kind_of(backbone_config(resolved)))} - set(_BUILT_IN))
     if plugins:
         key = digest({"backbone": key, "code": code_version(*plugins)})[: len(key)]
-    return Variant("base", key, resolved, backbone=spec)
+    return Variant("base", key, resolved, backbone=source.pinned(spec, resolved))

