@@ -7,6 +7,11 @@ import json
 from muppet_core.planning.estimate import Plan, Work, as_dict
 
 
+def artifact_key(pipeline: str) -> str:
+    """The Prefect artifact key of a pipeline's plan (keys allow lowercase letters, digits and dashes)."""
+    return f"plan-{pipeline.replace('_', '-')}"
+
+
 def _n(x: float | None, unit: str = "") -> str:
     if x is None:
         return "unknown"
