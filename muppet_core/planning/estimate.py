@@ -61,6 +61,14 @@ class Plan:
     store: dict
     held: dict
     assumptions: list[str] = field(default_factory=list)
+    data: Work | None = None
+
+    @property
+    def wall_s(self) -> float | None:
+        """The whole run's wall time: starting it, the data stage, pre-finetuning, the fine-tunes (None: a part unknown)."""
+        parts = [self.device.fixed_s["run"], self.data.wall_s if self.data else 0.0,
+                 self.prefinetune["work"].wall_s if self.prefinetune.get("work") else 0.0, self.finetune["work"].wall_s]
+        return None if any(p is None for p in parts) else sum(parts)
 
     @property
     def known_gpu_hours(self) -> float:
@@ -137,8 +145,12 @@ def _prefinetune(cfg: PipelineConfig, shape: Shape | None, device: Device, gpus:
     measured = sum(per[t][3] for t in pre.tasks)
     world = gpus if gpus > 1 else 1
     hours, seconds = _time(examples * mean_flops, device, world)
+    start = device.fixed_s["prefinetune"]
+    seconds, hours = seconds + start, hours + start * world / 3600
+    if held.prefinetunes:
+        seconds, hours = 0.0, 0.0
     note = (f"lengths: the data stage's median of {measured} of {len(pre.tasks)} datasets; the others counted at max_length "
-            f"{pre.max_length} (an upper bound)")
+            f"{pre.max_length} (an upper bound); {start:g} s to start")
     out["work"] = Work(examples * mean_tokens, examples * mean_flops, hours, seconds, note)
     out["mean_tokens_per_example"] = mean_tokens
     specs = [get_task(t) for t in pre.tasks]
@@ -193,12 +205,27 @@ def _finetune(cfg: PipelineConfig, shape: Shape | None, device: Device, gpus: in
         fraction = sum(r.fraction or 1.0 for r in runs if r.benchmark == b)  # sample-efficiency runs train on less
         total += flops * fraction
         out["benchmarks"][b] = {"runs": count, "train_rows": train_rows, "updates": updates, "flops_per_run": flops}
+    to_run = len(runs) - len(cached)
+    total *= to_run / len(runs) if runs else 0  # the store's fine-tunes are taken, not computed
     hours, _ = _time(total if not unknown else None, device, 1)
+    if hours is not None:
+        hours += to_run * device.fixed_s["finetune"] / 3600
     parallel = max(1, min(ft.concurrency, gpus))
     work = Work(None, total if not unknown else None, hours, hours * 3600 / parallel if hours is not None else None,
-                f"{parallel} at once" + (f"; unknown rows: {', '.join(unknown)}" if unknown else ""))
+                f"{parallel} at once; {device.fixed_s['finetune']:g} s to start each" + (f"; unknown rows: {', '.join(unknown)}" if unknown else ""))
     out["work"] = work
     return out
+
+
+def _data(rows: list[TaskRows], held: Holdings, device: Device) -> Work:
+    """The data stage: the rows of every dataset the store does not hold, at the device kind's rows per second."""
+    todo = [r for r in rows if r.task not in held.data]
+    unknown = [r.task for r in todo if r.rows is None]
+    count = sum(sum(r.rows.values()) for r in todo if r.rows)
+    seconds = None if unknown else count / device.fixed_s["data_rows_per_s"]
+    note = f"{len(rows) - len(todo)} of {len(rows)} datasets held by the store; {count:,} rows to normalize" + (
+        f"; unknown rows: {len(unknown)} datasets" if unknown else "")
+    return Work(None, None, None if seconds is None else 0.0, seconds, note)
 
 
 def _store(cfg: PipelineConfig, shape: Shape | None, rows: list[TaskRows], pre: dict, finetunes: int) -> dict:
@@ -222,20 +249,23 @@ def plan_pipeline(name: str, cfg: PipelineConfig, store: ArtifactStore, device: 
     tasks = cfg.data_tasks()
     held = store_holdings(store, list(cfg.prefinetune.tasks), cfg.prefinetune.steps)
     rows = task_rows([get_task(t) for t in tasks], cfg.data.mirror, held)
+    data = _data(rows, held, device)
     pre = _prefinetune(cfg, shape, device, gpus, rows, held)
     ft = _finetune(cfg, shape, device, gpus, rows, held)
     store_bytes = _store(cfg, shape, rows, pre, ft["count"])
     held_summary = {"root": store.root, "datasets": sorted(set(held.data) & set(tasks)), "prefinetunes": held.prefinetunes,
                     "finetunes": ft["taken_from_store"], "bytes_by_stage": held.bytes_by_stage, "note": held.note}
     assumptions = [f"device rate: {device.rate_source}", f"runtime memory per process: {device.runtime_gib} GiB (assumed)",
+                   f"fixed costs of {device.kind} (muppet_core/planning/hardware.yaml, assumed): {device.fixed_s}",
                    f"a fine-tune's stored output: {RECORD_BYTES // 1024} KiB (assumed)"]
-    return Plan(name, cfg.backbone, shape, shape_source, device, gpus, rows, pre, ft, store_bytes, held_summary, assumptions)
+    return Plan(name, cfg.backbone, shape, shape_source, device, gpus, rows, pre, ft, store_bytes, held_summary, assumptions, data)
 
 
 def as_dict(plan: Plan) -> dict:
     """The plan as plain data (``--json``)."""
     out = dataclasses.asdict(plan)
     out["gpu_hours"] = plan.gpu_hours
+    out["wall_s"] = plan.wall_s
     out["device"]["flops_per_second"] = plan.device.flops_per_second
     return out
 

@@ -30,6 +30,8 @@ class Device:
         mfu: the share of the peak a run reaches.
         rate_source: where ``peak_flops`` and ``mfu`` come from, in words.
         runtime_gib: memory a training process holds besides the model (an assumption).
+        fixed_s: seconds besides FLOPs (``run``, ``prefinetune``, each ``finetune``) and the data stage's rows per second
+            (``data_rows_per_s``): assumptions of ``hardware.yaml``.
     """
 
     kind: str
@@ -39,6 +41,7 @@ class Device:
     mfu: float
     rate_source: str
     runtime_gib: float
+    fixed_s: dict
 
     @property
     def flops_per_second(self) -> float:
@@ -109,16 +112,16 @@ def device(kind: str, precision: str, folder: Path, mfu: float | None = None) ->
         peak_used = float(stored["peak_flops"]) if peak is None else peak
         source = f"{folder / f'gpu_check-{kind}.json'} (bench/gpu_check.py on {stored.get('device_name', kind)}: MFU {stored['mfu']:.4g} of {peak_used:.3g} FLOP/s)"
         if mfu is None:
-            return Device(kind, spec["name"], spec["memory_gib"], peak_used, float(stored["mfu"]), source, spec["runtime_gib"])
-        return Device(kind, spec["name"], spec["memory_gib"], peak_used, mfu, f"--mfu {mfu} of {peak_used:.3g} FLOP/s", spec["runtime_gib"])
+            return Device(kind, spec["name"], spec["memory_gib"], peak_used, float(stored["mfu"]), source, spec["runtime_gib"], spec["fixed_s"])
+        return Device(kind, spec["name"], spec["memory_gib"], peak_used, mfu, f"--mfu {mfu} of {peak_used:.3g} FLOP/s", spec["runtime_gib"], spec["fixed_s"])
     if peak is None and kind == "cpu":
         peak, precision = matmul_rate("cpu", "float32", 512), "measured fp32 matrix-product"
     if peak is None:
         raise MuppetError(f"{kind} has no {precision} rate in muppet_core/planning/hardware.yaml; known: {', '.join(spec['peak_flops'])}")
     if mfu is not None:
-        return Device(kind, spec["name"], spec["memory_gib"], peak, mfu, f"--mfu {mfu} of the {precision} peak {peak:.3g} FLOP/s", spec["runtime_gib"])
+        return Device(kind, spec["name"], spec["memory_gib"], peak, mfu, f"--mfu {mfu} of the {precision} peak {peak:.3g} FLOP/s", spec["runtime_gib"], spec["fixed_s"])
     assumed = HARDWARE["assumed_mfu"]
     return Device(kind, spec["name"], spec["memory_gib"], peak, assumed,
                   f"ASSUMED MFU {assumed} of the {precision} peak {peak:.3g} FLOP/s (no bench/gpu_check.py result stored for {kind} in {folder}; "
                   f"`python bench/gpu_check.py --record` on one stores it)",
-                  spec["runtime_gib"])
+                  spec["runtime_gib"], spec["fixed_s"])

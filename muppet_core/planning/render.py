@@ -57,9 +57,13 @@ def markdown(plan: Plan) -> str:
         f"**Total: {_n(plan.gpu_hours)} GPU-hours.**" if plan.gpu_hours is not None else
         f"**Total: unknown GPU-hours; at least {_n(plan.known_gpu_hours)} (the parts whose datasets' rows are known).**",
         "",
+        f"**Wall time: {_duration(plan.wall_s)}** (starting the run {_duration(d.fixed_s['run'])}, then the stages below, one after another).",
+        "",
         "| stage | what | tokens | FLOPs | GPU-hours | wall time | notes |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    if plan.data:
+        lines.append(_work_row("data", f"{len(plan.datasets)} datasets", plan.data))
     if pre.get("enabled"):
         held = f"; the store holds it ({pre['taken_from_store'][0]})" if pre["taken_from_store"] else ""
         lines.append(_work_row("pre-finetune", f"{pre['tasks']} datasets, {pre['updates']} updates, {_n(pre['examples'])} examples{held}",

@@ -42,7 +42,10 @@ def test_the_plan_of_the_smoke_pipeline_reads_the_store_and_the_mirror(smoke, mi
     # No length stats for the pre-finetuning tasks (they are not in the store): each example counts max_length (64) tokens.
     assert pre["mean_tokens_per_example"] == 64
     assert work.flops == pytest.approx(pre["examples"] * training_flops(shape.layer_params, shape.layers, shape.hidden, 64, 64**2))
-    assert work.wall_s == pytest.approx(work.flops / cpu.flops_per_second)
+    assert work.wall_s == pytest.approx(work.flops / cpu.flops_per_second + cpu.fixed_s["prefinetune"])
+    # The data stage normalizes what the store does not hold: trec's and rotten_tomatoes' raw rows.
+    assert plan.data.wall_s == pytest.approx((5452 + 500 + 10662) / cpu.fixed_s["data_rows_per_s"])
+    assert plan.wall_s == pytest.approx(cpu.fixed_s["run"] + plan.data.wall_s + work.wall_s + plan.finetune["work"].wall_s)
 
     ft = plan.finetune
     assert ft["count"] == 4 and ft["by_variant"] == {"base": 2, "prefinetuned": 2}  # 2 variants x rte x 2 seeds
@@ -64,6 +67,7 @@ def test_a_pre_finetune_held_by_the_store_is_named(smoke, tmp_path):
     store.publish("prefinetune", "k" * 24, folder, {"tasks": smoke.prefinetune.tasks, "steps": smoke.prefinetune.steps})
     plan = plan_pipeline("smoke", smoke, store, device("cpu", "fp32", tmp_path, mfu=0.5), 1)
     assert plan.prefinetune["taken_from_store"] == ["k" * 24]
+    assert plan.prefinetune["work"].wall_s == 0  # taken from the store, not trained
     assert "the store holds it (kkkk" in markdown(plan)
 
 
