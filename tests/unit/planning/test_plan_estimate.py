@@ -96,3 +96,13 @@ def test_a_stored_bench_result_sets_the_rate_and_mfu_overrides_it(tmp_path, monk
     stored = device("h100", "bf16", folder)
     assert (stored.mfu, stored.peak_flops) == (0.41, 989e12) and "gpu_check-h100.json" in stored.rate_source
     assert device("h100", "bf16", folder, mfu=0.2).mfu == 0.2
+
+
+def test_families_tell_the_plan_their_sequences_and_whether_they_decode():
+    from muppet_core.families import get_family
+    from muppet_core.tasks.catalog import load_catalog
+
+    for spec in load_catalog().values():
+        family = get_family(spec.family)
+        assert family.sequences(spec) == (spec.num_choices if spec.family == "multiple_choice" else 1), spec.name
+        assert family.decodes == (spec.family == "summarization"), spec.name
