@@ -3,17 +3,18 @@ FLOPs of those micro-batches, and the rate of a plain matrix product (the ceilin
 
 FLOPs of an encoder's micro-batch: 6 x N x T + 12 x L x H x sum(len^2), N the encoder's
 non-embedding parameters, T its tokens, L layers, H the hidden size and ``len`` each sequence's
-length (the forward and backward of attention's two products, which 6 x N x T leaves out). On a
+length (the forward and backward of attention's two products, which 6 x N x T leaves out): the formula of
+``muppet_core.planning.flops``, which ``muppet plan`` predicts with. On a
 RoBERTa encoder with eager attention this is 0.1-0.4% above what ``torch.utils.flop_counter``
 counts for a forward and backward (N includes the biases and LayerNorm weights, which do no matrix work).
 """
 
 from __future__ import annotations
 
-import time
-
 import common  # bench/common.py, beside this module
 from muppet_core.callbacks import Callback
+from muppet_core.planning import hardware
+from muppet_core.planning.flops import training_flops
 
 
 class Recorder(Callback):
@@ -50,27 +51,16 @@ def step_work(recorder: Recorder, streams, pad_id: int, params: int, layers: int
             totals["examples"] += len(batch["labels"])
             totals["tokens"] += float(lengths.sum())
             totals["computed"] += mask.numel()
-            totals["flops"] += 6 * params * float(lengths.sum()) + 12 * layers * hidden * float((lengths**2).sum())
-            totals["flops_computed"] += 6 * params * mask.numel() + 12 * layers * hidden * mask.shape[0] * mask.shape[1] ** 2
+            totals["flops"] += training_flops(params, layers, hidden, float(lengths.sum()), float((lengths**2).sum()))
+            totals["flops_computed"] += training_flops(params, layers, hidden, mask.numel(), mask.shape[0] * mask.shape[1] ** 2)
         for k, v in totals.items():
             work[k].append(v)
     return work
 
 
 def matmul_rate(device, dtype, n: int) -> float:
-    """FLOP/s of an n x n x n matrix product on ``device`` (the mean of 10 after 3 warm-ups)."""
-    import torch
-
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(3):
-        a @ b
-    sync()
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    sync()
-    return 10 * 2 * n**3 / (time.perf_counter() - start)
+    """FLOP/s of an n x n x n matrix product on ``device`` (a torch device) in ``dtype`` (a torch dtype): ``muppet plan``'s own measure."""
+    return hardware.matmul_rate(str(device), str(dtype).removeprefix("torch."), n)
 
 
 def non_embedding_parameters(encoder_dir: str) -> int:

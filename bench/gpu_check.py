@@ -41,6 +41,7 @@ run's (the pre-finetuning stage's engine), or the torch engine's if that one fai
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import tempfile
@@ -53,6 +54,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import common  # noqa: E402  (bench/common.py, beside this script)
 from flops import Recorder, matmul_rate, non_embedding_parameters, step_work  # noqa: E402  (bench/flops.py)
+from muppet_core.planning import hardware  # noqa: E402
 
 TASKS = ["rotten_tomatoes", "stsb", "commonsenseqa", "squad"]  # one dataset per family
 FINETUNE_BENCHMARKS = ["rte", "mrpc"]
@@ -195,6 +197,15 @@ def guarded(part, *args) -> dict:
         return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
 
 
+def record(figures: dict[str, Any], kind: str) -> Path:
+    """Store ``figures`` as the last result for ``kind``, where ``muppet plan`` reads it (``planning.hardware.results_dir``)."""
+    folder = hardware.results_dir(Path(__file__).resolve().parents[1] / "pipelines.yaml")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"gpu_check-{kind}.json"
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the check on the command line `argv` (default: sys.argv); returns the exit status."""
     parser = common.parser(__doc__)
@@ -202,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer encoder of hidden 32 and a few updates: the same code in seconds")
     parser.add_argument("--peak-flops", type=float, default=None, help="the device's peak FLOP/s for MFU (default: 790e12 on CUDA, an H200's bf16; this run's fp32 matmul rate on the CPU)")
     parser.add_argument("--finetunes", type=int, default=None, help="fine-tunes sharing the device at once (default: 8, tiny: 2)")
+    parser.add_argument("--record", action="store_true",
+                        help="also store the figures as bench/results/gpu_check-KIND.json ($MUPPET_BENCH_RESULTS), the rate `muppet plan --gpu KIND` uses")
     args = parser.parse_args(argv)
     clock = common.Timer().start()
 
@@ -267,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
              (f"{CHECK_UPDATES} fp32 updates, {args.device} against cpu: largest relative loss difference", correctness.get("error") or f"{correctness['max_rel_diff']:.3g}"),
              ("peak FLOP/s (source), plain matmul FLOP/s", f"{peak:.3g} ({peak_source}), {matmul:.3g}"), ("wall seconds", figures["seconds"])]
     common.emit(f"GPU check on {figures['device_name']}" + "\n" + common.table(rows), figures, args.json)
+    if args.record and top.get("mfu"):
+        print(f"recorded: {record(figures, 'cpu' if device.type == 'cpu' else hardware.local_kind())}", file=sys.stderr)
     return 1 if any("error" in part for part in (*engines.values(), finetunes, correctness)) else 0
 
 

@@ -59,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     with _stoppable(f"muppet run {args.pipeline}"):
         from flows.reproduce import reproduce
 
-        csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store)
+        csv_uri = reproduce(pipeline=args.pipeline, config=args.config, backbones=args.backbone, store=args.store,
+                            max_gpu_hours=args.max_gpu_hours)
     print(f"leaderboard: {csv_uri}")
     return 0
 
@@ -137,6 +138,7 @@ def build_command() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_FILE)
     p.add_argument("--backbone", action="append", help="evaluate this backbone instead of the pipeline's own and its watch list (repeatable)")
     p.add_argument("--store", help="artifact store root (directory or s3:// URI) instead of the pipeline's")
+    p.add_argument("--max-gpu-hours", type=float, help="stop before any work when the run's plan (`muppet plan`) needs more GPU-hours")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("deploy", help="create one Prefect deployment per pipeline (with its schedule) on the server of PREFECT_API_URL")

@@ -7,6 +7,7 @@ The parameters are what the Prefect UI's Run form shows, so each has a type and 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -18,6 +19,8 @@ from muppet_core.callbacks import CallbackSpec
 from muppet_core.config import PipelineConfig
 from muppet_core.models.backbone import Variant
 from muppet_core.pipelines import DEFAULT_FILE, check_store, load_pipeline, open_store, resolve_backbones
+from muppet_core.planning.render import artifact_key, markdown
+from muppet_core.planning.run import check_budget, make_plan
 from muppet_core.stopping import clear_stop
 from muppet_core.tracking import open_tracker, without_mlflow
 from muppet_core.training.executor import executor_for
@@ -31,6 +34,7 @@ def reproduce(
     prefinetune: bool | None = None,
     finetune: bool = True,
     config: str = DEFAULT_FILE,
+    max_gpu_hours: float | None = None,
 ) -> str | None:
     """Run a named pipeline end to end; returns the location of its leaderboard CSV.
 
@@ -42,6 +46,8 @@ def reproduce(
         prefinetune: Pre-finetune each backbone; empty: as pipelines.yaml says.
         finetune: Fine-tune on the benchmarks and publish the leaderboard; off: stop after pre-finetuning.
         config: Path of pipelines.yaml (relative to the working directory of the run).
+        max_gpu_hours: Stop the run before any work when its plan (published first, as the artifact plan-PIPELINE)
+            needs more GPU-hours than this; empty: no limit.
     """
     clear_stop()  # a run of this process asked to stop before does not stop this one
     cfg = load_pipeline(pipeline, config)
@@ -52,6 +58,9 @@ def reproduce(
     check_store(cfg)  # a refused, unreachable or (for several machines) local store stops the run before any work
     if finetune:  # an executor not registered here, or one that lacks what it needs (a shared store, a work pool), likewise
         executor_for(cfg.finetune).check(cfg.finetune, open_store(cfg))
+    plan = make_plan(pipeline, cfg, open_store(cfg), config)  # this machine's kind, the pipeline's devices
+    create_markdown_artifact(markdown(plan), key=artifact_key(pipeline), description=f"Plan of {pipeline}: what this run will cost")
+    check_budget(plan, max_gpu_hours)  # over the limit: one line, before any work
     bases = resolve_backbones(cfg, pipeline, open_store(cfg).cache_dir, backbones)  # every backbone resolved and checked before any work
     specs = [base.backbone for base in bases]
     get_run_logger().info("pipeline %s: %d backbone(s): %s", pipeline, len(specs), ", ".join(specs))

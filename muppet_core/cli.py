@@ -1,4 +1,4 @@
-"""The `muppet` command's library subcommands (validate, list, tasks, results, push) and its parser.
+"""The `muppet` command's library subcommands (validate, list, tasks, plan, results, push, join) and its parser.
 
 The subcommands that start flows (run, serve, deploy, data prepare) live with the flows, in
 ``flows/cli.py``, which is the console script's entry point; nothing here imports the flows.
@@ -130,6 +130,17 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from muppet_core.pipelines import open_store
+    from muppet_core.planning.render import markdown, to_json
+    from muppet_core.planning.run import make_plan
+
+    cfg = load_pipeline(args.pipeline, args.config)
+    plan = make_plan(args.pipeline, cfg, open_store(cfg, args.store), args.config, args.gpus, args.gpu, args.mfu)
+    print(to_json(plan) if args.json else markdown(plan), end="" if not args.json else "\n")
+    return 0
+
+
 def _join(args: argparse.Namespace) -> int:
     from muppet_core.training.nodes import join
 
@@ -184,6 +195,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--config", default=DEFAULT_FILE)
     p.add_argument("--store", help="store root (directory or s3:// URI); default: each pipeline's")
     p.set_defaults(func=_push)
+
+    p = sub.add_parser("plan", help="what a run of a pipeline will cost before it starts: tokens, FLOPs, GPU-hours, memory per GPU, fine-tunes, store bytes, what the store holds")
+    p.add_argument("pipeline")
+    p.add_argument("--config", default=DEFAULT_FILE)
+    p.add_argument("--gpus", type=int, help="devices of the pre-finetune (default: the pipeline's nnodes x nproc_per_node)")
+    p.add_argument("--gpu", metavar="KIND", help="the device kind (h100, h200, a100, v100, cpu; default: this machine's)")
+    p.add_argument("--mfu", type=float, help="the share of the device's peak a run reaches (default: its stored bench/gpu_check.py result, else an assumption)")
+    p.add_argument("--store", help="read this store (directory or s3:// URI) instead of the pipeline's")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of the tables")
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("join", help="on another node of a multi-node pre-finetune: run this node's share of every job the flow announces in the store")
     p.add_argument("store", help="the pipeline's store root (an s3:// URI, or a path every node mounts)")

@@ -35,6 +35,10 @@ class DivergedError(MuppetError):
     """Training produced a loss that is not a finite number: nothing it trained can be scored."""
 
 
+class OverBudgetError(MuppetError):
+    """A run's plan exceeds the GPU-hours the run was allowed (``max_gpu_hours``): it stops before any work."""
+
+
 class StoreError(MuppetError):
     """The artifact store refused access, could not be reached, or a write failed after its retries."""
 

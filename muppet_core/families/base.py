@@ -113,6 +113,8 @@ class Family(abc.ABC):
         prediction_dtype: the dtype of ``predict``'s array (with the default ``predict``).
         predicts: what ``predict`` returns, as metrics name it (``evaluation.metrics.PREDICTIONS``): the
             catalog refuses an entry whose metric takes something else.
+        decodes: whether the family trains a decoder on target tokens (a language-model head over the vocabulary):
+            a plan counts ``max_target_length`` target tokens per example and their logits' memory.
     """
 
     name: str
@@ -122,6 +124,11 @@ class Family(abc.ABC):
     hub_task: str = "text-classification"
     prediction_dtype: Any = np.int64
     predicts: str = CLASSES
+    decodes: bool = False
+
+    def sequences(self, spec: TaskEntry) -> int:
+        """Sequences the model reads per example (one; a multiple-choice example one per choice): what a plan multiplies tokens by."""
+        return 1
 
     # The catalog and the data stage.
 

@@ -180,6 +180,10 @@ class MultipleChoiceFamily(Family):
         """The family with the task's most choices, which its loss ``scale`` is computed from."""
         return dataclasses.replace(self, num_choices=spec.num_choices or 0)
 
+    def sequences(self, spec: TaskEntry) -> int:
+        """One sequence per choice (question and choice), the entry's most."""
+        return spec.num_choices or 1
+
     def loss_n(self, spec: TaskEntry, max_length: int, vocab_size: int | None = None) -> int | None:
         """The most choices a question has (each example is scaled by its own number, see ``scaled_loss``)."""
         return spec.num_choices

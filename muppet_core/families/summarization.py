@@ -58,6 +58,7 @@ class SummarizationFamily(Family):
     hub_normalizer = "muppet_core.tasks.normalizers.summarization:from_hub_fields"
     hub_task = "summarization"
     predicts = TEXT
+    decodes = True
 
     def model_inputs(self, record: SummarizationRecord) -> tuple[str, str | None]:
         """The document alone."""

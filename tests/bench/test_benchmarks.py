@@ -27,6 +27,7 @@ TINY = {
     "vs_trainer.py": ["--train-examples", "32", "--eval-examples", "24", "--seeds", "2", "--parity-examples", "32", "--profile", "1", "--top", "5"],
     "fanout.py": ["--benchmarks", "rte", "--seeds", "2", "--concurrency", "2", "--max-train", "16", "--max-eval", "16"],
     "gpu_check.py": ["--device", "cpu", "--tiny"],
+    "plan_check.py": ["--pipeline", "smoke"],
 }
 
 
@@ -203,9 +204,20 @@ def check_gpu_check(f: dict, backbone: str) -> None:
     assert sum(f["section_seconds"].values()) <= f["seconds"] + 0.5
 
 
+def check_plan_check(f: dict, backbone: str) -> None:
+    assert set(f) == {"pipeline", "device_rate", "flops_per_second", "memory_parts_gib", "predicted", "measured", "ratio"}
+    assert f["pipeline"] == "smoke" and positive(f["flops_per_second"])
+    assert set(f["measured"]) == {"prefinetune_s", "prefinetune_rss_gib"}  # no --run: the pipeline is not run end to end
+    for key, value in f["measured"].items():
+        assert positive(value) and positive(f["predicted"][key]), key
+        assert f["ratio"][key] == pytest.approx(f["predicted"][key] / value, rel=1e-2)
+    assert 0.1 < f["measured"]["prefinetune_rss_gib"] < 8  # a tiny model's worker: the interpreter, torch and the data
+    assert f["predicted"]["prefinetune_rss_gib"] == pytest.approx(f["memory_parts_gib"]["total"])
+
+
 CHECKS = {
     "train_throughput.py": check_train_throughput, "data_prepare.py": check_data_prepare, "vs_trainer.py": check_vs_trainer,
-    "fanout.py": check_fanout, "gpu_check.py": check_gpu_check,
+    "fanout.py": check_fanout, "gpu_check.py": check_gpu_check, "plan_check.py": check_plan_check,
 }
 
 

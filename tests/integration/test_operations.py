@@ -143,3 +143,22 @@ def test_the_leaderboard_artifact_is_on_the_server_and_renders_in_the_ui(served,
     assert f"Leaderboard: {PIPELINE}" in artifact_page
     for model in ("second-bert / base", "second-bert / prefinetuned", f"{label} / base", f"{label} / prefinetuned"):
         assert model in artifact_page, model
+
+
+def test_the_plan_artifact_is_published_before_the_leaderboard_and_renders_in_the_ui(served, triggered):
+    _, api, ui, _ = served
+    run = triggered[0]
+
+    def artifact(key: str) -> dict:
+        found = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC"}, timeout=10).json()
+        return found[0]  # the latest version: this run's
+
+    plan, board = artifact(f"plan-{PIPELINE}"), artifact(f"leaderboard-{PIPELINE}")
+    assert plan["type"] == "markdown" and plan["flow_run_id"] == run["id"]  # published by the run itself, before its stages
+    assert plan["created"] < board["created"]
+    with chromium() as browser:
+        page = new_page(browser)
+        page.goto(f"{ui}/artifacts/artifact/{plan['id']}")
+        shows(page, "Plan of", "Memory per GPU (pre-finetuning)", "What the store holds")
+        plan_page = screenshot(page, "plan-artifact")
+    assert re.search(rf"Plan of <code[^>]*>{PIPELINE}</code>: 1 x cpu", plan_page) and "4 fine-tunes (base 2, prefinetuned 2)" in plan_page
