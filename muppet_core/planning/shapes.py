@@ -44,10 +44,17 @@ class Shape:
 
 
 def shape_of(config: dict, source: str) -> Shape:
-    """The shape of a BERT/RoBERTa-style encoder or a BART-style encoder-decoder config.
+    """The shape of a BERT/RoBERTa-style encoder or a BART- or T5-style encoder-decoder config.
 
     A layer holds attention (4 H^2 + 4 H), its feed-forward (2 H I + I + H) and two LayerNorms (4 H); a decoder
     layer adds cross-attention and its LayerNorm (4 H^2 + 6 H)."""
+    if "d_ff" in config and "num_layers" in config:  # T5-style: no biases, RMS norms, attention width heads x d_kv
+        hidden, inner, ffn = config["d_model"], config["num_heads"] * config["d_kv"], config["d_ff"]
+        enc, dec = config["num_layers"], config.get("num_decoder_layers") or config["num_layers"]
+        matrices = 3 if str(config.get("feed_forward_proj", "relu")).startswith("gated") else 2
+        layer = 4 * hidden * inner + matrices * hidden * ffn + 2 * hidden
+        layer_params = enc * layer + dec * (layer + 4 * hidden * inner + hidden)
+        return Shape(enc + dec, hidden, config["num_heads"], config["vocab_size"], layer_params, config["vocab_size"] * hidden, True, source)
     if "d_model" in config:  # BART-style
         hidden, ffn = config["d_model"], config.get("encoder_ffn_dim", 4 * config["d_model"])
         enc, dec = config["encoder_layers"], config["decoder_layers"]

@@ -39,3 +39,15 @@ def test_a_shape_counts_the_parameters_of_the_model_its_config_builds(kind):
     shape = shape_of(config.to_dict(), "test")
     assert shape.layer_params == layers
     assert shape.params == pytest.approx(sum(p.numel() for p in model.parameters()), rel=0.02)
+
+
+def test_a_t5_config_has_a_shape_close_to_its_models_parameter_count():
+    """T5 names its sizes otherwise than BART (num_layers, d_ff, d_kv): the plan reads them."""
+    from transformers import T5Config, T5Model
+
+    from muppet_core.planning.shapes import shape_of
+
+    config = T5Config(vocab_size=512, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=3, num_heads=4)
+    shape = shape_of(config.to_dict(), "t5")
+    counted = sum(p.numel() for p in T5Model(config).parameters())
+    assert shape.seq2seq and shape.layers == 5 and abs(shape.params - counted) / counted < 0.02, (shape.params, counted)
