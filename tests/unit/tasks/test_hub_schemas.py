@@ -1,8 +1,7 @@
 """Hub-only catalog entries (no files in the data mirror) normalize rows in their hub schema, as
 each dataset card documents it: one fixture per entry under tests/fixtures/hub_rows/ (its header
 cites the card's field list), read through the entry's own hub normalizer as the data stage reads
-a hub download. Entries without a fixture yet are listed here by name, so a new hub-only entry
-cannot go unseen."""
+a hub download. A new hub-only entry without a fixture fails the first test."""
 
 from __future__ import annotations
 
@@ -18,21 +17,17 @@ from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import get_task, load_catalog
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "hub_rows"
-WITHOUT_FIXTURE = {
-    "drop", "hans", "hotpotqa", "natural_questions", "newsqa",
-    "record", "reddit_tifu", "triviaqa",
-}
-"""Hub-only entries whose hub rows are not yet tested (issue 31 lists them)."""
+NAMES = sorted(p.stem for p in FIXTURES.glob("*.yaml"))
 
 
-def test_every_hub_only_entry_has_a_fixture_or_is_listed_as_without(mirror):
+def test_every_hub_only_entry_has_a_fixture(mirror):
     hub_only = {name for name, spec in load_catalog().items() if mirror_files(spec, mirror) is None}
-    with_fixture = {p.stem for p in FIXTURES.glob("*.yaml")}
+    with_fixture = set(NAMES)
     assert with_fixture <= hub_only, with_fixture - hub_only  # a fixture for an entry the mirror serves is not a hub-only test
-    assert hub_only - with_fixture == WITHOUT_FIXTURE
+    assert hub_only - with_fixture == set(), f"hub-only entries without a fixture in {FIXTURES}"
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in FIXTURES.glob("*.yaml")))
+@pytest.mark.parametrize("name", NAMES)
 def test_hub_rows_normalize_as_the_card_documents_them(name):
     fixture = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
     assert all(list(row) == fixture["columns"] for row in fixture["rows"]), "each row has exactly the card's columns"
@@ -40,3 +35,4 @@ def test_hub_rows_normalize_as_the_card_documents_them(name):
     records, stats = normalize_rows(spec, "train", fixture["rows"], resolve(spec.hub_normalizer()))
     got = [{k: v for k, v in dataclasses.asdict(r).items() if k in expected} for r, expected in zip(records, fixture["records"])]
     assert got == fixture["records"] and len(records) == len(fixture["records"]), stats
+
