@@ -1,7 +1,8 @@
 """Hub-only catalog entries (no files in the data mirror) normalize rows in their hub schema, as
 each dataset card documents it: one fixture per entry under tests/fixtures/hub_rows/ (its header
 cites the card's field list), read through the entry's own hub normalizer as the data stage reads
-a hub download. A new hub-only entry without a fixture fails the first test."""
+a hub download. A new hub-only entry without a fixture fails the first test; a download that lacks a
+column the normalizer reads fails the data stage, naming the entry and the column."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 
 from muppet_core.data.prepare import normalize_rows
 from muppet_core.data.sources import mirror_files
+from muppet_core.errors import DataSourceError
 from muppet_core.registry import resolve
 from muppet_core.tasks.catalog import get_task, load_catalog
 
@@ -36,3 +38,39 @@ def test_hub_rows_normalize_as_the_card_documents_them(name):
     got = [{k: v for k, v in dataclasses.asdict(r).items() if k in expected} for r, expected in zip(records, fixture["records"])]
     assert got == fixture["records"] and len(records) == len(fixture["records"]), stats
 
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_download_without_a_card_column_fails_naming_it(name):
+    """Rows that lack one of the card's columns (a hub dataset whose schema changed) either normalize
+    to the fixture's own records (the normalizer does not read that column) or fail the split with one
+    DataSourceError naming the entry and the column: never other records, nor rows silently dropped."""
+    fixture = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
+    spec = get_task(name)
+    normalizer = resolve(spec.hub_normalizer())
+    expected, _ = normalize_rows(spec, "train", fixture["rows"], normalizer)
+    read = []
+    for column in fixture["columns"]:
+        rows = [{k: v for k, v in row.items() if k != column} for row in fixture["rows"]]
+        try:
+            records, stats = normalize_rows(spec, "train", rows, normalizer)
+        except DataSourceError as exc:
+            assert f"dataset '{name}'" in str(exc) and repr(column) in str(exc), str(exc)
+            read.append(column)
+        else:
+            assert records == expected, f"without {column!r} the rows normalize otherwise: {stats}"
+    assert read, "the normalizer reads none of the card's columns"
+
+
+@pytest.mark.parametrize("name, change", [
+    ("hotpotqa", {"answer": "yes", "context": {"title": ["Polls"], "sentences": [["Most voters said yes."]]}}),
+    ("record", {"answers": []}),
+    ("newsqa", {"answers": [], "labels": []}),
+    ("triviaqa", {"answer": {"aliases": ["Paris"], "normalized_aliases": ["paris"], "matched_wiki_entity_name": "Paris",
+                             "normalized_matched_wiki_entity_name": "paris", "normalized_value": "paris", "type": "WikipediaEntity", "value": "Paris"}}),
+])
+def test_a_question_without_an_answer_in_its_context_is_rejected(name, change):
+    """Beside the fixtures' own rejected rows (DROP's number answer, Natural Questions' yes/no): a yes/no
+    answer, a row without answers, an answer that no evidence document holds."""
+    fixture = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
+    spec = get_task(name)
+    assert resolve(spec.hub_normalizer())({**fixture["rows"][0], **change}, spec) is None
