@@ -6,7 +6,8 @@ three times from the same data, each time into a fresh store, dispatched as the 
 (a pool of `concurrency` threads, each running one fine-tune at a time):
 
 1. `thread`, concurrency 1, torch on every core of this process: today's default, the baseline of `speedup`;
-2. `process`, --concurrency at once, each pinned to its share of the cores (cores // concurrency);
+2. `process`, --concurrency at once, each pinned to its share of the cores (cores // concurrency), in
+   warm workers (one process per slot, up for the fan-out), or with --cold in a fresh process each;
 3. `thread`, concurrency 1, with as many torch threads as each process of run 2: the concurrency-1
    run that `identical` compares with (every record's metrics and fine-tuned weight hash). On a
    CPU some kernels round differently with another thread count, so run 1 is compared too
@@ -14,12 +15,16 @@ three times from the same data, each time into a fresh store, dispatched as the 
 
     .venv/bin/python bench/fanout.py [--concurrency 2] [--json]
 
+A run's overhead is the time it holds a slot without fine-tuning (seconds x concurrency / runs, less
+the mean fine-tune's own wall time, which its record keeps): `process_overhead_s` for run 2, a
+process's start (each warm worker's first run pays it once, the later ones only the job's hand-over),
+the store round trips and the job file.
+
 With --work-pool POOL --store s3://..., the same fine-tunes also run as the `deployment` executor
 (one flow run each, on the pool's workers, against the Prefect server of PREFECT_API_URL, with that
-store; run as many workers as --concurrency). A run's overhead is the time it holds a slot without
-fine-tuning (seconds x concurrency / runs, less the mean fine-tune's own wall time, which its record
-keeps), and `deployment_overhead_s` is a deployment run's overhead beyond a `process` run's: the
-flow run's scheduling, start and store round trips beyond a process start.
+store; run as many workers as --concurrency), and `deployment_overhead_s` is a deployment run's
+overhead beyond a `process` run's: the flow run's scheduling, start and store round trips beyond a
+process start.
 
 A tiny run (the tests run one): --backbone TINY_DIR --benchmarks rte --seeds 2 --max-train 16 --max-eval 16.
 """
@@ -41,11 +46,11 @@ import common  # noqa: E402  (bench/common.py, beside this script)
 
 def fan_out(runs, data, config, store) -> tuple[float, dict]:
     """Every run through ``run_finetune`` on ``config.concurrency`` threads; the seconds it took and each run's record."""
-    from muppet_core.training.executor import run_finetune
+    from muppet_core.training.executor import executor_for, run_finetune
     from muppet_core.evaluation.results import read_result
 
     timer = common.Timer().start()
-    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+    with executor_for(config).fan_out(), ThreadPoolExecutor(max_workers=config.concurrency) as pool:  # warm workers end with it
         outputs = list(pool.map(lambda r: run_finetune("bench", r, data[r.benchmark], config, store, lambda line: None), runs))
     timer.lap()
     return timer.seconds, {o.name: read_result(store, o) for o in outputs}
@@ -79,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-eval", type=int, default=80, help="validation examples per fine-tune")
     parser.add_argument("--work-pool", help="also run them as flow runs on this Prefect work pool (executor: deployment)")
     parser.add_argument("--store", help="the store every worker reaches (s3://...), for --work-pool")
+    parser.add_argument("--cold", action="store_true", help="the process run without warm workers: a fresh process per fine-tune")
     args = parser.parse_args(argv)
     load = os.getloadavg()
 
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train_fractions": [], "max_train_examples": args.max_train, "max_eval_examples": args.max_eval}
     configs = {
         "default": pipeline.finetune.model_copy(update={**settings, "executor": ThreadSettings(threads=len(cores)), "concurrency": 1}),
-        "process": pipeline.finetune.model_copy(update={**settings, "executor": ProcessSettings(), "concurrency": args.concurrency}),
+        "process": pipeline.finetune.model_copy(update={**settings, "executor": ProcessSettings(warm=not args.cold), "concurrency": args.concurrency}),
         "reference": pipeline.finetune.model_copy(update={**settings, "executor": ThreadSettings(threads=share), "concurrency": 1}),
     }
     seconds, records = {}, {}
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference_seconds": round(seconds["reference"], 2),
         "speedup": round(seconds["default"] / seconds["process"], 3),
         "speedup_same_threads": round(seconds["reference"] / seconds["process"], 3),
+        "warm": not args.cold,
         "process_run_seconds": round(sum(r.wall_seconds for r in records["process"].values()) / len(runs), 2),
         "reference_run_seconds": round(sum(r.wall_seconds for r in records["reference"].values()) / len(runs), 2),
         "identical": not mismatched and not failed,
@@ -146,14 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         ("identical (same threads, concurrency 1)", str(figures["identical"]).lower()),
         (f"identical to the default ({len(cores)} threads)", str(figures["identical_to_default"]).lower()),
     ]
+    overhead = {k: seconds[k] * args.concurrency / len(runs) - sum(r.wall_seconds for r in records[k].values()) / len(runs)
+                for k in ("process", "deployment") if k in seconds}
+    figures["process_overhead_s"] = round(overhead["process"], 2)
+    rows.append((f"a process run's overhead ({'warm workers' if figures['warm'] else 'a process each'}: its slot's time less the fine-tune's), s",
+                 figures["process_overhead_s"]))
     title = (f"{len(runs)} fine-tunes of {pipeline.backbone} on {', '.join(args.benchmarks)} ({args.max_train} train, {args.max_eval} eval examples), "
              f"{len(cores)} cores, load average {figures['load_average']}")
     if args.work_pool:
         figures["deployment_seconds"] = round(seconds["deployment"], 2)
-        overhead = {k: seconds[k] * args.concurrency / len(runs) - sum(r.wall_seconds for r in records[k].values()) / len(runs) for k in ("process", "deployment")}
-        figures["process_overhead_s"], figures["deployment_overhead_s"] = round(overhead["process"], 2), round(overhead["deployment"] - overhead["process"], 2)
+        figures["deployment_overhead_s"] = round(overhead["deployment"] - overhead["process"], 2)
         rows += [(f"deployment on {args.work_pool}, one flow run each, s", figures["deployment_seconds"]),
-                 ("a process run's overhead (its slot's time less the fine-tune's), s", figures["process_overhead_s"]),
                  ("a deployment run's overhead beyond a process run's, s", figures["deployment_overhead_s"])]
     notes = [f"differ from the concurrency-1 run: {', '.join(sorted(set(mismatched)))}"] if mismatched else []
     notes += [f"failed: {', '.join(failed)}"] if failed else []

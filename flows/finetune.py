@@ -77,14 +77,15 @@ def finetune_all(
         return outputs
     ensure_limit(pipeline.finetune.concurrency, logger.info)
     several = len(data) > 1
-    futures = {
-        i: finetune_one.with_options(task_run_name=f"finetune-{runs[i].variant.label}/{runs[i].name}" if several else f"finetune-{runs[i].name}")
-        .submit(pipeline_name, pipeline, runs[i], data[runs[i].variant.backbone][runs[i].benchmark], callbacks)
-        for i in todo
-    }
-    with stop_on_interrupt():  # SIGTERM, Ctrl-C: the fine-tunes waiting or working in other threads stop too
-        for done, _ in enumerate(as_completed(list(futures.values())), len(runs) - len(todo) + 1):
-            progress(done, len(runs))
+    with executor.fan_out():  # what the executor keeps for the fine-tunes (warm processes) ends with them
+        futures = {
+            i: finetune_one.with_options(task_run_name=f"finetune-{runs[i].variant.label}/{runs[i].name}" if several else f"finetune-{runs[i].name}")
+            .submit(pipeline_name, pipeline, runs[i], data[runs[i].variant.backbone][runs[i].benchmark], callbacks)
+            for i in todo
+        }
+        with stop_on_interrupt():  # SIGTERM, Ctrl-C: the fine-tunes waiting or working in other threads stop too
+            for done, _ in enumerate(as_completed(list(futures.values())), len(runs) - len(todo) + 1):
+                progress(done, len(runs))
     for i, future in futures.items():
         outputs[i] = future.result()
     return outputs

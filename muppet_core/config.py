@@ -178,6 +178,17 @@ class Retries(Strict):
     is a failure record."""
 
 
+class Warm(Strict):
+    """Whether the ``process`` executor keeps its fine-tune processes between fine-tunes."""
+
+    warm: bool = True
+    """Run the fine-tunes in warm workers: a process per device of the pool stays up for the fan-out and runs its fine-tunes
+    one after another, each from the random state, model and optimizer a fresh process would have (results bit-identical
+    to one process per fine-tune), so Python, torch and the libraries start once per device, not once per fine-tune. A
+    worker that dies is replaced, its fine-tune retried as ``retries`` says; the workers end with the fan-out. False: a
+    fresh process per fine-tune."""
+
+
 @ExecutorSettings.register
 class ThreadSettings(ThreadCount, ExecutorSettings):
     """``thread``: each fine-tune in a thread of the flow's process."""
@@ -186,14 +197,14 @@ class ThreadSettings(ThreadCount, ExecutorSettings):
 
 
 @ExecutorSettings.register
-class ProcessSettings(Retries, ThreadCount, ExecutorSettings):
+class ProcessSettings(Retries, Warm, ThreadCount, ExecutorSettings):
     """``process``: each fine-tune in a process of its own, pinned to a device of this machine."""
 
     kind: Literal["process"] = "process"
 
 
 @ExecutorSettings.register
-class AutoSettings(Retries, ThreadCount, ExecutorSettings):
+class AutoSettings(Retries, Warm, ThreadCount, ExecutorSettings):
     """``auto``: ``process`` or ``thread``, as the machine and ``concurrency`` call for; the settings of both."""
 
     kind: Literal["auto"] = "auto"

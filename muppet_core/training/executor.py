@@ -15,6 +15,9 @@ its concurrency limit), or all at once (``whole_fan_out``, ``Executor.run_all``)
   thread count to match; its ``threads`` fixes that count). Its data and its result travel through
   the artifact store. A process that dies is started again up to ``retries`` times, resuming from its
   last checkpoint, and is then a failure record (``retry_or_fail``, as for the ``deployment``'s runs).
+  With ``warm`` (the default) the processes are warm workers (``muppet_core.training.warm``): one per
+  device stays up for the fan-out (``Executor.fan_out``) and runs its fine-tunes one after another,
+  bit-identical to a process each, without starting Python, torch and the libraries for each.
 - ``auto``: ``process`` where several devices or several fine-tunes at once would share one
   process, ``thread`` otherwise (see ``pick_executor``); it has the settings of both.
 - ``deployment``: flow runs on a Prefect work pool, whose workers run the same jobs on other
@@ -23,12 +26,14 @@ its concurrency limit), or all at once (``whole_fan_out``, ``Executor.run_all``)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -43,6 +48,7 @@ from muppet_core.training.finetune import FinetuneRun, finetune_stage
 from muppet_core.training.finetune_worker import FinetuneJob, retry_or_fail
 from muppet_core.training.launch import MAIN, LaunchError, job_path, run_job
 from muppet_core.training.pinning import Device, device_pool, gpu_count
+from muppet_core.training.warm import WORKERS
 
 log = logging.getLogger(__name__)
 Callbacks = list[CallbackSpec] | tuple[CallbackSpec, ...]
@@ -64,6 +70,11 @@ class Executor:
     def name(self) -> str:
         """The name it is registered under: its settings' ``kind``."""
         return self.settings.model_fields["kind"].default
+
+    def fan_out(self) -> AbstractContextManager:
+        """Around a fan-out's fine-tunes (``run`` called for each inside it): what the executor keeps for
+        them lives as long as the block (the ``process`` executor's warm workers); nothing by default."""
+        return contextlib.nullcontext()
 
     def check(self, config: FinetuneConfig, store: ArtifactStore) -> None:
         """Before any work, refuse what it cannot run (a store other machines do not reach, say);
@@ -166,6 +177,10 @@ class ProcessExecutor(Executor):
 
     settings = ProcessSettings
 
+    def fan_out(self) -> AbstractContextManager:
+        """The warm workers (``WORKERS``) end when the last fan-out using them does."""
+        return WORKERS.session()
+
     def run(self, pipeline, run, data, config, store, log_line, callbacks=()) -> StageOutput:
         """``finetune_in_process`` on a device leased from the pool of ``concurrency`` devices."""
         with device_pool(config.concurrency, config.executor.threads).lease() as device:
@@ -176,21 +191,26 @@ def finetune_in_process(
     pipeline: str, run: FinetuneRun, data: StageOutput, config: FinetuneConfig, store: ArtifactStore, device: Device,
     log_line: Callable[[str], None] = log.info, callbacks: Callbacks = (),
 ) -> StageOutput:
-    """Run ``finetune_stage`` in a process of its own pinned to ``device``. A process that dies
+    """Run ``finetune_stage`` in a process of its own pinned to ``device``: a warm worker (``WORKERS``)
+    when the executor's settings say ``warm``, else a process started for it. A process that dies
     without a result is started again (the executor's ``retries`` times), then recorded as a failure
     (``retry_or_fail``)."""
     started = time.perf_counter()
+    warm = getattr(config.executor, "warm", False)
     with tempfile.TemporaryDirectory(prefix="muppet-finetune-job-") as tmp:
         result = Path(tmp) / "output.json"
         job = FinetuneJob(
             pipeline=pipeline, run=run, data=data, config=config, store=store.root, store_options=store.options, cache_dir=str(store.cache_dir),
             device=device, output=str(result), callbacks=list(callbacks),
         )
-        log_line(f"fine-tune {run.name}: own process on {device.describe()}")
+        log_line(f"fine-tune {run.name}: own process on {device.describe()}{', a warm worker' if warm else ''}")
         attempt = 0
         while True:
             try:
-                run_job(job, job_path(tmp), [sys.executable, "-m", MAIN], log_line, "the fine-tune process", device.env())
+                if warm:
+                    WORKERS.run(job, job_path(tmp), device, log_line, "the fine-tune process")
+                else:
+                    run_job(job, job_path(tmp), [sys.executable, "-m", MAIN], log_line, "the fine-tune process", device.env())
                 return StageOutput(**json.loads(result.read_text(encoding="utf-8")))
             except LaunchError as exc:
                 if (failed := retry_or_fail([job], attempt, config.executor.retries, exc, store, started, log_line)) is not None:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -34,6 +34,8 @@ MAIN = "muppet_core.training"
 """The module every training process runs (its ``__main__``), on the job file that follows it."""
 PR_SET_PDEATHSIG = 1
 """Linux prctl option: the signal this process gets when its parent dies."""
+LAUNCHER_PID = "MUPPET_LAUNCHER_PID"
+"""The environment variable that gives a process the pid of the launcher it must not outlive (see ``die_with_launcher``)."""
 KILL_AFTER_S = 10.0
 """A training process asked to stop (SIGTERM) is SIGKILLed when it is still there this much later."""
 STOP_NOTICE_S = 2.0
@@ -101,11 +103,18 @@ def launch_command(config: PrefinetuneConfig, rdzv_id: str = "") -> list[str]:
 
 def die_with_launcher() -> None:
     """Under torchrun the agent starts each worker in a session of its own, so a worker whose agent
-    was killed (a preempted or lost node) would go on training as an orphan. On Linux, ask to be
-    SIGKILLed when the agent dies, and go at once when it is already gone."""
-    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+    was killed (a preempted or lost node) would go on training as an orphan; a warm fine-tune worker
+    (``muppet_core.training.warm``) would outlive the flow that started it. On Linux, ask to be
+    SIGKILLed when the agent (the launcher, whose pid a warm worker finds in ``LAUNCHER_PID``) dies,
+    and go at once when it is already gone."""
+    if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        parent = os.getppid()
+    elif os.environ.get(LAUNCHER_PID, "").isdigit():
+        parent = int(os.environ[LAUNCHER_PID])
+    else:
+        return
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -136,7 +145,7 @@ def stream(command: list[str], log: Callable[[str], None], what: str, env: dict[
             the last lines it printed); ``what`` names the processes in it.
         Stopped: the run was asked to stop (``muppet_core.stopping``), and the process with it.
     """
-    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = process_env(env)
     tail: collections.deque[str] = collections.deque(maxlen=15)
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env) as proc, on_stop(lambda: end_process(proc)):
         try:
@@ -149,10 +158,21 @@ def stream(command: list[str], log: Callable[[str], None], what: str, env: dict[
             end_process(proc)
             raise
     if proc.returncode:
-        # a process the run's stop ended (or the terminal's Ctrl-C, which reaches it first) was stopped, not failed
-        if stop_requested(within=STOP_NOTICE_S if -proc.returncode in (signal.SIGINT, signal.SIGTERM) else 0.0):
-            raise Stopped(f"{what} stopped: {exit_status(proc.returncode)}")
-        raise LaunchError(f"{what} {exit_status(proc.returncode)}\nlast output:\n" + "\n".join(tail))
+        raise exit_error(proc.returncode, what, tail)
+
+
+def process_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a training process is started with: this process's, with ``env`` added."""
+    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **(env or {})}
+
+
+def exit_error(code: int, what: str, tail: Iterable[str]) -> BaseException:
+    """What a training process that ended with ``code`` (non-zero) raises: ``Stopped`` when the run's
+    stop ended it (or the terminal's Ctrl-C, which reaches it first), else a ``LaunchError`` saying
+    how it ended, with ``tail``, the last lines it printed; ``what`` names it."""
+    if stop_requested(within=STOP_NOTICE_S if -code in (signal.SIGINT, signal.SIGTERM) else 0.0):
+        return Stopped(f"{what} stopped: {exit_status(code)}")
+    return LaunchError(f"{what} {exit_status(code)}\nlast output:\n" + "\n".join(tail))
 
 
 def end_process(proc: subprocess.Popen, grace: float = KILL_AFTER_S) -> None:

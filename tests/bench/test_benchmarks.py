@@ -160,9 +160,10 @@ def check_fanout(f: dict, backbone: str) -> None:
     assert set(f) == {
         "backbone", "runs", "concurrency", "cores", "threads_per_process", "load_average", "thread_seconds", "process_seconds",
         "reference_seconds", "speedup", "speedup_same_threads", "process_run_seconds", "reference_run_seconds", "identical", "differ",
-        "identical_to_default", "failed",
+        "identical_to_default", "failed", "warm", "process_overhead_s",
     }
-    assert f["backbone"] == backbone and (f["runs"], f["concurrency"]) == (2, 2)
+    assert f["backbone"] == backbone and (f["runs"], f["concurrency"]) == (2, 2) and f["warm"] is True
+    assert isinstance(f["process_overhead_s"], float)
     assert positive(f["cores"], int) and f["threads_per_process"] == max(1, f["cores"] // 2)
     for key in ("thread_seconds", "process_seconds", "reference_seconds", "speedup", "speedup_same_threads", "process_run_seconds", "reference_run_seconds"):
         assert positive(f[key]), f"{key}: {f[key]!r}"
