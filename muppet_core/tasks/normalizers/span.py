@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from muppet_core.families.span import SpanRecord
 from muppet_core.tasks.catalog import TaskSpec
 
@@ -31,11 +33,12 @@ def from_hub_fields(row: dict, spec: TaskSpec) -> SpanRecord | None:
 
 
 def _first_found(context: str, texts: list[str]) -> tuple[str, int] | None:
-    """The first of ``texts`` (non-empty) that occurs in ``context``, with its first offset there, or None."""
+    """The first of ``texts`` (non-empty) that occurs in ``context`` as whole words (not inside a longer
+    word: a short alias such as "Io" is not found in "Ionian"), with its first such offset, or None."""
     for text in texts:
-        at = context.find(text) if text else -1
-        if at >= 0:
-            return text, at
+        found = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", context) if text else None
+        if found:
+            return text, found.start()
     return None
 
 

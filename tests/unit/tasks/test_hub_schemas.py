@@ -74,3 +74,13 @@ def test_a_question_without_an_answer_in_its_context_is_rejected(name, change):
     fixture = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
     spec = get_task(name)
     assert resolve(spec.hub_normalizer())({**fixture["rows"][0], **change}, spec) is None
+
+
+def test_an_answer_found_without_offsets_is_placed_on_whole_words_not_inside_a_longer_word():
+    from muppet_core.tasks.normalizers.span import triviaqa
+
+    document = "The Ionian Sea lies south of the Adriatic. Io is a moon of Jupiter."
+    row = {"question": "Which moon of Jupiter is named after a priestess of Hera?", "question_id": "tq1",
+           "answer": {"value": "Io", "aliases": ["Io"]}, "entity_pages": {"wiki_context": [document]}, "search_results": {"search_context": []}}
+    record = triviaqa(row, get_task("triviaqa"))
+    assert record.answer_start == document.index("Io is") and record.context[record.answer_start:record.answer_start + 2] == "Io"
