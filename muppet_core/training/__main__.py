@@ -24,7 +24,7 @@ from muppet_core.registry import Registry
 from muppet_core.tracking import without_mlflow
 from muppet_core.training.jobs import Job, read_text
 from muppet_core.training.launch import die_with_launcher
-from muppet_core.training.warm import DONE, SERVE, WORKER_TOKEN
+from muppet_core.training.warm import DONE, RETIRE, SERVE, WORKER_TOKEN
 
 JOBS = Registry("job")
 JOBS.register("prefinetune", "muppet_core.training.worker:PrefinetuneJob")
@@ -71,19 +71,34 @@ def fresh_state() -> Callable[[], None]:
 def serve() -> int:
     """A warm worker (``muppet_core.training.warm``): run the job of each file whose path comes on
     stdin, one a line, as a fresh process would (``fresh_state`` first), and after each print the
-    control line (the token of ``WORKER_TOKEN``, then ``DONE``); return at the end of stdin. A job
-    that raises ends the worker, as it ends a fresh process."""
+    control line on a line of its own (the token of ``WORKER_TOKEN``, then ``DONE``, or ``RETIRE``
+    after a failure record, and return); return at the end of stdin. Between jobs it frees what the
+    last one held, as an ending process would. A job that raises ends the worker, as it ends a fresh
+    process."""
+    import gc
+
+    import torch
+
+    from muppet_core.stages import FINETUNE_FAILED
     from muppet_core.training import finetune_worker  # noqa: F401  (what a fine-tune job imports, once)
 
-    done = f"{os.environ[WORKER_TOKEN]} {DONE}"
+    token = os.environ[WORKER_TOKEN]
     reset = fresh_state()
     while line := sys.stdin.readline():
         if not line.strip():
             continue
         reset()
         with without_mlflow():  # the tracking callback, where installed, loads it
-            read_job(line.strip()).execute()
-        print(done, flush=True)
+            output = read_job(line.strip()).execute()
+        failed = getattr(output, "stage", None) == FINETUNE_FAILED
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+        sys.stdout.flush()
+        sys.stdout.write(f"\n{token} {RETIRE if failed else DONE}\n")  # one write, after a newline: a line of its own
+        sys.stdout.flush()
+        if failed:
+            return 0
     return 0
 
 

@@ -8,8 +8,12 @@ every random generator is first put back as a fresh process has it, and the job 
 process to its device, seeds torch and builds its own model, data and optimizer, so its result is
 bit-identical to a fresh process's. After each job it prints a control line, its token (a random
 one the launcher gives it in ``WORKER_TOKEN``) and ``done``, on the stdout whose other lines are the
-job's output, streamed to the run's log. A failed fine-tune is a failure record, a normal end: the
-worker stays. A job that raises ends the worker as it ends a fresh process (status 1).
+job's output, streamed to the run's log; the control line is written on a line of its own, in one
+write. Between jobs the worker frees what the last one held (the garbage collector, then CUDA's
+cached blocks), as a process that ends would. A failed fine-tune is a failure record, a normal end,
+but its worker then retires (its control word is ``RETIRE``, and it exits): what failed may have
+left the process unusable (a CUDA error poisons the device's context), and a fresh process would not
+carry it into the next run. A job that raises ends the worker as it ends a fresh process (status 1).
 
 The launcher side (``WorkerPool``) keeps the idle workers by the device and the environment they
 were started with: a worker runs only jobs of its device that a fresh process would have run with
@@ -51,8 +55,10 @@ WORKER_TOKEN = "MUPPET_WORKER_TOKEN"
 """The environment variable holding a worker's token, which starts its control lines."""
 DONE = "done"
 """The control line's word after the token: the job ended and wrote its output."""
-CLOSE_WAIT_S = 10.0
-"""How long a closed worker has to exit before it is SIGKILLed."""
+RETIRE = "retire"
+"""The control word of a job that ended with a failure record: it wrote its output, and the worker exits."""
+CLOSE_WAIT_S = 30.0
+"""How long a closed worker has to exit before it is SIGKILLed (an interpreter with torch loaded takes seconds to end on a busy machine)."""
 
 _STARTER = ThreadPoolExecutor(1, thread_name_prefix="muppet-warm-starter")
 """The one thread every worker is started from: it lives as long as this process (see the module's docstring)."""
@@ -70,6 +76,8 @@ class Worker:
         ).result()
         self.jobs = 0
         """Jobs it has finished."""
+        self.retired = False
+        """Whether its last job ended with ``RETIRE``: it is exiting and takes no other."""
 
     @property
     def alive(self) -> bool:
@@ -84,7 +92,7 @@ class Worker:
                 ``what`` names it.
             Stopped: the run was asked to stop, and the worker with it.
         """
-        done = f"{self.token} {DONE}"
+        done, retire = f"{self.token} {DONE}", f"{self.token} {RETIRE}"
         tail: collections.deque[str] = collections.deque(maxlen=15)
         with on_stop(lambda: end_process(self.proc)):
             try:
@@ -95,8 +103,9 @@ class Worker:
             try:
                 for line in self.proc.stdout:
                     line = line.rstrip()
-                    if line == done:
+                    if line.endswith((done, retire)):  # its own line; a write of another thread could still precede it
                         self.jobs += 1
+                        self.retired = line.endswith(retire)
                         return
                     if line:
                         tail.append(line)
@@ -168,7 +177,7 @@ class WorkerPool:
             worker.reap()
             raise
         with self._lock:
-            if self._generation == generation and worker.alive:
+            if self._generation == generation and worker.alive and not worker.retired:
                 self._idle.setdefault(key, []).append(worker)
                 return
         worker.close()
