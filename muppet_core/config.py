@@ -181,12 +181,13 @@ class Retries(Strict):
 class Warm(Strict):
     """Whether the ``process`` executor keeps its fine-tune processes between fine-tunes."""
 
-    warm: bool = True
+    warm: bool = False
     """Run the fine-tunes in warm workers: a process per device of the pool stays up for the fan-out and runs its fine-tunes
     one after another, each from the random state, model and optimizer a fresh process would have (results bit-identical
     to one process per fine-tune), so Python, torch and the libraries start once per device, not once per fine-tune. A
-    worker that dies is replaced, its fine-tune retried as ``retries`` says; the workers end with the fan-out. False: a
-    fresh process per fine-tune."""
+    worker that dies is replaced, its fine-tune retried as ``retries`` says; a worker whose fine-tune failed retires; the
+    workers end with the fan-out. False (the default, until the whole suite has run with it on): a fresh process per
+    fine-tune."""
 
 
 @ExecutorSettings.register

@@ -39,7 +39,7 @@ OUTCOME = ("status", "error", "metrics", "weights_sha256", "train_examples", "ex
 
 def _config(**executor) -> FinetuneConfig:
     return FinetuneConfig(benchmarks=["rte"], seeds=[0, 1], batch_size=8, max_length=48, max_train_examples=24, max_eval_examples=16,
-                          checkpoint_every=1, executor={"kind": "process", "threads": 1, **executor}, concurrency=1)
+                          checkpoint_every=1, executor={"kind": "process", "threads": 1, "warm": True, **executor}, concurrency=1)
 
 
 def _workers(lines: list[str]) -> list[tuple[int, int]]:
