@@ -137,6 +137,10 @@ def job_path(folder: str | Path) -> Path:
     return Path(folder) / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
 
 
+TAIL_LINES = 15
+"""How many of a training process's last output lines an error about it quotes."""
+
+
 def stream(command: list[str], log: Callable[[str], None], what: str, env: dict[str, str] | None = None) -> None:
     """Run ``command`` and stream its output to ``log`` line by line. ``env`` is added to this process's environment.
 
@@ -146,19 +150,30 @@ def stream(command: list[str], log: Callable[[str], None], what: str, env: dict[
         Stopped: the run was asked to stop (``muppet_core.stopping``), and the process with it.
     """
     full_env = process_env(env)
-    tail: collections.deque[str] = collections.deque(maxlen=15)
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env) as proc, on_stop(lambda: end_process(proc)):
-        try:
-            for line in proc.stdout:
-                line = line.rstrip()
-                if line:
-                    tail.append(line)
-                    log(line)
-        except BaseException:  # an interrupt of this thread: the process goes with it
-            end_process(proc)
-            raise
+        read_output(proc, log, tail)
     if proc.returncode:
         raise exit_error(proc.returncode, what, tail)
+
+
+def read_output(proc: subprocess.Popen, log: Callable[[str], None], tail: collections.deque[str],
+                until: Callable[[str], bool] | None = None) -> str | None:
+    """Read ``proc``'s stdout line by line: each non-empty line goes to ``log`` and to ``tail`` (the last
+    lines, for an error), until its end (``None``) or a line ``until`` accepts, which is returned and
+    neither logged nor kept. An interrupt of this thread (Ctrl-C, a stop) ends the process with it."""
+    try:
+        for line in proc.stdout:
+            line = line.rstrip()
+            if until is not None and until(line):
+                return line
+            if line:
+                tail.append(line)
+                log(line)
+    except BaseException:
+        end_process(proc)
+        raise
+    return None
 
 
 def process_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -46,7 +47,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from muppet_core.stopping import on_stop
-from muppet_core.training.launch import LAUNCHER_PID, MAIN, LaunchError, end_process, exit_error, process_env
+from muppet_core.training.launch import LAUNCHER_PID, MAIN, TAIL_LINES, LaunchError, end_process, exit_error, process_env, read_output
 from muppet_core.training.pinning import Device
 
 SERVE = "--serve"
@@ -93,26 +94,19 @@ class Worker:
             Stopped: the run was asked to stop, and the worker with it.
         """
         done, retire = f"{self.token} {DONE}", f"{self.token} {RETIRE}"
-        tail: collections.deque[str] = collections.deque(maxlen=15)
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         with on_stop(lambda: end_process(self.proc)):
             try:
                 self.proc.stdin.write(f"{job_file}\n")
                 self.proc.stdin.flush()
             except OSError:  # it is gone already: its exit status says how, below
                 pass
-            try:
-                for line in self.proc.stdout:
-                    line = line.rstrip()
-                    if line.endswith((done, retire)):  # its own line; a write of another thread could still precede it
-                        self.jobs += 1
-                        self.retired = line.endswith(retire)
-                        return
-                    if line:
-                        tail.append(line)
-                        log_line(line)
-            except BaseException:  # an interrupt of this thread: the worker goes with it
-                end_process(self.proc)
-                raise
+            # the control line is a line of its own; a write of another thread could still precede it on that line
+            control = read_output(self.proc, log_line, tail, until=lambda line: line.endswith((done, retire)))
+        if control is not None:
+            self.jobs += 1
+            self.retired = control.endswith(retire)
+            return
         code = self.proc.wait()
         if code:
             raise exit_error(code, what, tail)
@@ -164,7 +158,8 @@ class WorkerPool:
         """A worker pinned to ``device``: an idle one started with the environment a fresh process would
         get now, else a new one. It is idle again when the block ends, and ended when the block raises."""
         env = process_env(device.env())
-        key = json.dumps([device.model_dump(), sorted(env.items())])  # its cores too: its threads were started on them
+        # its cores too (its threads were started on them); a digest, so an idle worker's key is short
+        key = hashlib.sha256(json.dumps([device.model_dump(), sorted(env.items())]).encode()).hexdigest()
         generation = self._generation
         worker = self._take(key)
         if worker is None:
