@@ -32,13 +32,18 @@ def from_hub_fields(row: dict, spec: TaskSpec) -> SpanRecord | None:
     return squad({**row, "answers": golds}, spec)
 
 
+def _word_at(context: str, text: str) -> int | None:
+    """The first offset of ``text`` (non-empty) in ``context`` as whole words (not inside a longer word:
+    a short alias such as "Io" is not found in "Ionian"), or None."""
+    found = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", context) if text else None
+    return found.start() if found else None
+
+
 def _first_found(context: str, texts: list[str]) -> tuple[str, int] | None:
-    """The first of ``texts`` (non-empty) that occurs in ``context`` as whole words (not inside a longer
-    word: a short alias such as "Io" is not found in "Ionian"), with its first such offset, or None."""
+    """The first of ``texts`` that occurs in ``context`` as whole words (``_word_at``), with that offset, or None."""
     for text in texts:
-        found = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", context) if text else None
-        if found:
-            return text, found.start()
+        if (start := _word_at(context, text)) is not None:
+            return text, start
     return None
 
 
@@ -87,9 +92,9 @@ def hotpotqa(row: dict, spec: TaskSpec) -> SpanRecord | None:
 
     The context is every paragraph in the row's order, each its title on a line and then its sentences
     joined as they stand (a sentence after the first carries its own leading space), paragraphs apart by a
-    blank line. The answer is placed at its first occurrence in a supporting-fact sentence (in the order the
-    facts are listed), else at its first occurrence in the context. 'yes'/'no' answers (comparison
-    questions) and answers not in the context are rejected.
+    blank line. The answer is placed at its first occurrence as whole words (``_word_at``) in a
+    supporting-fact sentence (in the order the facts are listed), else at its first such occurrence in
+    the context. 'yes'/'no' answers (comparison questions) and answers not in the context are rejected.
     """
     answer, paragraphs, facts = row["answer"], row["context"], row["supporting_facts"]
     pieces: list[str] = []
@@ -106,13 +111,13 @@ def hotpotqa(row: dict, spec: TaskSpec) -> SpanRecord | None:
     context = "".join(pieces)
     if answer.strip().lower() in ("yes", "no"):
         return None
-    start = context.find(answer)
+    start = _word_at(context, answer)
     for title, k in zip(facts["title"], facts["sent_id"], strict=True):
         at, sentence = sentences_at.get((title, int(k)), (0, ""))
-        if answer in sentence:
-            start = at + sentence.index(answer)
+        if (offset := _word_at(sentence, answer)) is not None:
+            start = at + offset
             break
-    if start < 0:
+    if start is None:
         return None
     return SpanRecord(question=row["question"], context=context, answer_text=answer, answer_start=start, id=row["id"])
 

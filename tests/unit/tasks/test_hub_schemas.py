@@ -84,3 +84,11 @@ def test_an_answer_found_without_offsets_is_placed_on_whole_words_not_inside_a_l
            "answer": {"value": "Io", "aliases": ["Io"]}, "entity_pages": {"wiki_context": [document]}, "search_results": {"search_context": []}}
     record = triviaqa(row, get_task("triviaqa"))
     assert record.answer_start == document.index("Io is") and record.context[record.answer_start:record.answer_start + 2] == "Io"
+
+    from muppet_core.tasks.normalizers.span import hotpotqa
+
+    sentences = ["The Ionian Sea lies south of the Adriatic.", " Io is a moon of Jupiter."]
+    row = {"id": "hp1", "question": "Which moon is named after a priestess of Hera?", "answer": "Io",
+           "supporting_facts": {"title": ["Moons"], "sent_id": [0]}, "context": {"title": ["Moons"], "sentences": [sentences]}}
+    record = hotpotqa(row, get_task("hotpotqa"))  # the supporting fact holds "Io" only inside "Ionian"
+    assert record.context[record.answer_start - 1:record.answer_start + 6] == " Io is "
