@@ -82,16 +82,20 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-SLOW_FOLDERS = ("integration", "faults")
-"""Every test of these folders runs whole pipelines, servers or several processes: marked ``slow``."""
+SLOW_FOLDERS = ("integration", "faults", "bench")
+"""Every test of these folders runs whole pipelines, servers, benchmarks or several processes: marked ``slow``."""
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests of ``SLOW_FOLDERS`` are marked ``slow``; tests marked ``gpu`` are skipped where torch
-    sees no CUDA device."""
+    """Tests of ``SLOW_FOLDERS`` are marked ``slow``, and every ``slow`` test runs first, in its files'
+    order: ``make test`` hands whole files to its workers in this order (``--dist loadfile
+    --no-loadscope-reorder``), so the long files start early and the short ones fill the end, and the
+    workers finish together instead of one running the last long file alone. Tests marked ``gpu``
+    are skipped where torch sees no CUDA device."""
     for item in items:
         if Path(item.fspath).relative_to(REPO / "tests").parts[0] in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: each file's tests keep their order
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if gpu:
         import torch

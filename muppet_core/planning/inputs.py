@@ -113,13 +113,27 @@ def _from_stats(spec: TaskSpec, stats: dict, size: int) -> TaskRows:
     return TaskRows(spec.name, dict(stats["rows"]), median, f"store (the data stage's stats, read from {stats.get('source', '?')})", size)
 
 
+_MIRROR_ROWS: dict[tuple, dict[str, int]] = {}
+"""Raw rows per split already counted in this process, by the reader, its options and each local file's
+path, size and modification time: a run's plan counts the rows of its tasks' files, and a process that
+plans many runs (a server, the test suite) reads each unchanged file once."""
+
+
 def _from_mirror(spec: TaskSpec, mirror: str) -> TaskRows:
-    _, splits = raw_splits(spec, mirror)
-    rows = {split: sum(1 for _ in it) for split, it in splits.items()}
     files = mirror_files(spec, mirror) or {}
     paths = [p for f in files.values() for p in (f if isinstance(f, list) else f.values() if isinstance(f, dict) else [f])]
-    size = sum(os.path.getsize(p) for p in paths if isinstance(p, str) and os.path.isfile(p))
-    return TaskRows(spec.name, rows, None, "mirror (raw rows, before normalization drops any)", size or None)
+    local = all(isinstance(p, str) and os.path.isfile(p) for p in paths)
+    stats = [(p, os.stat(p)) for p in paths] if local else []
+    key = (spec.reader, json.dumps(spec.reader_options, sort_keys=True, default=str), json.dumps(files, sort_keys=True, default=str),
+           tuple((p, st.st_size, st.st_mtime_ns) for p, st in stats)) if local else None
+    rows = _MIRROR_ROWS.get(key) if key else None
+    if rows is None:
+        _, splits = raw_splits(spec, mirror)
+        rows = {split: sum(1 for _ in it) for split, it in splits.items()}
+        if key:
+            _MIRROR_ROWS[key] = rows
+    size = sum(st.st_size for _, st in stats)
+    return TaskRows(spec.name, dict(rows), None, "mirror (raw rows, before normalization drops any)", size or None)
 
 
 def _from_hub(spec: TaskSpec) -> TaskRows:

@@ -19,6 +19,8 @@ from muppet_core.training.nodes import run_workers
 from muppet_core.training.worker import PrefinetuneJob
 from tests.unit.training.conftest import TASKS
 
+pytestmark = pytest.mark.slow  # torchrun with two processes, kills and resumes: minutes of a core
+
 
 def _job(store, keys, backbone, tmp: Path, name: str, **overrides) -> PrefinetuneJob:
     settings = {"tasks": TASKS, "steps": 6, "micro_batch_size": 4, "tasks_per_step": 4, "max_length": 48, "max_train_examples": 64,
