@@ -19,6 +19,7 @@ from pydantic import (
 from muppet_core.artifacts.backend import backend_settings
 from muppet_core.errors import ConfigError, MuppetError, StoreError
 from muppet_core.launching import Launching
+from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 from muppet_core.schema import (
     MAX_BATCH, MAX_SEED, MAX_STEPS, MAX_WORKERS, MemberSettings, Strict, describe_errors, execution, plan, reference_rows,
@@ -151,7 +152,7 @@ class ExecutorSettings(MemberSettings):
     any process validates them; an executor of your own registers its settings with itself, see
     ``muppet_core.training.executor.register_executor``)."""
 
-    MEMBERS: ClassVar[Registry] = Registry("executor")
+    MEMBERS: ClassVar[Registry] = Registry("executor", on_miss=load_plugins)
     remote: ClassVar[bool] = False
     """Whether the executor runs its fine-tunes on other machines (the run's preflight then leaves
     ``finetune.device`` to them)."""
@@ -323,7 +324,7 @@ class TrackingConfig(MemberSettings):
     settings model, a subclass of this one, validates the rest of the section (``mlflow`` when it names
     none). Each settings model names the tracker class it builds (see ``muppet_core.tracking``)."""
 
-    MEMBERS: ClassVar[Registry] = Registry("tracker")
+    MEMBERS: ClassVar[Registry] = Registry("tracker", on_miss=load_plugins)
     kind: str = "mlflow"
     """The tracker: ``mlflow``, or a kind of your own (registered with ``register_tracker``, from a plugin too)."""
     tracker: ClassVar[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from muppet_core.errors import MuppetError
@@ -52,12 +53,16 @@ class Registry:
 
     Args:
         kind: what the registry holds, used in error messages ("reader", "metric").
+        on_miss: called when ``known`` is asked for a name not registered, before it answers; for a
+            registry whose members a run's plugins may register, ``plugins.load_plugins`` (importing
+            a plugin registers its members).
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, on_miss: Callable[[], None] | None = None):
         self.kind = kind
         self._targets: dict[str, str] = {}
         self._loaded: dict[str, Any] = {}
+        self._on_miss = on_miss
 
     def register(self, name: str, target: str) -> None:
         """Register ``name`` for the ``"module:attr"`` ``target``."""
@@ -70,6 +75,12 @@ class Registry:
         return sorted(self._targets)
 
     def __contains__(self, name: str) -> bool:
+        return name in self._targets
+
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is registered, ``on_miss`` called first when it is not yet."""
+        if name not in self._targets and self._on_miss is not None:
+            self._on_miss()
         return name in self._targets
 
     def get(self, name: str) -> Any:

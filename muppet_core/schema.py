@@ -18,7 +18,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 from pydantic_core import PydanticUndefined, core_schema
 
-from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 
 KEY_ROLE = "key_role"
@@ -113,8 +112,9 @@ class Strict(BaseModel):
 class MemberSettings(Strict):
     """The settings of one member of a registry (an executor, say): ``kind`` names the member and the
     other fields are its own. A subclass per registry sets ``MEMBERS``, which holds each member's
-    settings model under its kind; a field typed with that subclass (wrapped in ``SerializeAsAny``, so
-    a member's own fields are written out too) is validated by ``choose``."""
+    settings model under its kind (a ``Registry`` whose ``on_miss`` loads the run's plugins, which may
+    register more); a field typed with that subclass (wrapped in ``SerializeAsAny``, so a member's own
+    fields are written out too) is validated by ``choose``."""
 
     MEMBERS: ClassVar[Registry]
     kind: str
@@ -151,10 +151,8 @@ class MemberSettings(Strict):
             return handler(value)
         default = cls.model_fields["kind"].default
         kind = value.get("kind", None if default is PydanticUndefined else default)
-        if kind is not None and kind not in cls.MEMBERS:
-            load_plugins()  # a plugin of the run may register it
-        known = cls.MEMBERS.names()
-        if kind not in cls.MEMBERS:
+        if kind is None or not cls.MEMBERS.known(kind):  # a plugin of the run may register it
+            known = cls.MEMBERS.names()
             what = f"unknown {cls.MEMBERS.kind} {kind!r}{did_you_mean(str(kind), known)}" if kind is not None else f"no {cls.MEMBERS.kind} kind"
             raise ValueError(f"{what}; the {cls.MEMBERS.kind}s are {', '.join(known)}")
         return cls.MEMBERS.get(kind).model_validate(value)

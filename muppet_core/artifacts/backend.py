@@ -19,7 +19,7 @@ from muppet_core.errors import StoreError
 from muppet_core.plugins import load_plugins
 from muppet_core.registry import Registry, did_you_mean
 
-BACKENDS = Registry("store backend")
+BACKENDS = Registry("store backend", on_miss=load_plugins)
 """URL scheme -> backend class (``""``: a path on this machine)."""
 BACKENDS.register("", "muppet_core.artifacts.local:LocalBackend")
 BACKENDS.register("file", "muppet_core.artifacts.local:LocalBackend")
@@ -123,9 +123,7 @@ def backend_class(root: str) -> type[StoreBackend]:
         StoreError: one line: no backend has that scheme (with the known ones).
     """
     scheme = scheme_of(root)
-    if scheme not in BACKENDS:
-        load_plugins()  # a plugin of the run may register it (a worker opens its store before anything else)
-    if scheme not in BACKENDS:
+    if not BACKENDS.known(scheme):  # a plugin of the run may register it (a worker opens its store before anything else)
         known = ", ".join(f"{s}://" for s in BACKENDS.names() if s)
         raise StoreError(f"no store backend for '{scheme}://' in {root}{did_you_mean(scheme, [s for s in BACKENDS.names() if s])}: "
                          f"a store is a path or one of {known}")
