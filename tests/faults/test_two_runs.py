@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import yaml
 
+from muppet_core.config import TRACKERS, unregister_tracker
+from muppet_core.plugins import PLUGINS_ENV
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS
 
@@ -69,6 +72,22 @@ def _until(what, process: subprocess.Popen, log: Path, timeout: float = 240.0) -
         time.sleep(0.2)
 
 
+@pytest.fixture
+def plugins_undone(monkeypatch):
+    """``_warm`` loads the pipelines file in this process, and with it its plugin: what that leaves here (the
+    plugin's name in the environment, the import path, the ``hold`` tracker) is undone after the test, so a
+    later test of this worker does not see a tracker it never registered."""
+    monkeypatch.setenv(PLUGINS_ENV, os.environ.get(PLUGINS_ENV, ""))
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    had = "hold" in TRACKERS
+    yield
+    if not had and "hold" in TRACKERS:
+        unregister_tracker("hold")
+        sys.modules.pop("tests.faults.holding", None)
+
+
+@pytest.mark.usefixtures("plugins_undone")
 def test_a_warm_run_beside_a_busy_one_and_a_sigterm_to_a_waiting_one(tiny_backbone, mirror, tmp_path, fault_report):
     config = _pipelines(tmp_path, tiny_backbone, mirror)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}  # Prefect's temporary server, as a user runs it
