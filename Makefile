@@ -70,7 +70,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
-# The inner loop: every test not marked slow (integration, faults and bench are: pipelines, servers, benchmarks), one worker per core.
+# The inner loop: every test not marked slow (integration, faults, bench and the torchrun worker tests are: pipelines, servers, benchmarks), one worker per core.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 

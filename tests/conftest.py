@@ -87,15 +87,16 @@ SLOW_FOLDERS = ("integration", "faults", "bench")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests of ``SLOW_FOLDERS`` are marked ``slow``, and every ``slow`` test runs first, in its files'
-    order: ``make test`` hands whole files to its workers in this order (``--dist loadfile
+    """Tests of ``SLOW_FOLDERS`` are marked ``slow``, and every file with a ``slow`` test runs first, in
+    the files' order: ``make test`` hands whole files to its workers in this order (``--dist loadfile
     --no-loadscope-reorder``), so the long files start early and the short ones fill the end, and the
     workers finish together instead of one running the last long file alone. Tests marked ``gpu``
     are skipped where torch sees no CUDA device."""
     for item in items:
         if Path(item.fspath).relative_to(REPO / "tests").parts[0] in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: each file's tests keep their order
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # by file, stable: a file's tests stay together, in their order
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if gpu:
         import torch

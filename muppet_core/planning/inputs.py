@@ -113,6 +113,15 @@ def _from_stats(spec: TaskSpec, stats: dict, size: int) -> TaskRows:
     return TaskRows(spec.name, dict(stats["rows"]), median, f"store (the data stage's stats, read from {stats.get('source', '?')})", size)
 
 
+def _paths(files) -> list:
+    """Every file a catalog entry's resolved mirror files name (a path, or lists and mappings of them, nested)."""
+    if isinstance(files, dict):
+        return [p for f in files.values() for p in _paths(f)]
+    if isinstance(files, list):
+        return [p for f in files for p in _paths(f)]
+    return [files]
+
+
 _MIRROR_ROWS: dict[tuple, dict[str, int]] = {}
 """Raw rows per split already counted in this process, by the reader, its options and each local file's
 path, size and modification time: a run's plan counts the rows of its tasks' files, and a process that
@@ -121,11 +130,11 @@ plans many runs (a server, the test suite) reads each unchanged file once."""
 
 def _from_mirror(spec: TaskSpec, mirror: str) -> TaskRows:
     files = mirror_files(spec, mirror) or {}
-    paths = [p for f in files.values() for p in (f if isinstance(f, list) else f.values() if isinstance(f, dict) else [f])]
+    paths = _paths(files)
     local = all(isinstance(p, str) and os.path.isfile(p) for p in paths)
-    stats = [(p, os.stat(p)) for p in paths] if local else []
+    stats = [(os.path.realpath(p), os.stat(p)) for p in paths] if local else []
     key = (spec.reader, json.dumps(spec.reader_options, sort_keys=True, default=str), json.dumps(files, sort_keys=True, default=str),
-           tuple((p, st.st_size, st.st_mtime_ns) for p, st in stats)) if local else None
+           tuple((p, st.st_ino, st.st_size, st.st_mtime_ns) for p, st in stats)) if local else None
     rows = _MIRROR_ROWS.get(key) if key else None
     if rows is None:
         _, splits = raw_splits(spec, mirror)

@@ -49,31 +49,37 @@ def test_an_object_registers_directly_and_can_be_taken_back():
 
 def test_a_tracker_kind_and_a_store_scheme_that_only_a_plugin_registers_are_found_through_its_import(tmp_path, monkeypatch):
     """The run's plugins are imported when a registry is asked for a name it lacks (``Registry.known``,
-    its ``on_miss``): the config's tracker and executor kinds and the store's schemes go through it."""
+    its ``on_miss``): the config's tracker and executor kinds and the store's schemes go through it. Each
+    member comes from a plugin of its own, named only when its registry is asked."""
     from muppet_core.artifacts.backend import BACKENDS, backend_class
     from muppet_core.config import TRACKERS, TrackingConfig
     from muppet_core.plugins import PLUGINS_ENV
 
-    (tmp_path / "late_plugin_i28.py").write_text(
+    (tmp_path / "late_tracker_i28.py").write_text(
         "from typing import Literal\n"
-        "from muppet_core.artifacts.backend import BACKENDS\n"
-        "from muppet_core.artifacts.local import LocalBackend\n"
         "from muppet_core.config import TrackingConfig, register_tracker\n"
         "class LateTracking(TrackingConfig):\n"
         "    kind: Literal['late'] = 'late'\n"
         "register_tracker(LateTracking)\n"
+    )
+    (tmp_path / "late_backend_i28.py").write_text(
+        "from muppet_core.artifacts.backend import BACKENDS\n"
+        "from muppet_core.artifacts.local import LocalBackend\n"
         "class LateBackend(LocalBackend):\n"
         "    pass\n"
         "BACKENDS.register_object('late', LateBackend)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(PLUGINS_ENV, "late_plugin_i28")
     try:
-        assert "late" not in TRACKERS and "late" not in BACKENDS  # nothing imported it yet
+        assert "late" not in TRACKERS and "late" not in BACKENDS  # nothing imported them yet
+        monkeypatch.setenv(PLUGINS_ENV, "late_tracker_i28")
         assert type(TrackingConfig.choose({"kind": "late"}, TrackingConfig.model_validate)).__name__ == "LateTracking"
+        assert "late" not in BACKENDS
+        monkeypatch.setenv(PLUGINS_ENV, "late_backend_i28")
         assert backend_class("late://bucket/store").__name__ == "LateBackend"
     finally:
         for registry in (TRACKERS, BACKENDS):
             if "late" in registry:
                 registry.unregister("late")
-        sys.modules.pop("late_plugin_i28", None)
+        for module in ("late_tracker_i28", "late_backend_i28"):
+            sys.modules.pop(module, None)
