@@ -53,6 +53,11 @@ def _flat(files: MirrorFiles) -> list[str]:
     return [p for v in values for p in ([v] if isinstance(v, str) else v)]
 
 
+def mirror_paths(files: dict[str, MirrorFiles]) -> list[str]:
+    """Every file of a task's resolved mirror entry (``mirror_files``), split after split."""
+    return [p for f in files.values() for p in _flat(f)]
+
+
 def _escapes(rel: str) -> bool:
     """Whether a catalog path would leave the mirror: absolute, a URI, or climbing with '..'."""
     parts = rel.replace("\\", "/").split("/")
@@ -89,7 +94,7 @@ def source_fingerprint(spec: TaskSpec, mirror: str | None) -> dict[str, Any]:
     """
     files = mirror_files(spec, mirror)
     if files is not None:
-        return {"kind": "mirror", "sha256": files_digest(p for f in files.values() for p in _flat(f))}
+        return {"kind": "mirror", "sha256": files_digest(mirror_paths(files))}
     return {"kind": "hub", "hub": spec.hub.model_dump(exclude={"revision"}), "revision": hub_revision(spec, mirror)}
 
 

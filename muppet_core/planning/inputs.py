@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from muppet_core import stages
 from muppet_core.artifacts.manifest import MANIFEST
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.data.sources import mirror_files, raw_splits
+from muppet_core.data.sources import mirror_files, mirror_paths, raw_splits
 from muppet_core.errors import MuppetError, first_line
 from muppet_core.tasks.catalog import TaskSpec
 
@@ -113,24 +113,15 @@ def _from_stats(spec: TaskSpec, stats: dict, size: int) -> TaskRows:
     return TaskRows(spec.name, dict(stats["rows"]), median, f"store (the data stage's stats, read from {stats.get('source', '?')})", size)
 
 
-def _paths(files) -> list:
-    """Every file a catalog entry's resolved mirror files name (a path, or lists and mappings of them, nested)."""
-    if isinstance(files, dict):
-        return [p for f in files.values() for p in _paths(f)]
-    if isinstance(files, list):
-        return [p for f in files for p in _paths(f)]
-    return [files]
-
-
 _MIRROR_ROWS: dict[tuple, dict[str, int]] = {}
 """Raw rows per split already counted in this process, by the reader, its options and each local file's
-path, size and modification time: a run's plan counts the rows of its tasks' files, and a process that
-plans many runs (a server, the test suite) reads each unchanged file once."""
+real path, inode, size and modification time: a run's plan counts the rows of its tasks' files, and a
+process that plans many runs (a server, the test suite) reads each unchanged file once."""
 
 
-def _from_mirror(spec: TaskSpec, mirror: str) -> TaskRows:
-    files = mirror_files(spec, mirror) or {}
-    paths = _paths(files)
+def _from_mirror(spec: TaskSpec, mirror: str, files: dict) -> TaskRows:
+    """The raw rows of ``files``, the task's resolved mirror entry (``mirror_files``)."""
+    paths = mirror_paths(files)
     local = all(isinstance(p, str) and os.path.isfile(p) for p in paths)
     stats = [(os.path.realpath(p), os.stat(p)) for p in paths] if local else []
     key = (spec.reader, json.dumps(spec.reader_options, sort_keys=True, default=str), json.dumps(files, sort_keys=True, default=str),
@@ -163,8 +154,8 @@ def task_rows(specs: list[TaskSpec], mirror: str | None, held: Holdings) -> list
             out.append(_from_stats(spec, held.data[spec.name], held.data_bytes.get(spec.name, 0)))
             continue
         try:
-            if mirror_files(spec, mirror) is not None:
-                out.append(_from_mirror(spec, mirror))
+            if (files := mirror_files(spec, mirror)) is not None:
+                out.append(_from_mirror(spec, mirror, files))
                 continue
         except MuppetError as exc:
             out.append(TaskRows(spec.name, None, None, f"unknown: the mirror's files could not be read ({first_line(exc)})"))
