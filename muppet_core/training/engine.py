@@ -44,6 +44,16 @@ def init_distributed(backend: str | None = None) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _skip_shared_memory_op() -> None:
+    """Keep DeepSpeed from compiling its shared-memory all-reduce op when its communication backend starts
+    on the CPU (a C++ build of a minute or more on a machine that has not built it before). That op serves
+    only DeepSpeed's inference all-reduce; training's all-reduce is torch.distributed's either way, so what
+    a run computes does not change."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def deepspeed_config(
     micro_batch_size: int, accumulation: int, world_size: int, max_grad_norm: float,
     zero_stage: int = 0, precision: str = "fp32", user_config: str | None = None,
@@ -186,6 +196,7 @@ class DeepSpeedEngine:
     def __init__(self, model: torch.nn.Module, optimizer, scheduler, config: dict[str, Any]):
         import deepspeed
 
+        _skip_shared_memory_op()
         groups = {id(group): list(group["params"]) for group in optimizer.param_groups}
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._present: set[int] = set()  # ids of the parameters that got a gradient in this update
