@@ -56,9 +56,16 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
 
-def _imported_modules(name: str, file: Path) -> set[str]:
+def _imported_modules(name: str, file: Path) -> frozenset[str]:
     """The project's modules that ``file`` (the module ``name``) imports, anywhere in its body, or
-    names as a registry target (``"muppet_core.x.y:attr"``)."""
+    names as a registry target (``"muppet_core.x.y:attr"``). Each file is parsed once per process while
+    it is unchanged: every stage's closure shares most of the project's modules."""
+    stat = file.stat()
+    return _parsed_imports(name, file, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _parsed_imports(name: str, file: Path, mtime_ns: int, size: int) -> frozenset[str]:
     package = name if file.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     with _PARSE_LOCK:
@@ -75,7 +82,7 @@ def _imported_modules(name: str, file: Path) -> set[str]:
             found.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (match := _MODULE_NAME.match(node.value)):
             found.add(match.group(1))
-    return {m for m in found if _own(m)}
+    return frozenset(m for m in found if _own(m))
 
 
 def _own(name: str) -> bool:
