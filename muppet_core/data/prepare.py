@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,15 +89,38 @@ def _label_counts(records: list[Record]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(collections.Counter(labels).items())}
 
 
+def _token_counter(tokenizer) -> Callable[[list[tuple[str, str | None]]], list[int]]:
+    """How many tokens each (text, second text or None) pair encodes to, special tokens included, untruncated.
+
+    A fast tokenizer whose Rust tokenizer neither truncates nor pads is asked for the encodings alone
+    (``encode_batch_fast``: no offsets, no Python lists of ids), half the time of a full call for the same
+    counts; any other tokenizer is called as the model's inputs are encoded."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+
+        def fast(pairs: list[tuple[str, str | None]]) -> list[int]:
+            inputs = [a if b is None else (a, b) for a, b in pairs]
+            return [len(e.ids) for e in encode(inputs, add_special_tokens=True)]
+
+        return fast
+
+    def called(pairs: list[tuple[str, str | None]]) -> list[int]:
+        firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
+        encoded = tokenizer(firsts, seconds if seconds[0] is not None else None, add_special_tokens=True, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    return called
+
+
 def length_percentiles(family: Family, records: list[Record], tokenizer, chunk: int = 2048) -> dict[str, int]:
     """Percentiles (50, 90, 99, max) of input length in tokens, special tokens included, untruncated,
     of the text each record shows the model (the family's ``model_inputs``)."""
     lengths: list[int] = []
+    count = _token_counter(tokenizer)
     for start in range(0, len(records), chunk):
         pairs = [family.model_inputs(r) for r in records[start : start + chunk]]
-        firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
-        encoded = tokenizer(firsts, seconds if seconds[0] is not None else None, add_special_tokens=True, verbose=False)
-        lengths.extend(len(ids) for ids in encoded["input_ids"])
+        lengths.extend(count(pairs))
     if not lengths:
         return {}
     p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
