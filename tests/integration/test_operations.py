@@ -1,6 +1,8 @@
-"""Operating muppet as an operator does: `muppet serve --with-server` starts a real Prefect server
-and serves the deployments, `prefect deployment run` triggers one, the API shows the finished run
-and its leaderboard artifact, and headless Chromium (Playwright) renders the run and the artifact in the UI.
+"""Operating muppet as an operator does: `muppet serve --with-server --database-url postgresql+asyncpg://...`
+starts a real Prefect server on the production database (a fresh PostgreSQL database of the test
+server) and serves the deployments, `prefect deployment run` triggers one, the API shows the finished
+run and its leaderboard artifact, whose records are in PostgreSQL, and headless Chromium (Playwright)
+renders the run and the artifact in the UI.
 
 The served pipeline watches a list file naming a second backbone; its backbone was evaluated
 before (the store starts as a copy of the session's tiny run), so the run computes the new backbone
@@ -9,6 +11,7 @@ only, and the leaderboard and its history hold both.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -27,6 +30,7 @@ from muppet_core.models.tiny import save_tiny_bert
 from tests.browser import chromium, new_page, screenshot, shows
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS, PRETRAIN_TASKS, artifact_keys, write_pipeline
+from tests.servers.postgres import count_rows, prefect_url
 from tests.servers.process import free_ports
 from tests.servers.serving import stop_serving, wait_for_deployment
 
@@ -35,8 +39,14 @@ SCHEDULE = "0 3 1 1 *"  # registered on the deployment, never due while the test
 
 
 @pytest.fixture(scope="module")
-def served(first_run, tiny_backbone, mirror, tmp_path_factory):
-    """`muppet serve --with-server` on a free port, serving the `ops` pipeline: (root, api url, ui url, env)."""
+def database(postgres) -> str:
+    """The fresh PostgreSQL database the served Prefect server keeps its records in."""
+    return postgres()
+
+
+@pytest.fixture(scope="module")
+def served(first_run, tiny_backbone, mirror, database, tmp_path_factory):
+    """`muppet serve --with-server` on PostgreSQL and a free port, serving the `ops` pipeline: (root, api url, ui url, env)."""
     root = tmp_path_factory.mktemp("operations")
     shutil.copytree(first_run[0] / "store", root / "store")  # the tiny backbone, evaluated before
     new = save_tiny_bert(root / "second-bert", seed=1)  # the watch list's new backbone: other weights, the same tokenizer
@@ -52,7 +62,7 @@ def served(first_run, tiny_backbone, mirror, tmp_path_factory):
     log = open(root / "serve.log", "w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "serve", PIPELINE, "--with-server", "--port", str(port), "--no-auth",  # auth: test_server_auth.py
-         "--config", str(config), "--server-log", str(root / "server.log")],
+         "--database-url", prefect_url(database), "--config", str(config), "--server-log", str(root / "server.log")],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     api = f"http://127.0.0.1:{port}/api"
@@ -117,12 +127,15 @@ def test_a_run_triggered_from_the_cli_completes_and_computes_only_the_new_backbo
     assert entry["run"] == run["id"] and {row["backbone"] for row in entry["board"]["rows"]} == labels
 
 
-def test_the_leaderboard_artifact_is_on_the_server_and_renders_in_the_ui(served, triggered, tiny_backbone):
+def test_the_leaderboard_artifact_is_on_the_server_in_postgresql_and_renders_in_the_ui(served, triggered, database, tiny_backbone):
     _, api, ui, _ = served
     run = triggered[0]
     artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"leaderboard-{PIPELINE}-table"]}}}, timeout=10).json()
     (table,) = artifacts
     assert table["type"] == "table"
+    # the server keeps its records in PostgreSQL: the run, and the artifact beside it
+    assert "postgresql+asyncpg://" in (served[0] / "serve.log").read_text()
+    assert asyncio.run(count_rows(database, "flow_run")) >= 1 and asyncio.run(count_rows(database, "artifact")) >= 1
     leaderboard_run = httpx.get(f"{api}/flow_runs/{table['flow_run_id']}", timeout=10).json()  # the run's leaderboard subflow
     parent = httpx.get(f"{api}/task_runs/{leaderboard_run['parent_task_run_id']}", timeout=10).json()
     assert parent["flow_run_id"] == run["id"]
