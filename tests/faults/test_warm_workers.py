@@ -168,12 +168,14 @@ def _held_run(root: Path, backbone: str, mirror: str) -> subprocess.Popen:
 def test_a_muppet_run_stopped_or_killed_mid_fine_tune_leaves_no_warm_worker(signum, tiny_backbone, mirror, tmp_path, fault_report):
     run = _held_run(tmp_path, tiny_backbone, mirror)
     log = tmp_path / "run.log"
+    started: list[psutil.Process] = []  # the run and everything under it, once the fine-tune is held
     try:
         deadline = time.monotonic() + 240
         while not (tmp_path / "paused").exists():
             assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        tree = [run.pid, *(p.pid for p in psutil.Process(run.pid).children(recursive=True))]
+        started += [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
+        tree = [p.pid for p in started]
         workers = [pid for pid in tree if psutil.pid_exists(pid) and "--serve" in psutil.Process(pid).cmdline()]
         assert len(workers) == 1, log.read_text()[-3000:]
         sent = time.monotonic()
@@ -192,4 +194,7 @@ def test_a_muppet_run_stopped_or_killed_mid_fine_tune_leaves_no_warm_worker(sign
                      f"the run and its warm worker gone {took:.1f} s after the signal")
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.pid, signal.SIGKILL)  # the run, or what a killed run left in its session (Prefect's temporary server)
+            os.killpg(run.pid, signal.SIGKILL)  # the run, or what a killed run left in its session
+        for process in started:  # and what left the session: Prefect's temporary server, which a SIGKILLed run cannot stop
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()  # psutil refuses a pid reused by another process

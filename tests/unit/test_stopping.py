@@ -17,7 +17,16 @@ from muppet_core.training.launch import end_process
 from tests.faults.report import Outcome, record
 
 
-def test_ctrl_c_in_the_main_thread_stops_a_waiting_thread_and_a_child_process_at_once():
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT handled as in a process a terminal started (Python's default: KeyboardInterrupt in the main
+    thread), whatever an earlier test in this process installed (a library's handler, or SIG_IGN)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_in_the_main_thread_stops_a_waiting_thread_and_a_child_process_at_once(ctrl_c_raises):
     clear_stop()
     ended: dict[str, object] = {}
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
