@@ -64,15 +64,16 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-# Two pytest workers (a test file stays on one worker); each test process uses one core.
-TEST_WORKERS ?= 2
+# Three pytest workers on two cores (a test file stays on one worker; each test process uses one core):
+# the suite's tests wait on servers and processes for a part of their time, which a third worker fills.
+TEST_WORKERS ?= 3
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The inner loop: every test not marked slow (integration, faults, bench and the torchrun worker tests are: pipelines, servers, benchmarks), one worker per core.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
+	$(BIN)/python -m pytest -q -n auto -m "not slow" tests
 
 # docs/configuration.md's settings reference, generated from the config models' docstrings.
 docs: $(STAMP)
