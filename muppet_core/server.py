@@ -185,5 +185,16 @@ def start_local_server(port: int, log: str | None = None, auth: bool = True, dat
               "connect to it (every user of this machine) can start, cancel and delete runs and read every log", file=sys.stderr, flush=True)
     server.start()
     os.environ.update(server.environment())
+    _settings_from_environment()
     print(f"Prefect UI: {server.ui_url}", flush=True)
     return server
+
+
+def _settings_from_environment() -> None:
+    """Make Prefect read its settings from this process's environment again. It reads them once, when it
+    is imported, and a pipelines file with a schedule imports it before the server starts: without this,
+    the served deployments went to a temporary server of their own (on SQLite, the server's database
+    file hid it; on PostgreSQL they never reached the server)."""
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
