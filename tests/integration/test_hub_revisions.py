@@ -1,7 +1,8 @@
 """A watched hub backbone gets a new commit between two scheduled runs (issue 31): the second run
 resolves main's new sha and computes only that revision's fine-tunes, the first revision's row
 comes from the store unchanged, and the table holds both, each labelled by its commit. The runs
-are `muppet run` in fresh processes against the loopback hub (``HF_ENDPOINT``), as a schedule starts them."""
+are `muppet run` in fresh processes against the loopback hub (``HF_ENDPOINT``), as a schedule starts them, reporting
+to the session's Prefect server (the test is about the hub and the store, not about Prefect's temporary server)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,17 @@ REPO_ID = "org/tiny-bert"
 
 
 def run(config, root, hub: Hub, *args: str) -> subprocess.CompletedProcess:
+    from prefect.settings import PREFECT_API_URL
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PREFECT_API"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(root / "hf-home"), PREFECT_HOME=str(root / "prefect"), MUPPET_CACHE=str(root / "cache"),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=PREFECT_API_URL.value())
     return subprocess.run([sys.executable, "-m", "flows.cli", *args, "--config", str(config)], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=600)
 
 
 @pytest.mark.slow
-def test_a_new_commit_of_a_watched_backbone_is_evaluated_and_the_old_row_stays(tiny_backbone, mirror, tmp_path):
+def test_a_new_commit_of_a_watched_backbone_is_evaluated_and_the_old_row_stays(prefect_harness, tiny_backbone, mirror, tmp_path):
     config = write_pipeline(tmp_path / "pipelines.yaml", REPO_ID, mirror, tmp_path / "store", seeds=[0], name=NAME, prefinetune=False)
     with Hub() as hub:
         first = hub.push_folder("model", REPO_ID, tiny_backbone)
