@@ -48,7 +48,9 @@ def _skip_shared_memory_op() -> None:
     """Keep DeepSpeed from compiling its shared-memory all-reduce op when its communication backend starts
     on the CPU (a C++ build of a minute or more on a machine that has not built it before). That op serves
     only DeepSpeed's inference all-reduce; training's all-reduce is torch.distributed's either way, so what
-    a run computes does not change."""
+    a run computes does not change. On CUDA DeepSpeed looks for no such op (nor probes its ops for it)."""
+    if torch.cuda.is_available():
+        return
     import deepspeed.ops
 
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
