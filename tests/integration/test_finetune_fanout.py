@@ -78,7 +78,8 @@ def test_learning_rate_grid_and_both_experiments(prefect_harness, tiny_backbone,
     assert len(rows) == 2 and rows["rte.note"].str.contains("the best of 2 on the selection slice of train").all()
 
 
-def test_the_machines_slot_limit_follows_the_pipeline_names_its_holders_and_a_stop_ends_a_wait(prefect_harness):
+def test_the_machines_slot_limit_follows_the_pipeline_names_its_holders_and_a_stop_ends_a_wait(prefect_harness, tmp_path, monkeypatch):
+    import tempfile
     import threading
 
     from prefect.client.orchestration import get_client
@@ -87,6 +88,8 @@ def test_the_machines_slot_limit_follows_the_pipeline_names_its_holders_and_a_st
     from flows.slots import ensure_limit, finetune_slot, release_leaked
     from muppet_core.stopping import Stopped, clear_stop, request_stop
 
+    # the machine's holder files, this test's own: the suite's other workers hold slots of their own servers meanwhile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     limit = ensure_limit(2)  # the runs above fine-tuned under it, and gave every slot back
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
