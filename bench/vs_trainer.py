@@ -30,7 +30,11 @@ it, or below it. The project's classification and ranking heads read the pipelin
 ``finetune.pooling``, else the backbone's own: mean pooling for MiniLM); Trainer's models read the
 first token through the backbone's pooler.
 
-    .venv/bin/python bench/vs_trainer.py [--families sst2,stsb,copa,squad] [--seeds 3] [--profile 20] [--json]
+    .venv/bin/python bench/vs_trainer.py [--families sst2,stsb,copa,squad] [--seeds 3] [--profile 20] [--runs FILE] [--json]
+
+Each seed's scores go to stderr as it ends. ``--runs FILE`` keeps every finished seed's runs in FILE
+and a later command with the same FILE and settings reads them back instead of running them again,
+so a long run resumes where it was stopped.
 
 A tiny run (the tests run one): --backbone TINY_DIR --train-examples 32 --eval-examples 24 --seeds 2 --profile 1.
 """
@@ -274,6 +278,22 @@ def parity(spec, family, args, config, data_dir: Path, base_path: str, train_rec
             "trainer": round(100 * peer["metrics"][metric], 4)}
 
 
+def previous_runs(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The seeds a ``--runs`` file records as finished, by their key (benchmark, seed, setup) as JSON; a
+    line cut short by a stopped run is skipped (its seed runs again)."""
+    found: dict[str, dict[str, Any]] = {}
+    if path is None or not path.exists():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        key = {k: record.pop(k) for k in ("benchmark", "seed", "setup")}
+        found[json.dumps(key, sort_keys=True)] = record
+    return found
+
+
 def verdict(ours: dict[str, float], peer: dict[str, float]) -> str:
     """Where the project's mean lies against the peer's seed spread: ``within``, ``above`` or ``below``."""
     return "above" if ours["mean"] > peer["max"] else "below" if ours["mean"] < peer["min"] else "within"
@@ -321,6 +341,8 @@ def parse(argv: list[str] | None):
     parser.add_argument("--parity-examples", type=int, default=64, metavar="N",
                         help="per family, also both sides once with nothing random left to differ (dropout off, the same initial head, the same "
                              "batches in the same order) on N training examples, to show they compute the same (0: skip)")
+    parser.add_argument("--runs", type=Path, default=None, metavar="FILE",
+                        help="append each finished seed's runs to FILE (JSON lines) and reuse those already there: a stopped run resumes")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="first profile N updates of the classification fine-tune (0: none)")
     parser.add_argument("--top", type=int, default=15, help="operators the profile lists")
     args = parser.parse_args(argv)
@@ -344,6 +366,7 @@ def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any
     """Both sides on one benchmark over every seed: its entry of the ``families`` figures. For the
     classification benchmark, the first seed's runs and a length-grouped Trainer run also go into
     ``figures`` as the speed comparison (with the profile, when asked for)."""
+    from muppet_core.artifacts.fingerprints import code_version, library_versions
     from muppet_core.data.prepare import load_split
     from muppet_core.data.splits import subsample
     from muppet_core.data.stage import data_stage
@@ -367,6 +390,12 @@ def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any
         raise SystemExit(f"--families: {spec.name}'s questions have different numbers of choices, which the peer's model cannot read")
     dev, _ = family.encode(dev_records, tokenizer, args.max_length)
     seeds = list(range(args.seed, args.seed + args.seeds))
+    # What a seed's runs depend on besides the benchmark and the seed: a --runs record is reused only where all of it matches.
+    setup = {"backbone": str(pipeline.backbone), "train": size["train"], "eval": size["eval"], "epochs": size["epochs"],
+             "batch_size": args.batch_size, "learning_rate": args.learning_rate, "max_length": args.max_length,
+             "pooling": args.pooling, "order": args.order,
+             "code": code_version("muppet_core.training.finetune"), "libraries": library_versions()}
+    finished = previous_runs(args.runs)
     ours, peer = [], []
     for seed in seeds:
         # The features both sides train on: the sample and encoding the project's fine-tune makes.
@@ -376,13 +405,28 @@ def compare(spec, args, pipeline, store, base, tmp: Path, figures: dict[str, Any
         first_classification = spec.family == "classification" and seed == seeds[0]
         if first_classification and args.profile:
             figures["profile"] = profile(run, data_dir, config, args.profile, args.top, tmp / "profile.json")
-        ours.append(project_run(fit(run, data_dir, config)))
-        peer.append(trainer_run(spec, family, base.encoder_path, train, dev, config, args.learning_rate, seed, "random", tmp / "peer"))
-        check_same_work(spec.name, [ours[-1], peer[-1]])
+        key = {"benchmark": spec.name, "seed": seed, "setup": setup}
+        if (done := finished.get(json.dumps(key, sort_keys=True))) is None:
+            done = {"muppet": project_run(fit(run, data_dir, config)),
+                    "trainer": trainer_run(spec, family, base.encoder_path, train, dev, config, args.learning_rate, seed, "random", tmp / "peer")}
+            check_same_work(spec.name, [done["muppet"], done["trainer"]])
+            if first_classification:
+                done["trainer_grouped"] = trainer_run(spec, family, base.encoder_path, train, dev, config, args.learning_rate, seed,
+                                                      "group_by_length", tmp / "grouped")
+                check_same_work(spec.name, [done["muppet"], done["trainer_grouped"]])
+            if args.runs:
+                cut = args.runs.exists() and not args.runs.read_bytes().endswith(b"\n") and args.runs.stat().st_size > 0
+                with open(args.runs, "a", encoding="utf-8") as out:  # after a line a stop cut short, on a line of its own
+                    out.write(("\n" if cut else "") + json.dumps({**key, **done}) + "\n")
+            reused = ""
+        else:
+            reused = f" (read from {args.runs})"
+        ours.append(done["muppet"])
+        peer.append(done["trainer"])
+        print(f"{spec.name} seed {seed}: {spec.metric} muppet {100 * ours[-1]['metrics'][spec.metric]:.2f} ({ours[-1]['seconds']:.0f} s), "
+              f"trainer {100 * peer[-1]['metrics'][spec.metric]:.2f} ({peer[-1]['seconds']:.0f} s){reused}", file=sys.stderr, flush=True)
         if first_classification:
-            grouped = trainer_run(spec, family, base.encoder_path, train, dev, config, args.learning_rate, seed, "group_by_length", tmp / "grouped")
-            check_same_work(spec.name, [ours[-1], grouped])
-            runs = {"muppet": ours[-1], "trainer_default": peer[-1], "trainer_grouped": grouped}
+            runs = {"muppet": ours[-1], "trainer_default": peer[-1], "trainer_grouped": done["trainer_grouped"]}
             figures.update(speed_figures(spec.name, len(train), len(dev), runs))
     metrics = [spec.metric, *spec.secondary_metrics]
     aligned = parity(spec, family, args, config, data_dir, base.encoder_path, train_records, dev, tmp) if args.parity_examples else None

@@ -237,3 +237,26 @@ def test_every_benchmark_has_a_tiny_run():
 @pytest.mark.parametrize("script", sorted(set(TINY) - set(ELSEWHERE)))
 def test_benchmark_prints_its_figures(script, tiny_backbone, mirror):
     CHECKS[script](run_bench(script, tiny_backbone, mirror), tiny_backbone)
+
+
+def test_vs_trainer_resumes_from_its_runs_file(tiny_backbone, mirror, tmp_path):
+    """A stopped long run loses no finished seed: with ``--runs FILE`` each seed's runs are kept as they
+    end, and the same command again reads them back (and says so) instead of training them again, to
+    the same figures; a line cut short by the stop is run again."""
+    runs = tmp_path / "runs.jsonl"
+    extra = ["--families", "copa", "--parity-examples", "0", "--profile", "0", "--runs", str(runs)]
+    first = run_bench("vs_trainer.py", tiny_backbone, mirror, *extra)
+    lines = runs.read_text().splitlines()
+    assert [json.loads(line)["seed"] for line in lines] == [0, 1]
+    runs.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # seed 1's line cut short, as by a SIGKILL mid-write
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "MUPPET_DATA_MIRROR": mirror}
+    cmd = [sys.executable, str(BENCH / "vs_trainer.py"), *TINY["vs_trainer.py"], *extra, "--backbone", tiny_backbone, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    said = [line for line in proc.stderr.splitlines() if line.startswith("copa seed ")]
+    assert len(said) == 2 and said[0].endswith(f"(read from {runs})") and "read from" not in said[1], said
+    second = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours, again = first["families"]["multiple_choice"], second["families"]["multiple_choice"]
+    for side in ("muppet", "trainer"):
+        assert again[side]["accuracy"]["seeds"] == ours[side]["accuracy"]["seeds"], side  # seed 1 trained again to the same score
+    assert [json.loads(line)["seed"] for line in runs.read_text().splitlines() if line.startswith("{") and line.endswith("}")] == [0, 1]
