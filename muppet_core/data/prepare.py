@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from muppet_core.families.base import Family
 
 MAX_DROP_EXAMPLES = 5
+REJECTED = "rejected by normalizer"
+"""The drop reason of a row its normalizer returned nothing for (by design: see ``TaskSpec.max_rejected_fraction``)."""
 
 
 def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[Record], dict[str, Any]]:
@@ -36,8 +38,9 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
     dropped, counted by reason, and the first few reported with their file and line.
 
     Raises:
-        DataSourceError: more than ``spec.max_bad_fraction`` of the split is malformed, or the
-            normalizer fails otherwise than on a bad row (any other exception, or it exits).
+        DataSourceError: more than ``spec.max_bad_fraction`` of the split is malformed (rejected rows
+            included unless the entry sets ``max_rejected_fraction``), more than ``spec.max_rejected_fraction``
+            is rejected, or the normalizer fails otherwise than on a bad row (any other exception, or it exits).
     """
     records: list[Record] = []
     drops: collections.Counter[str] = collections.Counter()
@@ -52,7 +55,7 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
             try:
                 out = normalizer(row, spec)
                 produced = out if isinstance(out, list) else [] if out is None else [out]
-                reason = None if produced else "rejected by normalizer"
+                reason = None if produced else REJECTED
             except (KeyError, ValueError, IndexError, TypeError, AttributeError, ArithmeticError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:160]
             except (Exception, SystemExit) as exc:  # a failing normalizer, not a bad row: say so, never a traceback
@@ -74,10 +77,19 @@ def normalize_rows(spec: TaskSpec, split: str, rows, normalizer) -> tuple[list[R
         records.extend(produced)
     dropped = sum(drops.values())
     report = {"rows": total, "dropped": dropped, "drop_reasons": dict(drops), "drop_examples": examples}
-    if total and dropped / total > spec.max_bad_fraction:
+    rejected = drops[REJECTED] if spec.max_rejected_fraction is not None else 0
+    where = f"dataset '{spec.name}' split '{split}'"
+    if total and (dropped - rejected) / total > spec.max_bad_fraction:
+        what = "malformed" if rejected == 0 else f"malformed (and {rejected} rejected by its normalizer)"
+        malformed = {k: v for k, v in drops.items() if k != REJECTED or not rejected}
         raise DataSourceError(
-            f"dataset '{spec.name}' split '{split}': {dropped} of {total} rows are malformed "
-            f"(more than max_bad_fraction={spec.max_bad_fraction}): {dict(drops)}; first: {'; '.join(examples)}"
+            f"{where}: {dropped - rejected} of {total} rows are {what} "
+            f"(more than max_bad_fraction={spec.max_bad_fraction}): {malformed}; first: {'; '.join(examples)}"
+        )
+    if rejected and rejected / total > spec.max_rejected_fraction:
+        raise DataSourceError(
+            f"{where}: its normalizer rejected {rejected} of {total} rows (more than max_rejected_fraction="
+            f"{spec.max_rejected_fraction}, the share the entry expects); first: {'; '.join(examples)}"
         )
     return records, report
 

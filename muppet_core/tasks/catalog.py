@@ -83,6 +83,11 @@ class TaskSpec(Strict):
     """Override of n(i) for loss scaling."""
     max_bad_fraction: float = Field(0.001, ge=0, le=1)
     """Share of a split's rows that may be malformed (dropped and reported) before the data stage fails."""
+    max_rejected_fraction: float | None = Field(None, ge=0, le=1)
+    """Share of a split's rows its normalizer may reject by design (a question whose answer is no span of
+    its passage, say) before the data stage fails, apart from ``max_bad_fraction``, which then bounds the
+    malformed rows alone: a schema change that breaks a share of the rows is not hidden in the rejected
+    share. None: rejected rows count as malformed."""
     official_validation: bool = False
     """Whether the mirror's validation files are the benchmark's whole official dev set (results say so)."""
     validation_note: str | None = None

@@ -189,14 +189,19 @@ def newsqa(row: dict, spec: TaskSpec) -> SpanRecord | None:
     """NewsQA hub rows in the MRQA 2019 layout: context, question, answers[] (texts), key,
     labels[{start[], end[]}] (the character spans of each answer, in the order of ``answers``).
 
-    The target is the first answer at its first labelled start (its end is not read: the answer's own
-    length gives it); every answer is a gold. A row without answers is rejected; one whose labels are not
-    one per answer is malformed.
+    The target is the first answer found in the context at one of its own labelled starts (its end is
+    not read: the answer's own length gives it), else, where the labels are not in the answers' order,
+    the first found at any labelled start; every answer is a gold. A row without answers is rejected;
+    one whose labels are not one per answer, or where no answer lies at a labelled start, is malformed.
     """
-    answers, labels = row["answers"], row["labels"]
+    answers, labels, context = row["answers"], row["labels"], row["context"]
     if len(labels) != len(answers):
         raise ValueError(f"{len(labels)} labels for {len(answers)} answers")
     if not answers:
         return None
-    start = int(labels[0]["start"][0])
-    return SpanRecord(question=row["question"], context=row["context"], answer_text=answers[0], answer_start=start, answers=list(answers))
+    starts = [int(s) for label in labels for s in label["start"]]
+    own = [(text, int(s)) for text, label in zip(answers, labels) for s in label["start"]]
+    for text, start in own + [(text, s) for text in answers for s in starts]:
+        if context[start : start + len(text)] == text:
+            return SpanRecord(question=row["question"], context=context, answer_text=text, answer_start=start, answers=list(answers))
+    raise ValueError(f"no answer lies at a labelled start: {answers[0]!r} at {starts[:3]}")

@@ -92,3 +92,40 @@ def test_an_answer_found_without_offsets_is_placed_on_whole_words_not_inside_a_l
            "supporting_facts": {"title": ["Moons"], "sent_id": [0]}, "context": {"title": ["Moons"], "sentences": [sentences]}}
     record = hotpotqa(row, get_task("hotpotqa"))  # the supporting fact holds "Io" only inside "Ionian"
     assert record.context[record.answer_start - 1:record.answer_start + 6] == " Io is "
+
+
+EXPECTS_REJECTIONS = sorted(name for name, spec in load_catalog().items() if spec.max_rejected_fraction is not None)
+
+
+@pytest.mark.parametrize("name", EXPECTS_REJECTIONS)
+def test_rows_broken_by_a_schema_change_are_not_hidden_in_the_share_of_rejected_ones(name):
+    """An entry whose normalizer rejects a known share of questions by design (``max_rejected_fraction``)
+    still fails a split where a quarter of the rows lack a column it reads: malformed rows have their own
+    budget (``max_bad_fraction``), not the rejected rows'. Rejections beyond their share fail too."""
+    fixture = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
+    spec = get_task(name)
+    normalizer = resolve(spec.hub_normalizer())
+    rows = fixture["rows"] * 4
+    records, stats = normalize_rows(spec, "train", rows, normalizer)  # the fixture's own rejections are within the share
+    column = next(c for c in fixture["columns"] if c in {"answers_spans", "annotations", "answer", "answers", "context", "passage"})
+    broken = [{k: v for k, v in row.items() if k != column or i % 4} for i, row in enumerate(rows)]
+    with pytest.raises(DataSourceError, match=rf"dataset '{name}' split 'train': {len(rows) // 4} of {len(rows)} rows are malformed"):
+        normalize_rows(spec, "train", broken, normalizer)
+    unanswerable = [{"no answer": True}] * round(len(rows) * 10 * spec.max_rejected_fraction)
+    with pytest.raises(DataSourceError, match=rf"its normalizer rejected \d+ of {len(rows) + len(unanswerable)} rows \(more than max_rejected_fraction"):
+        normalize_rows(spec, "train", rows + unanswerable, lambda row, spec: None if "no answer" in row else normalizer(row, spec))
+
+
+def test_newsqa_places_its_answer_where_the_labels_say_even_out_of_the_answers_order():
+    """NewsQA's labels give each answer's character spans in the answers' order; a row whose labels come
+    in another order still gets its answer at the start where the context holds it (not the first
+    answer at the first label's start, a span of other text), and a row where no answer lies at any
+    labelled start is malformed, not a record with a wrong span."""
+    from muppet_core.tasks.normalizers.span import newsqa
+
+    row = yaml.safe_load((FIXTURES / "newsqa.yaml").read_text())["rows"][1]
+    record = newsqa({**row, "labels": row["labels"][::-1]}, get_task("newsqa"))
+    assert (record.answer_text, record.answer_start) == ("a two-day search", 82)
+    assert record.context[82 : 82 + len(record.answer_text)] == record.answer_text
+    with pytest.raises(ValueError, match="no answer lies at a labelled start"):
+        newsqa({**row, "labels": [{"start": [3], "end": [9]}, {"start": [4], "end": [9]}]}, get_task("newsqa"))
