@@ -74,6 +74,46 @@ def prefect_harness():
         yield
 
 
+def _registries() -> list:
+    """Every registry of the project's modules imported so far (module-level ones and the settings classes' ``MEMBERS``)."""
+    from muppet_core.registry import Registry
+
+    found = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith("muppet_core"):
+            continue
+        for value in list(vars(module).values()):
+            for candidate in (value, getattr(value, "MEMBERS", None) if isinstance(value, type) else None):
+                if isinstance(candidate, Registry):
+                    found[id(candidate)] = candidate
+    return list(found.values())
+
+
+@pytest.fixture
+def plugins_undone(monkeypatch):
+    """What a test leaves in its process by loading a pipelines file's plugins and catalog in it (as
+    ``muppet run`` in-process does) is undone afterwards, so later tests of the worker see none of it:
+    the catalog and plugin environment variables (set empty for the test), ``PYTHONPATH`` and
+    ``sys.path``, and every member a registry gained, with the module that registered it when the test
+    imported that module."""
+    from muppet_core.plugins import PLUGINS_ENV
+    from muppet_core.tasks.catalog import CATALOG_ENV
+
+    for name in (CATALOG_ENV, PLUGINS_ENV):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = {id(r): set(r.names()) for r in _registries()}
+    modules = set(sys.modules)
+    yield
+    for registry in _registries():
+        for name in set(registry.names()) - before.get(id(registry), set(registry.names())):
+            module = registry.module_of(name)
+            registry.unregister(name)
+            if module not in modules:
+                sys.modules.pop(module, None)
+
+
 def pytest_configure(config):
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: one core each, in-process and in the processes it starts
         os.environ["OMP_NUM_THREADS"] = "1"

@@ -3,7 +3,6 @@ did (tests/faults/report.py); the run ends with one table of them."""
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 
@@ -11,8 +10,6 @@ import pytest
 import s3fs
 
 from flows.cli import main
-from muppet_core.plugins import PLUGINS_ENV
-from muppet_core.tasks.catalog import CATALOG_ENV
 from tests.faults.report import Outcome, record
 
 
@@ -27,19 +24,15 @@ def fault_report():
 
 
 @pytest.fixture
-def muppet(tmp_path, monkeypatch, capsys):
+def muppet(tmp_path, monkeypatch, capsys, plugins_undone):
     """``muppet(*argv)``: `muppet` run here in ``tmp_path`` -> (exit code, stdout, stderr lines). What
     a run leaves in this process (catalog folders, plugins, the import path) is undone after the
-    test, and a pipeline that passed its checks would stop at a stub instead of starting a flow."""
-    for name in (CATALOG_ENV, PLUGINS_ENV):
-        monkeypatch.setenv(name, "")
+    test (``plugins_undone``), and a pipeline that passed its checks would stop at a stub instead of starting a flow."""
     for name in ("MUPPET_STORE", "MUPPET_DATA_MIRROR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                  "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no credentials from the instance metadata service either
     s3fs.S3FileSystem.clear_instance_cache()  # none made earlier in this process with another test's credentials
-    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.chdir(tmp_path)
 
     def passed(*args, **kwargs):

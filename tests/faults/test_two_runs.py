@@ -18,8 +18,6 @@ import psutil
 import pytest
 import yaml
 
-from muppet_core.config import TRACKERS, unregister_tracker
-from muppet_core.plugins import PLUGINS_ENV
 from tests.conftest import REPO
 from tests.integration.conftest import BENCHMARKS
 
@@ -70,21 +68,6 @@ def _until(what, process: subprocess.Popen, log: Path, timeout: float = 240.0) -
         assert process.poll() is None, f"run ended early ({process.returncode}):\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
-
-
-@pytest.fixture
-def plugins_undone(monkeypatch):
-    """``_warm`` loads the pipelines file in this process, and with it its plugin: what that leaves here (the
-    plugin's name in the environment, the import path, the ``hold`` tracker) is undone after the test, so a
-    later test of this worker does not see a tracker it never registered."""
-    monkeypatch.setenv(PLUGINS_ENV, os.environ.get(PLUGINS_ENV, ""))
-    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    had = "hold" in TRACKERS
-    yield
-    if not had and "hold" in TRACKERS:
-        unregister_tracker("hold")
-        sys.modules.pop("tests.faults.holding", None)
 
 
 @pytest.mark.usefixtures("plugins_undone")

@@ -5,16 +5,11 @@ of its own and scored on the leaderboard, with no package edit."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import pandas as pd
-import pytest
 import yaml
 
-from muppet_core.families import FAMILIES
 from muppet_core.plugins import PLUGINS_ENV
-from muppet_core.tasks.catalog import CATALOG_ENV
 from tests.conftest import REPO
 from tests.integration.conftest import muppet
 
@@ -45,24 +40,11 @@ ENTRY = {
 }
 
 
-@pytest.fixture
-def plugin_left_behind_nowhere(monkeypatch):
-    """The test's process imports the plugin (its family registers): afterwards the module, its
-    family and its folder on the import path are gone again, for the tests that follow in this process."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    yield
-    FAMILIES.unregister("length_bucket")
-    sys.modules.pop("length_plugin", None)
-
-
 def test_a_plugin_family_pre_finetunes_on_the_deepspeed_worker_and_is_scored(
-    prefect_harness, tiny_backbone, mirror, tmp_path, monkeypatch, plugin_left_behind_nowhere,
+    prefect_harness, tiny_backbone, mirror, tmp_path, plugins_undone,
 ):
     from flows.reproduce import reproduce
 
-    monkeypatch.setenv(CATALOG_ENV, "")  # restored after the test: the catalog and plugin stay this test's own
-    monkeypatch.setenv(PLUGINS_ENV, "")
-    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # use_plugins adds the plugin's folder
     (tmp_path / "length_plugin.py").write_text(plugin_source())
     (tmp_path / "my-catalog").mkdir()
     (tmp_path / "my-catalog" / "length.yaml").write_text(yaml.safe_dump(ENTRY))
