@@ -64,7 +64,8 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-# Three pytest workers on two cores (a test file stays on one worker; each test process uses one core):
+# Three pytest workers on two cores (a test file stays on one worker, and so do the files that read the
+# tiny pipeline run `first_run`: tests/conftest.py; each test process uses one core):
 # the suite's tests wait on servers and processes for a part of their time, which a third worker fills.
 TEST_WORKERS ?= 3
 

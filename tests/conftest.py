@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -144,6 +145,27 @@ def pytest_collection_modifyitems(config, items):
         if not torch.cuda.is_available():
             for item in gpu:
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+SHARED_RUN = re.compile(r"def \w+\([^)]*\bfirst_run\b")
+"""A test or fixture that takes ``first_run`` (tests/integration/conftest.py), the tiny pipeline run once per worker."""
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with one change: the files whose tests read ``first_run`` go to one worker
+    together, so the tiny pipeline runs once in the session instead of once on every worker (a minute
+    of CPU each)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedRunScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "first_run" if file in shared else file
+
+    shared = {str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py") if SHARED_RUN.search(p.read_text())}
+    return SharedRunScheduling(config, log)
 
 
 def pytest_sessionstart(session):
