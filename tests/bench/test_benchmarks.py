@@ -31,7 +31,7 @@ TINY = {
 }
 
 
-ELSEWHERE = {"fanout.py": "tests/integration/test_finetune_deployment.py"}
+ELSEWHERE = {"fanout.py": "tests/integration/test_finetune_deployment.py", "vs_trainer.py": "test_vs_trainer_resumes_from_its_runs_file, below"}
 """Scripts whose tiny run (``TINY``, checked by ``CHECKS``) a test of the production stack makes, with
 the options that need it (fanout.py's ``--work-pool``): the same run here would repeat it."""
 
@@ -240,23 +240,26 @@ def test_benchmark_prints_its_figures(script, tiny_backbone, mirror):
 
 
 def test_vs_trainer_resumes_from_its_runs_file(tiny_backbone, mirror, tmp_path):
-    """A stopped long run loses no finished seed: with ``--runs FILE`` each seed's runs are kept as they
-    end, and the same command again reads them back (and says so) instead of training them again, to
-    the same figures; a line cut short by the stop is run again."""
+    """vs_trainer.py's tiny run, with ``--runs FILE``: its figures (``check_vs_trainer``); then a stopped
+    long run loses no finished seed: the same command for COPA reads its seeds back from the file (and
+    says so) instead of training them again, to the same figures, and a line cut short by the stop is
+    run again."""
     runs = tmp_path / "runs.jsonl"
-    extra = ["--families", "copa", "--parity-examples", "0", "--profile", "0", "--runs", str(runs)]
-    first = run_bench("vs_trainer.py", tiny_backbone, mirror, *extra)
+    first = run_bench("vs_trainer.py", tiny_backbone, mirror, "--runs", str(runs))
+    check_vs_trainer(first, tiny_backbone)
     lines = runs.read_text().splitlines()
-    assert [json.loads(line)["seed"] for line in lines] == [0, 1]
-    runs.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # seed 1's line cut short, as by a SIGKILL mid-write
+    assert [(json.loads(line)["benchmark"], json.loads(line)["seed"]) for line in lines] == [
+        (b, s) for b in ("sst2", "stsb", "copa", "squad") for s in (0, 1)]
+    copa = [line for line in lines if json.loads(line)["benchmark"] == "copa"]
+    runs.write_text(copa[0] + "\n" + copa[1][: len(copa[1]) // 2])  # seed 1's line cut short, as by a SIGKILL mid-write
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "MUPPET_DATA_MIRROR": mirror}
-    cmd = [sys.executable, str(BENCH / "vs_trainer.py"), *TINY["vs_trainer.py"], *extra, "--backbone", tiny_backbone, "--json"]
+    cmd = [sys.executable, str(BENCH / "vs_trainer.py"), *TINY["vs_trainer.py"], "--families", "copa", "--parity-examples", "0", "--profile", "0",
+           "--runs", str(runs), "--backbone", tiny_backbone, "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     said = [line for line in proc.stderr.splitlines() if line.startswith("copa seed ")]
     assert len(said) == 2 and said[0].endswith(f"(read from {runs})") and "read from" not in said[1], said
-    second = json.loads(proc.stdout.strip().splitlines()[-1])
-    ours, again = first["families"]["multiple_choice"], second["families"]["multiple_choice"]
-    for side in ("muppet", "trainer"):
-        assert again[side]["accuracy"]["seeds"] == ours[side]["accuracy"]["seeds"], side  # seed 1 trained again to the same score
+    again = json.loads(proc.stdout.strip().splitlines()[-1])["families"]["multiple_choice"]
+    for side in ("muppet", "trainer"):  # seed 0 read back, seed 1 trained again: the first run's scores
+        assert again[side]["accuracy"]["seeds"] == first["families"]["multiple_choice"][side]["accuracy"]["seeds"], side
     assert [json.loads(line)["seed"] for line in runs.read_text().splitlines() if line.startswith("{") and line.endswith("}")] == [0, 1]
