@@ -287,7 +287,8 @@ class FinetuneConfig(Optimization):
         if isinstance(executor, BaseModel):
             executor = {**executor.model_dump(exclude_unset=True), "kind": executor.kind}
         executor = {"kind": executor} if isinstance(executor, str) else executor
-        if not isinstance(executor, dict) or executor.get("kind") not in ExecutorSettings.MEMBERS:
+        kind = executor.get("kind") if isinstance(executor, dict) else None
+        if not isinstance(kind, str) or not ExecutorSettings.MEMBERS.known(kind):  # known: a plugin's, imported now
             return data  # the executor's own error says what is wrong
         if twice := sorted(set(beside) & set(executor)):
             raise ValueError(f"{', '.join(twice)}: given both beside executor and in its settings; keep the one under executor")

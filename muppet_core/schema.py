@@ -151,7 +151,7 @@ class MemberSettings(Strict):
             return handler(value)
         default = cls.model_fields["kind"].default
         kind = value.get("kind", None if default is PydanticUndefined else default)
-        if kind is None or not cls.MEMBERS.known(kind):  # a plugin of the run may register it
+        if not isinstance(kind, str) or not cls.MEMBERS.known(kind):  # a plugin of the run may register it
             known = cls.MEMBERS.names()
             what = f"unknown {cls.MEMBERS.kind} {kind!r}{did_you_mean(str(kind), known)}" if kind is not None else f"no {cls.MEMBERS.kind} kind"
             raise ValueError(f"{what}; the {cls.MEMBERS.kind}s are {', '.join(known)}")

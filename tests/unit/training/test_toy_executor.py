@@ -99,3 +99,44 @@ def test_an_unknown_executor_is_refused_in_one_line(toy):
     assert str(refused.value).startswith("finetune.executor 'toy' is not registered in this process; the executors here: ")
     assert "process, thread" in str(refused.value) and "\n" not in str(refused.value)
     assert toy.given == []
+
+
+LATE_PLUGIN = '''
+from typing import Literal
+
+from muppet_core.config import ExecutorSettings, Retries
+from muppet_core.training.executor import Executor, register_executor
+
+
+class LateSettings(Retries, ExecutorSettings):
+    kind: Literal["late"] = "late"
+
+
+class Late(Executor):
+    settings = LateSettings
+
+    def run(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+register_executor(Late())
+'''
+
+
+def test_a_setting_beside_a_plugin_s_executor_moves_into_its_settings_before_the_plugin_is_imported(tmp_path, monkeypatch, plugins_undone):
+    """``retries`` written beside ``executor: late``, an executor a plugin registers that no code has
+    imported yet: validating the file imports the plugin and moves the setting into the executor's
+    settings, as for a built-in executor (not the executor's default); a kind that is not a name is one
+    line, not a TypeError."""
+    from muppet_core.config import FinetuneConfig
+    from muppet_core.plugins import PLUGINS_ENV
+
+    (tmp_path / "late_executor.py").write_text(LATE_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(PLUGINS_ENV, "late_executor")
+    assert "late" not in ExecutorSettings.MEMBERS
+    config = FinetuneConfig.model_validate({"benchmarks": ["rte"], "executor": "late", "retries": 3})
+    assert (config.executor.kind, config.executor.retries) == ("late", 3)
+    with pytest.raises(ValueError, match="executor") as refused:
+        FinetuneConfig.model_validate({"benchmarks": ["rte"], "executor": {"kind": ["late"]}, "retries": 3})
+    assert "TypeError" not in str(refused.value)
