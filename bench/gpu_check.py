@@ -8,8 +8,10 @@ the process executor and its device pool):
    from its config with random weights, so nothing is downloaded; the tokenizer is the pipeline's
    backbone's, MiniLM's by default, or ``--backbone``'s, whose weights are not read) on real
    data of the four families (rotten_tomatoes, stsb, commonsenseqa, squad), in bf16, once on the
-   DeepSpeed engine with ZeRO-1 and once on the torch engine (autocast). Per engine: examples/s,
-   real tokens/s and MFU over the updates after the first 5 (warm-up: allocation, kernel choice).
+   DeepSpeed engine with ZeRO-1 and once on the torch engine (autocast); on a GPU, where the loop
+   prefetches its batches (pinned memory, copies without blocking), once more on the torch engine
+   without it (``torch_no_prefetch``). Per engine: examples/s, real tokens/s and MFU over the updates
+   after the first 5 (warm-up: allocation, kernel choice).
 2. ``--finetunes`` fine-tunes (rte, mrpc x seeds) at once on the ``process`` executor: each its own
    process, pinned by the device pool to the one GPU and its share of the cores; in bf16.
 3. Correctness: 20 fp32 updates (torch engine, dropout off, no TF32) on ``--device`` and the same
@@ -126,8 +128,8 @@ class Setup:
         return train(model, self.streams, prefinetune_settings(config, None), self.tokenizer.pad_token_id, callbacks), model
 
 
-def engine_figures(s: Setup, engine: str, zero_stage: int) -> dict:
-    """Pre-finetuning in bf16 on ``engine``: steady examples/s, tokens/s, MFU and what explains them."""
+def engine_figures(s: Setup, engine: str, zero_stage: int, prefetch: bool | None = None) -> dict:
+    """Pre-finetuning in bf16 on ``engine`` (``prefetch``: the loop's, None its default): steady examples/s, tokens/s, MFU and what explains them."""
     import torch
 
     cuda, recorder, warmup = s.device.type == "cuda", Recorder(), s.size["warmup"]
@@ -135,7 +137,7 @@ def engine_figures(s: Setup, engine: str, zero_stage: int) -> dict:
         torch.cuda.reset_peak_memory_stats()
     summary, model = s.train(s.backbone, [recorder], engine=engine, zero_stage=zero_stage, precision="bf16", device=s.device.type,
                              steps=s.size["steps"], micro_batch_size=s.size["micro_batch"], max_tokens_per_batch=s.size["max_tokens"],
-                             tasks_per_step=s.size["tasks_per_step"])
+                             tasks_per_step=s.size["tasks_per_step"], prefetch=prefetch)
     memory = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
     del model
     gc.collect()
@@ -255,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         correctness = guarded(loss_curves, s)
         sections["correctness"] = clock.lap()
         engines = {}
-        for name, engine, zero in (("deepspeed_zero1", "deepspeed", 1), ("torch", "torch", 0)):
-            engines[name] = guarded(engine_figures, s, engine, zero)
+        # On a GPU the loop prefetches its batches (pinned, copied without blocking); the torch engine runs once more without.
+        without = (("torch_no_prefetch", "torch", 0, False),) if device.type == "cuda" else ()
+        for name, engine, zero, prefetch in (("deepspeed_zero1", "deepspeed", 1, None), ("torch", "torch", 0, None), *without):
+            engines[name] = guarded(engine_figures, s, engine, zero, prefetch)
             sections[name] = clock.lap()
         finetunes = guarded(finetune_figures, s, pipeline, args.finetunes or size["finetunes"])
         sections["finetunes"] = clock.lap()

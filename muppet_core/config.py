@@ -97,6 +97,10 @@ class Optimization(Strict):
     """Where each rank trains and evaluates: cpu, cuda or cuda:N (None: cuda:LOCAL_RANK when CUDA is present, else the CPU)."""
     checkpoint_every: int | None = execution(200, gt=0, le=MAX_STEPS)
     """Updates between checkpoints (a killed run resumes from the last one; None: no checkpoints)."""
+    prefetch: bool | None = execution(None)
+    """Collate the next micro-batch on a helper thread while this one computes, and on a CUDA device copy
+    it from page-locked memory without blocking (None: on a CUDA device only). The batches are the same
+    either way."""
 
 
 class Mixing(Strict):

@@ -7,11 +7,17 @@ that reaches the model without passing here is a bug the tests look for.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import torch
 
 from muppet_core.errors import MuppetError
+
+
+T = TypeVar("T")
 
 
 class DeviceError(MuppetError):
@@ -50,6 +56,43 @@ def rank_device(setting: str | None = None) -> torch.device:
     return device
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """A collated batch with every tensor on ``device``."""
-    return {k: v.to(device) for k, v in batch.items()}
+def to_device(batch: dict[str, torch.Tensor], device: torch.device, non_blocking: bool = False) -> dict[str, torch.Tensor]:
+    """A collated batch with every tensor on ``device`` (``non_blocking``: from page-locked memory, the copy
+    queued behind the device's work instead of waited for)."""
+    return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+
+
+def prefetched(items: Iterable[T], collate: Callable[[T], dict[str, torch.Tensor]], device: torch.device,
+               prefetch: bool | None = None) -> Iterator[tuple[T, dict[str, torch.Tensor]]]:
+    """Each of ``items`` with its batch (``collate(item)``) on ``device``, in order.
+
+    With ``prefetch`` (None: on a CUDA device), the next item is taken from ``items`` (in this thread)
+    and collated on a helper thread while the caller computes on the current batch; on a CUDA device
+    it is also pinned in page-locked memory and copied without blocking, so collation and the copy
+    overlap the device's work. Without it each batch is collated here, when its turn comes. The
+    batches are the same either way.
+    """
+    if prefetch is None:
+        prefetch = device.type == "cuda"
+    if not prefetch:
+        for item in items:
+            yield item, to_device(collate(item), device)
+        return
+    pin = device.type == "cuda"
+
+    def load(item: T) -> dict[str, torch.Tensor]:
+        batch = collate(item)
+        return {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+
+    source = iter(items)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="muppet-prefetch") as pool:
+        upcoming = next(source, _END)
+        loading = pool.submit(load, upcoming) if upcoming is not _END else None
+        while upcoming is not _END:
+            item, batch = upcoming, loading
+            upcoming = next(source, _END)  # the next item is taken before this one is handed out
+            loading = pool.submit(load, upcoming) if upcoming is not _END else None
+            yield item, to_device(batch.result(), device, non_blocking=pin)
+
+
+_END = object()

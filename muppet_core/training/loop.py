@@ -156,21 +156,40 @@ def train(
             batches[name].restore(position)
         for cb, state in zip(callbacks, loop["callbacks"]):  # rank 0's callbacks and counters; other ranks report nothing
             cb.restore(state)
+    def micro_batches():
+        """(step, task, example indices, the streams' positions after the step's draws, whether it is the
+        step's last) of every micro-batch of this rank from ``start`` on. Every rank draws all of an update's
+        micro-batches, in one global order, and computes its share (draws r, r + w, ...): an update
+        consumes the same examples whatever the world size."""
+        for step in range(start, settings.steps):
+            order = schedule.tasks_for_rank(step, rank, world_size)
+            drawn = [batches[name].next_batch() for name in schedule.tasks_for_step(step)][rank::world_size]
+            positions = {n: b.state() for n, b in batches.items()}  # what a checkpoint after this step resumes from
+            for k, (name, picked) in enumerate(zip(order, drawn, strict=True)):
+                yield step, name, picked, positions, k == len(order) - 1
+
+    def collate(micro_batch) -> dict[str, torch.Tensor]:
+        _, name, picked, _, _ = micro_batch
+        stream = streams[name]
+        return stream.family.collate([stream.features[i] for i in picked], pad_id)
+
+    # The next micro-batch (the next update's first, at an update's last) is drawn before this one computes,
+    # and with prefetch collated meanwhile; the positions each checkpoint saves are its own update's.
+    feed = devices.prefetched(micro_batches(), collate, device, optim.prefetch)
     for cb in callbacks:
         cb.on_train_start(settings.steps, start)
     started = time.perf_counter()
     for step in range(start, settings.steps):
         check_stop()  # a run asked to stop (SIGTERM, Ctrl-C) leaves a fine-tune of its threads here, its last checkpoint kept
         step_losses: list[torch.Tensor] = []
-        order = schedule.tasks_for_rank(step, rank, world_size)
-        # Every rank draws all of the update's micro-batches, in one global order, and computes its share
-        # (draws r, r + w, ...): an update consumes the same examples whatever the world size.
-        drawn = [batches[name].next_batch() for name in schedule.tasks_for_step(step)][rank::world_size]
+        order: list[str] = []
         step_seen, step_real, step_computed = collections.Counter(), 0, 0
-        for name, picked in zip(order, drawn):
+        last = False
+        while not last:
+            (_, name, picked, positions, last), batch = next(feed)
+            order.append(name)
             stream = streams[name]
             family = stream.family
-            batch = devices.to_device(family.collate([stream.features[i] for i in picked], pad_id), device)
             for cb in callbacks:
                 cb.on_micro_batch(step, name, picked)
             with engine.autocast():
@@ -204,7 +223,7 @@ def train(
             break  # before any checkpoint: a run resumed after this point redoes these updates and stops here again
         due = optim.checkpoint_every and (step + 1) % optim.checkpoint_every == 0 and step + 1 < settings.steps
         if checkpoint_dir and due:
-            loop = {"positions": {n: b.state() for n, b in batches.items()}, "history": history, "seen": dict(seen),
+            loop = {"positions": positions, "history": history, "seen": dict(seen),
                     "tokens": [real, computed], "callbacks": [cb.state() for cb in callbacks]}
             save_checkpoint(checkpoint_dir, step + 1, engine, loop, rank)
     wall = time.perf_counter() - started

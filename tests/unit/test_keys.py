@@ -61,9 +61,9 @@ def test_only_execution_and_plan_fields_are_left_out(model):
     assert roles <= {EXECUTION, PLAN}
     expected = {
         PrefinetuneConfig: {"enabled", "task_counts", "launcher", "nproc_per_node", "hostfile", "nnodes", "rdzv_endpoint", "shared_store", "device",
-                            "checkpoint_every"},
+                            "checkpoint_every", "prefetch"},
         FinetuneConfig: {"benchmarks", "seeds", "learning_rates", "selection", "head_reuse", "head_reuse_control", "train_fractions", "concurrency",
-                         "executor", "device", "checkpoint_every"},
+                         "executor", "device", "checkpoint_every", "prefetch"},
     }[model]
     assert left_out == expected
 

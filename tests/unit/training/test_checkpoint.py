@@ -110,3 +110,40 @@ class BackwardCounter(Callback):
 
     def on_backward(self, step: int) -> None:
         self.steps.append(step)
+
+
+def _two_tasks(backbone: str, checkpoint_dir, prefetch: bool | None):
+    """8 updates of two micro-batches each over two tasks (SST-2 and RTE heads), checkpoints every 3 updates."""
+    torch.manual_seed(0)
+    encoder, tokenizer = load_encoder(backbone)
+    model = build_multitask_model(encoder, [get_task("sst2"), get_task("rte")])
+    family = get_family("classification")
+    single = [ClassificationRecord(f"good film {i}" if i % 2 else f"a bad and long film number {i}", None, i % 2) for i in range(20)]
+    pairs = [ClassificationRecord(f"it rained on day {i}", f"day {i} was {'wet' if i % 3 else 'dry'}", int(i % 3 == 0)) for i in range(20)]
+    streams = {"sst2": TaskStream(family, "sst2", family.encode(single, tokenizer, 32)[0], 1.0),
+               "rte": TaskStream(family, "rte", family.encode(pairs, tokenizer, 32)[0], 1.0)}
+    optim = SETTINGS.optim.model_copy(update={"checkpoint_every": 3, "prefetch": prefetch})
+    settings = dataclasses.replace(SETTINGS, optim=optim, tasks_per_step=2, checkpoint_dir=str(checkpoint_dir))
+    summary = train(model, streams, settings, tokenizer.pad_token_id)
+    return model.state_dict(), summary
+
+
+def test_prefetched_batches_train_and_resume_exactly_as_batches_collated_in_turn(tiny_backbone, tmp_path):
+    """``prefetch`` (on a CUDA device by default; forced here on the CPU, where only the helper thread
+    applies): the next micro-batch, the next update's first at an update's end, is drawn before the
+    current one computes and collated on a helper thread. The losses, examples, weights and the
+    positions a checkpoint saves are those of batches collated in turn, and a run resumed from a
+    prefetching run's checkpoint ends as the straight run."""
+    volatile = {"wall_seconds", "examples_per_second", "resumed_from_step"}
+    plain, expected = _two_tasks(tiny_backbone, tmp_path / "plain", False)
+    ahead, got = _two_tasks(tiny_backbone, tmp_path / "ahead", True)
+    assert {k: v for k, v in got.items() if k not in volatile} == {k: v for k, v in expected.items() if k not in volatile}
+    assert all(torch.equal(plain[k], ahead[k]) for k in plain)
+    assert sorted({len(h["order"]) for h in got["history"]}) == [2]
+    saved = [load_checkpoint(d, build_engine(build_multitask_model(load_encoder(tiny_backbone)[0], [get_task("sst2"), get_task("rte")]), SETTINGS, 2, 1))
+             for d in (tmp_path / "plain", tmp_path / "ahead")]
+    assert saved[0]["step"] == saved[1]["step"] == 6 and saved[0]["loop"]["positions"] == saved[1]["loop"]["positions"]
+    resumed, again = _two_tasks(tiny_backbone, tmp_path / "ahead", True)  # finds the prefetching run's checkpoint at update 6
+    assert again["resumed_from_step"] == 6
+    assert {k: v for k, v in again.items() if k not in volatile} == {k: v for k, v in expected.items() if k not in volatile}
+    assert all(torch.equal(plain[k], resumed[k]) for k in plain)
