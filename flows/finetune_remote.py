@@ -10,7 +10,8 @@ store, the result published to the store, a failure as a failure record, and whe
 written under the store's ``_jobs/`` folder, where the fan-out reads it.
 
 A flow run whose worker dies goes silent: its flow runs send heartbeats every ``HEARTBEAT_S``, and
-the automation ``CRASH_AUTOMATION`` marks one silent for ``SILENT_S`` Crashed. A run that ends
+the automation ``CRASH_AUTOMATION`` marks one silent for ``SILENT_S`` (since its last heartbeat, or
+its start when none arrived) Crashed. A run that ends
 without results (Crashed, Failed, Cancelled) is submitted again for the jobs it left, at most
 ``retries`` times, then each job left is a failure record (``retry_or_fail``, the ``process``
 executor's path too); they resume from their last checkpoints, which live in the store's scratch area.
@@ -106,23 +107,32 @@ def _ensure_deployment(pool: str) -> str:
 
 
 def _ensure_crash_automation() -> None:
-    """Prefect's zombie-run detection, for fine-tune flow runs: silent for ``SILENT_S`` -> Crashed."""
+    """Prefect's zombie-run detection, for fine-tune flow runs: silent for ``SILENT_S`` -> Crashed.
+
+    The silence is counted from the run's last heartbeat, or from its start (``Running``, which the
+    server itself records) when no heartbeat reached the server: a worker killed before its run's first
+    heartbeat event was delivered left that run Running for ever, and its pipeline waiting on it. A
+    server holding the automation as an earlier version made it (heartbeats only) gets it replaced."""
     from prefect.automations import Automation
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
+    after = {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}
     try:
-        Automation.read(name=CRASH_AUTOMATION)
-        return
+        existing = Automation.read(name=CRASH_AUTOMATION)
     except ValueError:  # none of that name
-        pass
+        existing = None
+    if existing is not None:
+        if set(getattr(existing.trigger, "after", ())) == after:
+            return
+        existing.delete()
     ends = {f"prefect.flow-run.{s}" for s in ("heartbeat", "Completed", "Failed", "Cancelled", "Crashed")}
     Automation(
         name=CRASH_AUTOMATION,
         description=f"a {FLOW} flow run without a heartbeat for {SILENT_S} s lost its worker",
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"}, expect=ends, for_each={"prefect.resource.id"}, posture=Posture.Proactive,
+            after=after, expect=ends, for_each={"prefect.resource.id"}, posture=Posture.Proactive,
             threshold=1, within=timedelta(seconds=SILENT_S), match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             match_related=ResourceSpecification({"prefect.resource.role": "tag", "prefect.resource.id": [f"prefect.tag.{FLOW}"]}),
         ),

@@ -122,7 +122,12 @@ def run_pipeline(stack, tiny_backbone, mirror, root: Path, store: str, chunk: in
     with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as parent:
         if while_running:
             while_running(parent)
-        out, _ = parent.communicate(timeout=900)
+        try:
+            out, _ = parent.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            parent.kill()  # else leaving the block waits for it without end
+            out, _ = parent.communicate()
+            pytest.fail(f"`muppet run` did not end in 900 s:\n{out[-5000:]}")
     assert parent.returncode == 0, out[-5000:]
     return out
 
@@ -136,6 +141,18 @@ def finetune_runs(api: str) -> list[dict]:
 def started_a_fine_tune(api: str, flow_run_id: str) -> bool:
     logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}}, timeout=10).json()
     return any(line["message"].startswith("fine-tune ") for line in logs)
+
+
+def silent_run(api: str) -> str:
+    """A flow run of the work pool's deployment that no worker holds, set Running through the API and never
+    heard from again (no heartbeat ever reaches the server): as a run whose worker died before its first
+    heartbeat was delivered. Its id."""
+    deployment = httpx.get(f"{api}/deployments/name/muppet-finetune/{POOL}", timeout=10).raise_for_status().json()
+    run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", timeout=10,
+                     json={"state": {"type": "PENDING", "name": "Pending"}, "parameters": {"jobs": []}}).raise_for_status().json()
+    httpx.post(f"{api}/flow_runs/{run['id']}/set_state", json={"state": {"type": "RUNNING", "name": "Running"}, "force": True},
+               timeout=10).raise_for_status()
+    return run["id"]
 
 
 def board(seaweed, store: str) -> pd.DataFrame:
@@ -186,9 +203,11 @@ def test_a_killed_worker_s_fine_tunes_are_submitted_again_and_the_leaderboard_is
     store = f"s3://{BUCKET}/deployment-kill-store"
     before = {r["id"] for r in finetune_runs(api)}
     killed: list[dict] = []
+    silent: list[tuple[str, float]] = []
 
     def kill_when_busy(parent: subprocess.Popen) -> None:
-        """SIGKILL worker-a once its flow run has started a fine-tune (it says so in the run's log)."""
+        """SIGKILL worker-a once its flow run has started a fine-tune (it says so in the run's log); at
+        the same moment a run that never sends a heartbeat starts (``silent_run``)."""
         deadline = time.monotonic() + 600
         while not killed and parent.poll() is None and time.monotonic() < deadline:
             held = [r for r in finetune_runs(api) if r["id"] not in before and r["state_type"] == "RUNNING"
@@ -196,11 +215,18 @@ def test_a_killed_worker_s_fine_tunes_are_submitted_again_and_the_leaderboard_is
             if held and started_a_fine_tune(api, held[0]["id"]):
                 workers[WORKERS[0]].kill()
                 killed.append(held[0])
+                silent.append((silent_run(api), time.monotonic()))
             time.sleep(0.5)
 
     out = run_pipeline(stack, tiny_backbone, mirror, tmp_path, store, chunk=3, while_running=kill_when_busy)
     assert killed, "worker-a never held a fine-tune"
-    runs = [r for r in finetune_runs(api) if r["id"] not in before]
+    # The run no heartbeat of which reached the server is Crashed too (counted from its start), not Running for ever.
+    (ghost, since), state = silent[0], {}
+    while time.monotonic() < since + 3 * 60 and state.get("state_type") != "CRASHED":
+        time.sleep(2)
+        state = httpx.get(f"{api}/flow_runs/{ghost}", timeout=10).json()
+    assert state["state_type"] == "CRASHED" and "heartbeat" in state["state"]["message"], (state.get("state_type"), time.monotonic() - since)
+    runs = [r for r in finetune_runs(api) if r["id"] not in before and r["id"] != ghost]
     (crashed,) = [r for r in runs if r["id"] == killed[0]["id"]]
     assert crashed["state_type"] == "CRASHED" and "heartbeat" in crashed["state"]["message"]
     assert "again from" in out and "(1 of 1)" in out
@@ -210,4 +236,5 @@ def test_a_killed_worker_s_fine_tunes_are_submitted_again_and_the_leaderboard_is
     pd.testing.assert_frame_equal(board(seaweed, store).drop(columns=VARYING), in_process_board.drop(columns=VARYING))
     assert verified_artifacts(store) == ARTIFACTS
     record(Outcome("kill", "SIGKILL of a process worker and its flow run during a chunk of three fine-tunes (executor: deployment, chunk: 3, retries: 1)",
-                   f"its flow run was marked Crashed ({crashed['state']['message']}), submitted again to the other worker; same leaderboard, every artifact verified"))
+                   f"its flow run was marked Crashed ({crashed['state']['message']}), submitted again to the other worker; same leaderboard, every artifact "
+                   "verified; a flow run set Running that never sent a heartbeat was marked Crashed as well"))

@@ -178,3 +178,28 @@ def test_a_stopped_deployment_fan_out_cancels_its_flow_runs_on_the_pool(prefect_
     assert len(flow_runs) == 2 and {r.state.type.value for r in flow_runs} <= {"CANCELLING", "CANCELLED"}, [r.state for r in flow_runs]
     record(Outcome("signal", "SIGTERM to a run whose 2 fine-tune flow runs wait on a work pool (deployment executor)",
                    "both flow runs cancelled on the pool ('cancelled 2 fine-tune flow run(s) on the work pool'): no worker takes them after the run is gone"))
+
+
+def test_the_crash_automation_counts_silence_from_a_run_s_start_and_replaces_an_older_one(prefect_harness):
+    """The automation that marks a silent fine-tune flow run Crashed counts from the run's start as well as
+    from its last heartbeat (a worker killed before its run's first heartbeat reached the server left the
+    run Running for ever: tests/integration/test_finetune_deployment.py shows it on a live run). A server
+    that holds the automation as earlier versions made it (heartbeats only) gets it replaced, once."""
+    from prefect.automations import Automation
+    from prefect.events.actions import DoNothing
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    from flows.finetune_remote import CRASH_AUTOMATION, _ensure_crash_automation
+
+    try:
+        Automation.read(name=CRASH_AUTOMATION).delete()
+    except ValueError:
+        pass
+    Automation(name=CRASH_AUTOMATION, trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat"},
+               posture=Posture.Proactive, within=60), actions=[DoNothing()]).create()
+    _ensure_crash_automation()
+    replaced = Automation.read(name=CRASH_AUTOMATION)
+    assert set(replaced.trigger.after) == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}
+    assert replaced.actions[0].type == "change-flow-run-state"
+    _ensure_crash_automation()
+    assert Automation.read(name=CRASH_AUTOMATION).id == replaced.id  # kept as it is
